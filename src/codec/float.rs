@@ -1,0 +1,113 @@
+//! F32, F16 and BF16 as codecs. The conversions are ggml's (ggml-impl.h):
+//! fp32 -> fp16 rounds to nearest even; fp32 -> bf16 rounds to nearest even and quiets NaN.
+
+use super::CpuCodec;
+use crate::ggml_type::GgmlType;
+use half::f16;
+
+pub const F32_CODEC: CpuCodec = CpuCodec {
+    ty: GgmlType::F32,
+    encode: Some(encode_f32),
+    decode: Some(decode_f32),
+};
+pub const F16_CODEC: CpuCodec = CpuCodec {
+    ty: GgmlType::F16,
+    encode: Some(encode_f16),
+    decode: Some(decode_f16),
+};
+pub const BF16_CODEC: CpuCodec = CpuCodec {
+    ty: GgmlType::BF16,
+    encode: Some(encode_bf16),
+    decode: Some(decode_bf16),
+};
+
+/// ggml's `GGML_FP32_TO_FP16`: round to nearest even, overflow to infinity.
+#[inline]
+pub fn f32_to_f16_bits(x: f32) -> u16 {
+    f16::from_f32(x).to_bits()
+}
+
+/// ggml's `GGML_FP16_TO_FP32` (exact).
+#[inline]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    f16::from_bits(h).to_f32()
+}
+
+/// ggml's `ggml_compute_fp32_to_bf16`: NaN keeps its sign and top payload bits and is forced
+/// quiet; everything else rounds to nearest even (overflowing to infinity).
+#[inline]
+pub fn f32_to_bf16_bits(x: f32) -> u16 {
+    let u = x.to_bits();
+    if (u & 0x7fff_ffff) > 0x7f80_0000 {
+        return ((u >> 16) | 64) as u16;
+    }
+    ((u.wrapping_add(0x7fff + ((u >> 16) & 1))) >> 16) as u16
+}
+
+/// ggml's `ggml_compute_bf16_to_fp32` (exact).
+#[inline]
+pub fn bf16_bits_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+fn encode_f32(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
+    for (x, d) in src.iter().zip(dst.chunks_exact_mut(4)) {
+        d.copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn decode_f32(src: &[u8], dst: &mut [f32]) {
+    for (s, y) in src.chunks_exact(4).zip(dst.iter_mut()) {
+        *y = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    }
+}
+
+fn encode_f16(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
+    for (x, d) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        d.copy_from_slice(&f32_to_f16_bits(*x).to_le_bytes());
+    }
+}
+
+fn decode_f16(src: &[u8], dst: &mut [f32]) {
+    for (s, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
+        *y = f16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
+    }
+}
+
+fn encode_bf16(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
+    for (x, d) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        d.copy_from_slice(&f32_to_bf16_bits(*x).to_le_bytes());
+    }
+}
+
+fn decode_bf16(src: &[u8], dst: &mut [f32]) {
+    for (s, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
+        *y = bf16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_rounding_matches_ggml_rules() {
+        // exactly half-way: ties to even
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80);
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f80_8001)), 0x3f81);
+        // NaN is quieted, sign kept
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0xff80_0001)), 0xffc0);
+        assert_eq!(f32_to_bf16_bits(f32::INFINITY), 0x7f80);
+        assert_eq!(f32_to_bf16_bits(f32::MAX), 0x7f80);
+    }
+
+    #[test]
+    fn f16_rounding_is_nearest_even() {
+        assert_eq!(f32_to_f16_bits(1.0 + 1.0 / 2048.0), 0x3c00);
+        assert_eq!(f32_to_f16_bits(1.0 + 3.0 / 2048.0), 0x3c02);
+        assert_eq!(f32_to_f16_bits(65520.0), 0x7c00);
+        assert_eq!(f32_to_f16_bits(65519.0), 0x7bff);
+        assert_eq!(f16_bits_to_f32(0x0001), 2f32.powi(-24));
+    }
+}

@@ -1,0 +1,129 @@
+//! CPU reference codecs, one module per format family, and the one table that maps a
+//! [`GgmlType`] to its row encoder and decoder.
+//!
+//! Semantics of a row encoder: `encode(src, dst, weights)` turns one row (`src.len()` a
+//! multiple of the block) into exactly the bytes llama-quantize writes for that row: without
+//! importance weights that is ggml's `quantize_row_X_ref` (or what `quantize_X` does with
+//! `quant_weights == NULL`), with weights (`weights.len() == src.len()`, an imatrix column
+//! slice) the `quantize_X` `_impl` path. Decoders equal ggml's `dequantize_row_X`.
+
+use crate::ggml_type::GgmlType;
+use rayon::prelude::*;
+
+pub mod float;
+
+/// Encodes one row. `weights`, when given, has the row's length.
+pub type EncodeRowFn = fn(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>);
+/// Decodes one row; `dst.len()` elements from `src.len()` bytes.
+pub type DecodeRowFn = fn(src: &[u8], dst: &mut [f32]);
+
+/// The CPU codec of one type.
+#[derive(Clone, Copy)]
+pub struct CpuCodec {
+    pub ty: GgmlType,
+    pub encode: Option<EncodeRowFn>,
+    pub decode: Option<DecodeRowFn>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("gpuq cannot encode {0} (no encoder for this type)")]
+    NoEncoder(GgmlType),
+    #[error("gpuq cannot decode {0} (no decoder for this type)")]
+    NoDecoder(GgmlType),
+    #[error("{ty}: row length {row_len} is not a multiple of the block size {block}")]
+    RowNotBlockMultiple {
+        ty: GgmlType,
+        row_len: usize,
+        block: u64,
+    },
+    #[error("{ty}: buffer sizes disagree: {what}")]
+    BadLength { ty: GgmlType, what: String },
+}
+
+/// Every CPU codec gpuq has; the single place that lists them.
+pub fn cpu_codecs() -> &'static [CpuCodec] {
+    const CODECS: &[CpuCodec] = &[float::F32_CODEC, float::F16_CODEC, float::BF16_CODEC];
+    CODECS
+}
+
+pub fn cpu_codec(ty: GgmlType) -> Option<&'static CpuCodec> {
+    cpu_codecs().iter().find(|c| c.ty == ty)
+}
+
+pub fn can_encode(ty: GgmlType) -> bool {
+    cpu_codec(ty).is_some_and(|c| c.encode.is_some())
+}
+
+pub fn can_decode(ty: GgmlType) -> bool {
+    cpu_codec(ty).is_some_and(|c| c.decode.is_some())
+}
+
+fn check_rows(
+    ty: GgmlType,
+    row_len: usize,
+    n_elems: usize,
+    n_bytes: usize,
+) -> Result<usize, CodecError> {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
+            ty,
+            row_len,
+            block: ty.block_elems(),
+        },
+    )? as usize;
+    let n_rows = n_elems / row_len;
+    if n_elems % row_len != 0 || n_rows * row_bytes != n_bytes {
+        return Err(CodecError::BadLength {
+            ty,
+            what: format!(
+                "{n_elems} elements in rows of {row_len} vs {n_bytes} bytes (rows of {row_bytes})"
+            ),
+        });
+    }
+    Ok(row_bytes)
+}
+
+/// Encodes whole rows of `row_len` elements on the CPU, rows in parallel (rayon).
+/// `weights` (length `row_len`) are per-column importance weights shared by all rows.
+pub fn encode_rows(
+    ty: GgmlType,
+    src: &[f32],
+    row_len: usize,
+    weights: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), CodecError> {
+    let enc = cpu_codec(ty)
+        .and_then(|c| c.encode)
+        .ok_or(CodecError::NoEncoder(ty))?;
+    let row_bytes = check_rows(ty, row_len, src.len(), dst.len())?;
+    if let Some(w) = weights {
+        if w.len() != row_len {
+            return Err(CodecError::BadLength {
+                ty,
+                what: format!("{} importance weights for rows of {row_len}", w.len()),
+            });
+        }
+    }
+    src.par_chunks(row_len)
+        .zip(dst.par_chunks_mut(row_bytes))
+        .for_each(|(s, d)| enc(s, d, weights));
+    Ok(())
+}
+
+/// Decodes whole rows of `row_len` elements on the CPU, rows in parallel (rayon).
+pub fn decode_rows(
+    ty: GgmlType,
+    src: &[u8],
+    row_len: usize,
+    dst: &mut [f32],
+) -> Result<(), CodecError> {
+    let dec = cpu_codec(ty)
+        .and_then(|c| c.decode)
+        .ok_or(CodecError::NoDecoder(ty))?;
+    let row_bytes = check_rows(ty, row_len, dst.len(), src.len())?;
+    src.par_chunks(row_bytes)
+        .zip(dst.par_chunks_mut(row_len))
+        .for_each(|(s, d)| dec(s, d));
+    Ok(())
+}

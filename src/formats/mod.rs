@@ -1,0 +1,4 @@
+//! Readers and writers of model files.
+
+pub mod gguf;
+pub mod safetensors;

@@ -1,0 +1,11 @@
+//! gpuq: a GPU compute engine (wgpu + WGSL) for quantizing LLM weights into llama.cpp's GGUF
+//! formats, with a native CPU reference path that produces the same bytes.
+
+pub mod codec;
+pub mod error;
+pub mod formats;
+pub mod ggml_type;
+pub mod gpu;
+
+pub use error::{Error, Result};
+pub use ggml_type::GgmlType;
