@@ -1,6 +1,7 @@
 //! gpuq: a GPU compute engine (wgpu + WGSL) for quantizing LLM weights into llama.cpp's GGUF
 //! formats, with a native CPU reference path that produces the same bytes.
 
+pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod formats;

@@ -1,0 +1,32 @@
+//! The `gpuq` command line: one module per subcommand, each with its clap `Args` and a `run`.
+
+use clap::{Parser, Subcommand};
+
+pub mod info;
+pub mod inspect;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpuq",
+    version,
+    about = "GPU quantizer for LLM weights (GGUF, llama.cpp-compatible)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the GPU adapter gpuq would use, its limits and the backend choice.
+    Info(info::Args),
+    /// Describe a GGUF file, a .safetensors file or a Hugging Face model folder.
+    Inspect(inspect::Args),
+}
+
+pub fn run(cli: Cli) -> crate::Result<()> {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
