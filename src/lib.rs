@@ -7,6 +7,7 @@ pub mod error;
 pub mod formats;
 pub mod ggml_type;
 pub mod gpu;
+pub mod policy;
 
 pub use error::{Error, Result};
 pub use ggml_type::GgmlType;

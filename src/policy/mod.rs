@@ -1,0 +1,10 @@
+//! Which type each tensor gets: llama-quantize's mixtures (Q4_K_M, …), its per-tensor rules
+//! (src/llama-quant.cpp), fallbacks and user overrides.
+
+mod mixture;
+mod plan;
+mod role;
+
+pub use mixture::{MIXTURES, Mixture};
+pub use plan::{Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, plan_types};
+pub use role::{Category, allows_quantization, n_dims};
