@@ -28,11 +28,7 @@ pub struct Hparams {
 
 impl Hparams {
     fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// llama.cpp's LLM_TYPE_70B: a llama with 80 layers and grouped-query attention.
@@ -183,7 +179,9 @@ impl State<'_> {
         Ok((counter, self.n_layer))
     }
 
-    /// `llama_tensor_get_type_impl`.
+    /// `llama_tensor_get_type_impl`. The branches mirror llama.cpp's if/else chain one for one
+    /// (some arms give the same type) so the two can be compared side by side.
+    #[allow(clippy::if_same_then_else)]
     fn mixture_rule(
         &mut self,
         mut t: GgmlType,
@@ -259,9 +257,7 @@ impl State<'_> {
                 } else {
                     G::IQ3_XXS
                 };
-            } else if self.is(&[IQ3_XS, IQ3_S]) && gqa >= 4 {
-                t = G::Q4_K;
-            } else if self.is(&[IQ3_M]) {
+            } else if (self.is(&[IQ3_XS, IQ3_S]) && gqa >= 4) || self.is(&[IQ3_M]) {
                 t = G::Q4_K;
             } else if self.is(&[Q3_K_M]) {
                 t = if self.i_attention_wv < 2 {
