@@ -1,10 +1,10 @@
 //! The per-tensor type choice of llama-quantize (src/llama-quant.cpp: `llama_tensor_get_type`,
 //! `llama_tensor_get_type_impl`, `tensor_type_fallback`, `tensor_requires_imatrix`).
 //!
-//! llama.cpp walks the tensors in the order of its loader's `std::map`, i.e. sorted by name
-//! bytewise, and the layer counters of the `use_more_bits` rules advance in that order (so
-//! `blk.10` comes before `blk.2`). [`plan_types`] does the same and returns the plan in the
-//! caller's order.
+//! llama.cpp walks the tensors in the order of its loader's `weights_map` (sorted by the layer
+//! number parsed from `blk.N.`, tensors without one first, then by name bytewise), and the layer
+//! counters of the `use_more_bits` rules advance in that order. [`plan_types`] does the same
+//! and returns the plan in the caller's order.
 
 use super::mixture::Mixture;
 use super::role::{Category, allows_quantization};
@@ -447,6 +447,21 @@ fn requires_imatrix(name: &str, t: GgmlType, ftype: u32) -> bool {
     }
 }
 
+/// The sort key of llama.cpp's `weight_name_comparer`: the layer number of `blk.N.` (-1 for
+/// tensors outside the blocks), then the name bytewise.
+pub fn loader_order_key(name: &str) -> (i64, &[u8]) {
+    let layer = name
+        .strip_prefix("blk.")
+        .map(|r| {
+            r.bytes().take_while(u8::is_ascii_digit).fold(0i64, |n, d| {
+                n.saturating_mul(10).saturating_add((d - b'0') as i64)
+            })
+        })
+        .filter(|_| name.as_bytes().get(4).is_some_and(u8::is_ascii_digit))
+        .unwrap_or(-1);
+    (layer, name.as_bytes())
+}
+
 /// Chooses the output type of every tensor as llama-quantize does for `opts`. The result is in
 /// the order of `tensors`.
 pub fn plan_types(
@@ -482,9 +497,10 @@ pub fn plan_types(
         i_ffn_up: 0,
     };
 
-    // llama.cpp's loader keeps tensors in a std::map: bytewise name order.
     let mut order: Vec<usize> = (0..tensors.len()).collect();
-    order.sort_by(|&a, &b| tensors[a].name.as_bytes().cmp(tensors[b].name.as_bytes()));
+    order.sort_by(|&a, &b| {
+        loader_order_key(&tensors[a].name).cmp(&loader_order_key(&tensors[b].name))
+    });
 
     let default = opts.mixture.default;
     let mut out: Vec<Option<TensorPlan>> = vec![None; tensors.len()];
@@ -585,6 +601,30 @@ mod tests {
         v
     }
 
+    #[test]
+    fn loader_order() {
+        let mut names = vec![
+            "blk.10.a",
+            "output.weight",
+            "blk.2.b",
+            "blk.2.a",
+            "token_embd.weight",
+            "blkx.1",
+        ];
+        names.sort_by_key(|n| loader_order_key(n));
+        assert_eq!(
+            names,
+            [
+                "blkx.1",
+                "output.weight",
+                "token_embd.weight",
+                "blk.2.a",
+                "blk.2.b",
+                "blk.10.a"
+            ]
+        );
+    }
+
     fn count(plan: &[TensorPlan], t: GgmlType) -> usize {
         plan.iter().filter(|p| p.target == t).count()
     }
@@ -616,15 +656,16 @@ mod tests {
     }
 
     #[test]
-    fn counters_advance_in_bytewise_name_order() {
-        // With 16 layers, use_more_bits picks counter values {0,1,4,7,10,13,14,15}; in name
-        // order blk.0, blk.1, blk.10, blk.11, … so counter 2 is blk.10, not blk.2.
-        let t = llama(16, 256, true);
+    fn counters_advance_in_loader_order() {
+        // The input lists the layers shuffled; llama.cpp's loader sorts them by layer number, so
+        // the counter of the use_more_bits rule is the layer number.
+        let mut t = llama(16, 256, true);
+        t.reverse();
+        t.swap(3, 40);
         let opts = PlanOptions::new(Mixture::parse("Q4_K_M").unwrap());
         let plan = plan_types(&t, &hp(16), &opts).unwrap();
         let target = |name: &str| plan[t.iter().position(|d| d.name == name).unwrap()].target;
-        let mut names: Vec<String> = (0..16).map(|l| format!("blk.{l}.attn_v.weight")).collect();
-        names.sort();
+        let names: Vec<String> = (0..16).map(|l| format!("blk.{l}.attn_v.weight")).collect();
         for (i, n) in names.iter().enumerate() {
             let want = if use_more_bits(i as i64, 16) {
                 GgmlType::Q6_K
