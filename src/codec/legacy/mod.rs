@@ -45,7 +45,10 @@ pub const Q8_0_CODEC: CpuCodec = CpuCodec {
 
 /// Encodes a row block by block with `f`.
 fn ref_row<B: bytemuck::Pod>(src: &[f32], dst: &mut [u8], f: fn(&[f32]) -> B) {
-    for (x, d) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(size_of::<B>())) {
+    for (x, d) in src
+        .chunks_exact(QK)
+        .zip(dst.chunks_exact_mut(size_of::<B>()))
+    {
         store(&f(x), d);
     }
 }
@@ -89,7 +92,10 @@ pub fn encode_q8_0(src: &[f32], dst: &mut [u8], _weights: Option<&[f32]>) {
 
 /// Decodes a row block by block with `f(block, out32)`.
 fn dec_row<B: bytemuck::Pod>(src: &[u8], dst: &mut [f32], f: fn(&B, &mut [f32])) {
-    for (s, y) in src.chunks_exact(size_of::<B>()).zip(dst.chunks_exact_mut(QK)) {
+    for (s, y) in src
+        .chunks_exact(size_of::<B>())
+        .zip(dst.chunks_exact_mut(QK))
+    {
         f(&load(s), y);
     }
 }
