@@ -11,6 +11,7 @@ use crate::ggml_type::GgmlType;
 use rayon::prelude::*;
 
 pub mod float;
+pub mod kquants;
 
 /// Encodes one row. `weights`, when given, has the row's length.
 pub type EncodeRowFn = fn(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>);
@@ -43,7 +44,16 @@ pub enum CodecError {
 
 /// Every CPU codec gpuq has; the single place that lists them.
 pub fn cpu_codecs() -> &'static [CpuCodec] {
-    const CODECS: &[CpuCodec] = &[float::F32_CODEC, float::F16_CODEC, float::BF16_CODEC];
+    const CODECS: &[CpuCodec] = &[
+        float::F32_CODEC,
+        float::F16_CODEC,
+        float::BF16_CODEC,
+        kquants::Q2_K_CODEC,
+        kquants::Q3_K_CODEC,
+        kquants::Q4_K_CODEC,
+        kquants::Q5_K_CODEC,
+        kquants::Q6_K_CODEC,
+    ];
     CODECS
 }
 
