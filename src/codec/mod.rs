@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 pub mod float;
 pub mod legacy;
+pub mod kquants;
 
 /// Encodes one row. `weights`, when given, has the row's length.
 pub type EncodeRowFn = fn(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>);
@@ -53,6 +54,11 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         legacy::Q5_0_CODEC,
         legacy::Q5_1_CODEC,
         legacy::Q8_0_CODEC,
+        kquants::Q2_K_CODEC,
+        kquants::Q3_K_CODEC,
+        kquants::Q4_K_CODEC,
+        kquants::Q5_K_CODEC,
+        kquants::Q6_K_CODEC,
     ];
     CODECS
 }

@@ -1,0 +1,227 @@
+//! Q5_K: 5.5 bits per weight. A 256-element super-block in 8 sub-blocks of 32, each with a
+//! 6-bit scale and a 6-bit min against the f16 super-scales `d` and `dmin`:
+//! `x = d*sc*q - dmin*m`, q in 0..=31 (low 4 bits in `qs`, the 5th in `qh`).
+
+use super::search::{ScaleMin, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int};
+use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le, f16_le_to_f32};
+use super::{get_scale_min_k4, pack_scale_min_k4};
+use bytemuck::{Pod, Zeroable};
+
+/// ggml's `block_q5_K`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
+pub struct BlockQ5K {
+    /// f16 bits: super-block scale for the quantized scales.
+    pub d: u16,
+    /// f16 bits: super-block scale for the quantized mins.
+    pub dmin: u16,
+    /// 6-bit scales and mins, packed (see [`get_scale_min_k4`]).
+    pub scales: [u8; K_SCALE_SIZE],
+    /// 5th bits: byte `l` holds element `32*k + l` at bit `k`.
+    pub qh: [u8; QK_K / 8],
+    /// Low 4 bits: byte `32*p + l` holds element `64*p + l` (low nibble) and `64*p + 32 + l`
+    /// (high nibble).
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
+
+/// Packs the 5-bit levels as `quantize_row_q5_K_ref` does.
+#[inline(always)]
+fn pack_levels(l: &[u8; QK_K], y: &mut BlockQ5K) {
+    y.qh = [0; QK_K / 8];
+    let (mut m1, mut m2) = (1u8, 2u8);
+    for (p, n) in (0..QK_K).step_by(64).enumerate() {
+        for j in 0..32 {
+            let mut l1 = l[n + j];
+            if l1 > 15 {
+                l1 -= 16;
+                y.qh[j] |= m1;
+            }
+            let mut l2 = l[n + j + 32];
+            if l2 > 15 {
+                l2 -= 16;
+                y.qh[j] |= m2;
+            }
+            y.qs[32 * p + j] = l1 | (l2 << 4);
+        }
+        m1 <<= 2;
+        m2 <<= 2;
+    }
+}
+
+/// Re-quantizes every sub-block against its f16-rounded scale and min (the common tail of
+/// `quantize_row_q5_K_ref` and `_impl`); sub-blocks whose scale rounds to zero keep the
+/// levels of the search.
+#[inline(always)]
+fn requantize(x: &[f32; QK_K], y: &BlockQ5K, l: &mut [u8; QK_K]) {
+    let d_all = f16_le_to_f32(y.d);
+    let dmin_all = f16_le_to_f32(y.dmin);
+    for j in 0..QK_K / 32 {
+        let (sc, m) = get_scale_min_k4(j, &y.scales);
+        let d = d_all * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = dmin_all * m as f32;
+        for ii in 0..32 {
+            let q = nearest_int((x[32 * j + ii] + dm) / d);
+            l[32 * j + ii] = q.clamp(0, 31) as u8;
+        }
+    }
+}
+
+/// ggml's `quantize_row_q5_K_ref` for one block.
+pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ5K {
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let mut weights = [0.0f32; 32];
+    let mut mins = [0.0f32; 8];
+    let mut scales = [0.0f32; 8];
+    let mut max_scale = 0.0f32;
+    let mut max_min = 0.0f32;
+    for j in 0..QK_K / 32 {
+        let xs = &x[32 * j..32 * j + 32];
+        let mut sum_x2 = 0.0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        let ScaleMin { scale, min } = make_qkx2_quants(
+            31,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut laux,
+            -0.5,
+            0.1,
+            15,
+            false,
+        );
+        scales[j] = scale;
+        mins[j] = min;
+        if scale > max_scale {
+            max_scale = scale;
+        }
+        if min > max_min {
+            max_min = min;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    for j in 0..QK_K / 32 {
+        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
+    }
+    let mut y = BlockQ5K::zeroed();
+    y.scales = pack_scale_min_k4(&ls, &lm);
+    y.d = f16_le(max_scale / 63.0);
+    y.dmin = f16_le(max_min / 63.0);
+    requantize(x, &y, &mut l);
+    pack_levels(&l, &mut y);
+    y
+}
+
+/// ggml's `quantize_row_q5_K_impl` for one block with importance weights `qw` (the imatrix
+/// path).
+pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ5K {
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    let mut weights = [0.0f32; 32];
+    let mut sw = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    let mut scales = [0.0f32; 8];
+    let mut sum_x2 = 0.0f32;
+    for &v in x {
+        sum_x2 += v * v;
+    }
+    let sigma2 = 2.0 * sum_x2 / QK_K as f32;
+    for j in 0..QK_K / 32 {
+        let xs = &x[32 * j..32 * j + 32];
+        for ((w, &v), &q) in weights.iter_mut().zip(xs).zip(&qw[32 * j..32 * j + 32]) {
+            *w = q * (sigma2 + v * v).sqrt();
+        }
+        let mut sumw = 0.0f32;
+        for &w in &weights {
+            sumw += w;
+        }
+        sw[j] = sumw;
+        let r = make_qkx3_quants(
+            31,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut laux,
+            -0.9,
+            0.05,
+            36,
+            false,
+        );
+        scales[j] = r.scale;
+        mins[j] = r.min;
+    }
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    for v in ls.iter_mut().chain(lm.iter_mut()) {
+        *v = (*v).min(63);
+    }
+    let mut y = BlockQ5K::zeroed();
+    y.scales = pack_scale_min_k4(&ls, &lm);
+    y.d = f16_le(d_block);
+    y.dmin = f16_le(m_block);
+    requantize(x, &y, &mut l);
+    pack_levels(&l, &mut y);
+    y
+}
+
+/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
+pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(176));
+    for (i, (x, out)) in blocks.enumerate() {
+        let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
+        let y = match block_weights(weights, i) {
+            Some(qw) => quantize_block_weighted(x, qw),
+            None => quantize_block_ref(x),
+        };
+        out.copy_from_slice(bytemuck::bytes_of(&y));
+    }
+}
+
+/// ggml's `dequantize_row_q5_K` for one block.
+pub fn dequantize_block(b: &BlockQ5K, y: &mut [f32; QK_K]) {
+    let d = f16_le_to_f32(b.d);
+    let min = f16_le_to_f32(b.dmin);
+    for p in 0..4 {
+        let (sc, m) = get_scale_min_k4(2 * p, &b.scales);
+        let (d1, m1) = (d * sc as f32, min * m as f32);
+        let (sc, m) = get_scale_min_k4(2 * p + 1, &b.scales);
+        let (d2, m2) = (d * sc as f32, min * m as f32);
+        let (u1, u2) = (1u8 << (2 * p), 2u8 << (2 * p));
+        let ql = &b.qs[32 * p..32 * p + 32];
+        let out = &mut y[64 * p..64 * p + 64];
+        for l in 0..32 {
+            let h1 = if b.qh[l] & u1 != 0 { 16 } else { 0 };
+            let h2 = if b.qh[l] & u2 != 0 { 16 } else { 0 };
+            out[l] = d1 * ((ql[l] & 0xF) + h1) as f32 - m1;
+            out[l + 32] = d2 * ((ql[l] >> 4) + h2) as f32 - m2;
+        }
+    }
+}
+
+/// Decodes one row (see [`crate::codec::DecodeRowFn`]).
+pub fn decode_row(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(176).zip(dst.chunks_exact_mut(QK_K)) {
+        let b: BlockQ5K = bytemuck::pod_read_unaligned(b);
+        dequantize_block(&b, y.try_into().expect("chunks_exact yields QK_K"));
+    }
+}
