@@ -1,0 +1,459 @@
+//! The GGUF writer: the header is planned from the tensor list before any data exists; data
+//! is written in order or positionally by parallel workers; the file appears under its final
+//! name only when every byte was written and flushed.
+//!
+//! Mirrors `gguf_write_to_buf` in llama.cpp's `ggml/src/gguf.cpp` and gguf-py's `GGUFWriter`
+//! (offsets: each tensor's size padded to the alignment, in order; zero padding after the
+//! tensor infos and after every tensor, the last one included). A file read by
+//! [`GgufFile`](super::GgufFile) and written back with [`GgufWriter::write_copy`] is
+//! byte-identical when its tensors were laid out that way.
+
+use super::value::{Array, Value};
+use super::{
+    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgufError, GgufFile, KEY_ALIGNMENT, MAX_DIMS,
+    TensorInfo, pad_to,
+};
+use crate::GgmlType;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A tensor to be written: its data is produced later.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TensorSpec {
+    pub name: String,
+    pub ty: GgmlType,
+    /// Shape, `ne[0]` first.
+    pub dims: Vec<u64>,
+}
+
+/// A GGUF file being written to `NAME.tmp`. `write_at` takes `&self`, so worker threads can
+/// share the writer and write their tiles in any order.
+#[derive(Debug)]
+pub struct GgufWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+    tensors: Vec<TensorInfo>,
+    alignment: u64,
+    data_offset: u64,
+    /// Per tensor: the byte ranges written so far, sorted, disjoint, adjacent ones merged.
+    written: Vec<Mutex<Vec<(u64, u64)>>>,
+    /// Where the next streamed byte goes: (tensor index, offset in tensor).
+    cursor: (usize, u64),
+    finished: bool,
+}
+
+impl GgufWriter {
+    /// Plans the header (version 3) and creates `path` + ".tmp" holding it. The alignment is
+    /// `general.alignment` from `metadata` when present (a u32 power of two), else 32.
+    pub fn create(
+        path: impl AsRef<Path>,
+        metadata: &[(String, Value)],
+        tensors: &[TensorSpec],
+    ) -> Result<GgufWriter, GgufError> {
+        Self::create_with_version(path, GGUF_VERSION, metadata, tensors)
+    }
+
+    /// As [`create`](Self::create), writing `version` (2 or 3; the layout is the same).
+    pub fn create_with_version(
+        path: impl AsRef<Path>,
+        version: u32,
+        metadata: &[(String, Value)],
+        tensors: &[TensorSpec],
+    ) -> Result<GgufWriter, GgufError> {
+        let path = path.as_ref().to_path_buf();
+        if version != 2 && version != 3 {
+            return Err(GgufError::UnsupportedVersion { path, version });
+        }
+        let plan = plan(&path, version, metadata, tensors)?;
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| GgufError::io(&tmp, e))?;
+        let n = plan.tensors.len();
+        let mut w = GgufWriter {
+            path,
+            tmp,
+            file,
+            tensors: plan.tensors,
+            alignment: plan.alignment,
+            data_offset: plan.data_offset,
+            written: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            cursor: (0, 0),
+            finished: false,
+        };
+        // The file gets its final length now: the gaps (padding) read back as zero bytes.
+        w.file
+            .set_len(plan.total_len)
+            .and_then(|()| w.file.write_all_at(&plan.header, 0))
+            .map_err(|e| GgufError::io(&w.tmp, e))?;
+        w.skip_empty();
+        Ok(w)
+    }
+
+    /// Writes a copy of `src` (same version, metadata, tensors and bytes) to `path`.
+    pub fn write_copy(src: &GgufFile, path: impl AsRef<Path>) -> Result<(), GgufError> {
+        let specs: Vec<TensorSpec> = src
+            .tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                ty: t.ty,
+                dims: t.dims.clone(),
+            })
+            .collect();
+        let mut w = GgufWriter::create_with_version(path, src.version, &src.metadata, &specs)?;
+        for t in &src.tensors {
+            w.write_next(src.tensor_data(t))?;
+        }
+        w.finish()
+    }
+
+    /// The final path (the file is written to this path + ".tmp" until `finish`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The planned tensors, with offsets (relative to the data section) and sizes.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Absolute file offset of the data section.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// Writes `bytes` at `offset` within tensor `index`. The range must lie inside the tensor
+    /// and must not overlap bytes already written.
+    pub fn write_at(&self, index: usize, offset: u64, bytes: &[u8]) -> Result<(), GgufError> {
+        let len = bytes.len() as u64;
+        let bad = |what: &'static str| GgufError::BadWrite {
+            path: self.tmp.clone(),
+            index,
+            tensor: self
+                .tensors
+                .get(index)
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+            offset,
+            len,
+            what,
+        };
+        let t = self
+            .tensors
+            .get(index)
+            .ok_or_else(|| bad("names no tensor"))?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= t.size)
+            .ok_or_else(|| bad("runs past the end of the tensor"))?;
+        if len == 0 {
+            return Ok(());
+        }
+        {
+            let mut ranges = self.written[index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !insert_range(&mut ranges, offset, end) {
+                return Err(bad("overlaps bytes already written"));
+            }
+        }
+        let at = self.data_offset + t.offset + offset; // within the planned file length
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(|e| GgufError::io(&self.tmp, e))
+    }
+
+    /// Writes the next bytes of tensor data in file order: continues the current tensor and
+    /// moves on to the next one when it is full.
+    pub fn write_next(&mut self, mut bytes: &[u8]) -> Result<(), GgufError> {
+        while !bytes.is_empty() {
+            let (i, off) = self.cursor;
+            let Some(t) = self.tensors.get(i) else {
+                return Err(GgufError::BadWrite {
+                    path: self.tmp.clone(),
+                    index: i,
+                    tensor: String::new(),
+                    offset: off,
+                    len: bytes.len() as u64,
+                    what: "comes after the last tensor was filled",
+                });
+            };
+            let room = t.size - off;
+            let n = (bytes.len() as u64).min(room) as usize;
+            self.write_at(i, off, &bytes[..n])?;
+            bytes = &bytes[n..];
+            self.cursor.1 += n as u64;
+            self.skip_empty();
+        }
+        Ok(())
+    }
+
+    /// Moves the stream cursor past full (and empty) tensors.
+    fn skip_empty(&mut self) {
+        while let Some(t) = self.tensors.get(self.cursor.0) {
+            if self.cursor.1 < t.size {
+                break;
+            }
+            self.cursor = (self.cursor.0 + 1, 0);
+        }
+    }
+
+    /// Checks every tensor was completely written, flushes to disk and renames the file to
+    /// its final name.
+    pub fn finish(mut self) -> Result<(), GgufError> {
+        for (t, w) in self.tensors.iter().zip(&self.written) {
+            let ranges = w.lock().unwrap_or_else(|e| e.into_inner());
+            let written: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+            if written != t.size {
+                return Err(GgufError::Incomplete {
+                    path: self.tmp.clone(),
+                    tensor: t.name.clone(),
+                    written,
+                    size: t.size,
+                });
+            }
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| GgufError::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| GgufError::io(&self.path, e))?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for GgufWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Adds [s, e) to a sorted list of disjoint ranges, merging neighbours; false if it overlaps.
+fn insert_range(ranges: &mut Vec<(u64, u64)>, s: u64, e: u64) -> bool {
+    let i = ranges.partition_point(|r| r.0 < s);
+    if i > 0 && ranges[i - 1].1 > s {
+        return false;
+    }
+    if i < ranges.len() && ranges[i].0 < e {
+        return false;
+    }
+    let join_prev = i > 0 && ranges[i - 1].1 == s;
+    let join_next = i < ranges.len() && ranges[i].0 == e;
+    match (join_prev, join_next) {
+        (true, true) => {
+            ranges[i - 1].1 = ranges[i].1;
+            ranges.remove(i);
+        }
+        (true, false) => ranges[i - 1].1 = e,
+        (false, true) => ranges[i].0 = s,
+        (false, false) => ranges.insert(i, (s, e)),
+    }
+    true
+}
+
+struct Plan {
+    header: Vec<u8>,
+    tensors: Vec<TensorInfo>,
+    alignment: u64,
+    data_offset: u64,
+    total_len: u64,
+}
+
+/// Lays out the file: header bytes, tensor offsets, data offset and total length.
+fn plan(
+    path: &Path,
+    version: u32,
+    metadata: &[(String, Value)],
+    specs: &[TensorSpec],
+) -> Result<Plan, GgufError> {
+    let mut keys = HashSet::new();
+    for (k, _) in metadata {
+        if !keys.insert(k.as_str()) {
+            return Err(GgufError::BadMetadata {
+                path: path.to_path_buf(),
+                key: k.clone(),
+                what: "appears twice".into(),
+            });
+        }
+    }
+    let alignment = match metadata.iter().find(|(k, _)| k == KEY_ALIGNMENT) {
+        None => DEFAULT_ALIGNMENT,
+        Some((_, Value::U32(a))) if a.is_power_of_two() => u64::from(*a),
+        Some((k, v)) => {
+            return Err(GgufError::BadMetadata {
+                path: path.to_path_buf(),
+                key: k.clone(),
+                what: format!("is {v} ({}); it must be a u32 power of two", v.value_type()),
+            });
+        }
+    };
+
+    let mut tensors = Vec::with_capacity(specs.len());
+    let mut names = HashSet::new();
+    let mut offset = 0u64;
+    for s in specs {
+        let bad = |what: String| GgufError::BadTensorSpec {
+            path: path.to_path_buf(),
+            tensor: s.name.clone(),
+            what,
+        };
+        if !names.insert(s.name.as_str()) {
+            return Err(bad("appears twice".into()));
+        }
+        if s.dims.len() > MAX_DIMS as usize {
+            return Err(bad(format!("{} dimensions (at most {MAX_DIMS})", s.dims.len())));
+        }
+        let ne0 = s.dims.first().copied().unwrap_or(1);
+        if ne0 % s.ty.block_elems() != 0 {
+            return Err(bad(format!(
+                "row length {ne0} is not a multiple of {}'s block of {}",
+                s.ty,
+                s.ty.block_elems()
+            )));
+        }
+        let overflow = || bad(format!("shape {:?} overflows u64", s.dims));
+        if s.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+            return Err(overflow());
+        }
+        let size = s.ty.tensor_bytes(&s.dims).ok_or_else(overflow)?;
+        tensors.push(TensorInfo {
+            name: s.name.clone(),
+            dims: s.dims.clone(),
+            ty: s.ty,
+            offset,
+            size,
+        });
+        offset = pad_to(size, alignment)
+            .and_then(|p| offset.checked_add(p))
+            .ok_or_else(overflow)?;
+    }
+
+    let mut h = Vec::new();
+    h.extend_from_slice(&GGUF_MAGIC.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    h.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata {
+        put_string(&mut h, k);
+        h.extend_from_slice(&v.value_type().id().to_le_bytes());
+        put_value(&mut h, v);
+    }
+    for t in &tensors {
+        put_string(&mut h, &t.name);
+        h.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+        for d in &t.dims {
+            h.extend_from_slice(&d.to_le_bytes());
+        }
+        h.extend_from_slice(&t.ty.id().to_le_bytes());
+        h.extend_from_slice(&t.offset.to_le_bytes());
+    }
+    let too_big = || GgufError::BadTensorSpec {
+        path: path.to_path_buf(),
+        tensor: String::new(),
+        what: "the file size overflows u64".into(),
+    };
+    let data_offset = pad_to(h.len() as u64, alignment).ok_or_else(too_big)?;
+    let total_len = data_offset.checked_add(offset).ok_or_else(too_big)?;
+    Ok(Plan {
+        header: h,
+        tensors,
+        alignment,
+        data_offset,
+        total_len,
+    })
+}
+
+fn put_string(h: &mut Vec<u8>, s: &str) {
+    h.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    h.extend_from_slice(s.as_bytes());
+}
+
+/// A value's bytes, without its type id (`gguf_writer::write` in gguf.cpp).
+fn put_value(h: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::U8(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::I8(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::U16(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::I32(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(x) => h.push(u8::from(*x)),
+        Value::String(s) => put_string(h, s),
+        Value::Array(a) => put_array(h, a),
+        Value::U64(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::I64(x) => h.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => h.extend_from_slice(&x.to_le_bytes()),
+    }
+}
+
+fn put_array(h: &mut Vec<u8>, a: &Array) {
+    h.extend_from_slice(&a.element_type().id().to_le_bytes());
+    h.extend_from_slice(&(a.len() as u64).to_le_bytes());
+    macro_rules! each {
+        ($v:expr) => {
+            for x in $v {
+                h.extend_from_slice(&x.to_le_bytes());
+            }
+        };
+    }
+    match a {
+        Array::U8(v) => h.extend_from_slice(v),
+        Array::I8(v) => each!(v),
+        Array::U16(v) => each!(v),
+        Array::I16(v) => each!(v),
+        Array::U32(v) => each!(v),
+        Array::I32(v) => each!(v),
+        Array::F32(v) => each!(v),
+        Array::Bool(v) => h.extend(v.iter().map(|&b| u8::from(b))),
+        Array::String(v) => v.iter().for_each(|s| put_string(h, s)),
+        Array::Array(v) => v.iter().for_each(|a| put_array(h, a)),
+        Array::U64(v) => each!(v),
+        Array::I64(v) => each!(v),
+        Array::F64(v) => each!(v),
+    }
+}
+
+/// The bytes of a metadata value as it appears in a file (type id first), for tools that
+/// compare or hash metadata.
+pub fn encode_value(v: &Value) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&v.value_type().id().to_le_bytes());
+    put_value(&mut h, v);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_and_reject_overlap() {
+        let mut r = Vec::new();
+        assert!(insert_range(&mut r, 10, 20));
+        assert!(insert_range(&mut r, 0, 5));
+        assert!(insert_range(&mut r, 5, 10));
+        assert_eq!(r, vec![(0, 20)]);
+        assert!(!insert_range(&mut r, 19, 21));
+        assert!(insert_range(&mut r, 30, 40));
+        assert!(!insert_range(&mut r, 25, 31));
+        assert!(insert_range(&mut r, 20, 30));
+        assert_eq!(r, vec![(0, 40)]);
+    }
+}
