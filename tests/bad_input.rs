@@ -23,10 +23,17 @@ fn expect_failure(path: &Path, any_of: &[&str]) -> String {
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let name = path.file_name().unwrap().to_string_lossy();
-        assert_eq!(out.status.code(), Some(2), "{name}: exit status; stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: exit status; stderr: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         assert!(stderr.starts_with("gpuq: error: "), "{name}: {stderr}");
-        assert!(stderr.contains(name.as_ref()), "{name}: file not named in: {stderr}");
+        assert!(
+            stderr.contains(name.as_ref()),
+            "{name}: file not named in: {stderr}"
+        );
         assert!(
             any_of.iter().any(|n| stderr.contains(n)),
             "{name}: expected one of {any_of:?} in: {stderr}"
@@ -55,16 +62,34 @@ impl Fixture {
     fn new(dir: &Path) -> Fixture {
         let mut r = rng(11);
         let metadata: Vec<(String, Value)> = vec![
-            ("a".into(), Value::Array(Array::U32((0..6).map(|_| r.random()).collect()))),
+            (
+                "a".into(),
+                Value::Array(Array::U32((0..6).map(|_| r.random()).collect())),
+            ),
             ("general.architecture".into(), Value::String("llama".into())),
             ("general.alignment".into(), Value::U32(64)),
             ("b".into(), Value::Bool(true)),
-            ("s".into(), Value::Array(Array::String(vec!["x".into(), "yz".into()]))),
+            (
+                "s".into(),
+                Value::Array(Array::String(vec!["x".into(), "yz".into()])),
+            ),
         ];
         let specs = vec![
-            TensorSpec { name: "t0".into(), ty: GgmlType::F32, dims: vec![8, 4] },
-            TensorSpec { name: "t1".into(), ty: GgmlType::Q8_0, dims: vec![64, 2] },
-            TensorSpec { name: "t2".into(), ty: GgmlType::F16, dims: vec![16, 3] },
+            TensorSpec {
+                name: "t0".into(),
+                ty: GgmlType::F32,
+                dims: vec![8, 4],
+            },
+            TensorSpec {
+                name: "t1".into(),
+                ty: GgmlType::Q8_0,
+                dims: vec![64, 2],
+            },
+            TensorSpec {
+                name: "t2".into(),
+                ty: GgmlType::F16,
+                dims: vec![16, 3],
+            },
         ];
         let path = dir.join("valid.gguf");
         let mut w = GgufWriter::create(&path, &metadata, &specs).unwrap();
@@ -95,7 +120,15 @@ impl Fixture {
                 (s, s + t.size as usize)
             })
             .collect();
-        Fixture { bytes, kv_starts, info_starts, metadata, specs, data_offset, ranges }
+        Fixture {
+            bytes,
+            kv_starts,
+            info_starts,
+            metadata,
+            specs,
+            data_offset,
+            ranges,
+        }
     }
 
     /// Offset of a field of tensor info `i`.
@@ -152,7 +185,10 @@ fn truncated_gguf_at_every_section_boundary_and_random_points() {
         assert!(cut < last_end);
         let p = dir.path().join(format!("cut_{cut}.gguf"));
         std::fs::write(&p, &f.bytes[..cut]).unwrap();
-        expect_failure(&p, &["truncated", "past the end of the file", "larger than"]);
+        expect_failure(
+            &p,
+            &["truncated", "past the end of the file", "larger than"],
+        );
     }
     // Cut just after the last tensor's bytes (before its padding): still a complete file.
     let p = dir.path().join("cut_padding.gguf");
@@ -165,7 +201,14 @@ fn gguf_lies() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::new(dir.path());
     let valid = dir.path().join("valid.gguf");
-    assert!(gpuq().arg("inspect").arg(&valid).status().unwrap().success());
+    assert!(
+        gpuq()
+            .arg("inspect")
+            .arg(&valid)
+            .status()
+            .unwrap()
+            .success()
+    );
 
     type Patch<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
     let off = |i, field| f.info_field(i, field);
@@ -173,14 +216,26 @@ fn gguf_lies() {
     let t1_off = get_u64(&f.bytes, off(1, "offset"));
     let cases: Vec<(&str, Patch<'_>, Vec<&str>)> = vec![
         ("magic", Box::new(|b| b[0] = b'X'), vec!["not a GGUF file"]),
-        ("version", Box::new(|b| put_u32(b, 4, 7)), vec!["unsupported GGUF version 7"]),
+        (
+            "version",
+            Box::new(|b| put_u32(b, 4, 7)),
+            vec!["unsupported GGUF version 7"],
+        ),
         (
             "tensor_count",
             Box::new(|b| put_u64(b, 8, 1 << 40)),
             vec!["tensor count 1099511627776", "larger than the file"],
         ),
-        ("tensor_count_max", Box::new(|b| put_u64(b, 8, u64::MAX)), vec!["tensor count"]),
-        ("kv_count", Box::new(|b| put_u64(b, 16, 1 << 40)), vec!["metadata count"]),
+        (
+            "tensor_count_max",
+            Box::new(|b| put_u64(b, 8, u64::MAX)),
+            vec!["tensor count"],
+        ),
+        (
+            "kv_count",
+            Box::new(|b| put_u64(b, 16, 1 << 40)),
+            vec!["metadata count"],
+        ),
         (
             "key_len",
             Box::new(|b| put_u64(b, 24, 1 << 40)),
@@ -206,7 +261,11 @@ fn gguf_lies() {
             Box::new(|b| put_u32(b, f.kv_value(0) - 4, 13)),
             vec!["'a'", "unknown value type id 13"],
         ),
-        ("bool_byte", Box::new(|b| b[f.kv_value(3)] = 2), vec!["'b'", "bool byte is 2"]),
+        (
+            "bool_byte",
+            Box::new(|b| b[f.kv_value(3)] = 2),
+            vec!["'b'", "bool byte is 2"],
+        ),
         (
             "alignment",
             Box::new(|b| put_u32(b, f.kv_value(2), 48)),
@@ -319,10 +378,17 @@ fn safetensors_lies() {
             },
             &["header length 1125899906842624 is larger"],
         ),
-        ("json", safetensors_bytes("{\"a\": [", 8), &["not valid JSON"]),
+        (
+            "json",
+            safetensors_bytes("{\"a\": [", 8),
+            &["not valid JSON"],
+        ),
         (
             "out_of_range",
-            safetensors_bytes(r#"{"a":{"dtype":"F32","shape":[250],"data_offsets":[0,1000]}}"#, 64),
+            safetensors_bytes(
+                r#"{"a":{"dtype":"F32","shape":[250],"data_offsets":[0,1000]}}"#,
+                64,
+            ),
             &["'a'", "past the end of the data (64 bytes)"],
         ),
         (
@@ -335,17 +401,26 @@ fn safetensors_lies() {
         ),
         (
             "size_mismatch",
-            safetensors_bytes(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,12]}}"#, 16),
+            safetensors_bytes(
+                r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,12]}}"#,
+                16,
+            ),
             &["'a'", "span 12 bytes but F32 [4] needs 16"],
         ),
         (
             "reversed",
-            safetensors_bytes(r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[8,4]}}"#, 16),
+            safetensors_bytes(
+                r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[8,4]}}"#,
+                16,
+            ),
             &["'a'", "end before they begin"],
         ),
         (
             "dtype",
-            safetensors_bytes(r#"{"a":{"dtype":"F12","shape":[4],"data_offsets":[0,8]}}"#, 8),
+            safetensors_bytes(
+                r#"{"a":{"dtype":"F12","shape":[4],"data_offsets":[0,8]}}"#,
+                8,
+            ),
             &["'a'", "unknown dtype 'F12'"],
         ),
         (
@@ -380,14 +455,21 @@ fn sharded_index_lies() {
     // The index names a shard that is not there.
     let m = dir.path().join("missing");
     std::fs::create_dir(&m).unwrap();
-    std::fs::write(m.join("model-00001-of-00002.safetensors"), safetensors_bytes(shard, 8)).unwrap();
+    std::fs::write(
+        m.join("model-00001-of-00002.safetensors"),
+        safetensors_bytes(shard, 8),
+    )
+    .unwrap();
     std::fs::write(
         m.join("model.safetensors.index.json"),
         r#"{"metadata":{},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#,
     )
     .unwrap();
     let e = expect_failure(&m, &["model-00002-of-00002.safetensors"]);
-    assert!(e.contains("model.safetensors.index.json") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("model.safetensors.index.json") && e.contains("does not exist"),
+        "{e}"
+    );
     assert!(e.contains("'b'"), "{e}");
 
     // The index puts a tensor in a shard that lacks it.

@@ -200,10 +200,20 @@ fn assert_tensors_match(g: &GgufFile, expected: &J) {
     assert_eq!(g.tensors.len(), ts.len());
     for (t, e) in g.tensors.iter().zip(ts) {
         assert_eq!(t.name, e["name"].as_str().unwrap());
-        assert_eq!(u64::from(t.ty.id()), e["type"].as_u64().unwrap(), "{}", t.name);
+        assert_eq!(
+            u64::from(t.ty.id()),
+            e["type"].as_u64().unwrap(),
+            "{}",
+            t.name
+        );
         let shape: Vec<u64> = serde_json::from_value(e["shape"].clone()).unwrap();
         assert_eq!(t.dims, shape, "{}", t.name);
-        assert_eq!(hex(g.tensor_data(t)), e["hex"].as_str().unwrap(), "{}", t.name);
+        assert_eq!(
+            hex(g.tensor_data(t)),
+            e["hex"].as_str().unwrap(),
+            "{}",
+            t.name
+        );
         assert_eq!(t.offset % g.alignment, 0);
     }
 }
@@ -255,7 +265,11 @@ fn inspect_describes_gguf_py_file() {
     let expected = write_with_gguf_py(&a, 3);
     let out = gpuq().arg("inspect").arg(&a).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("[string; 1000] [\"<tok0_"), "{stdout}");
     assert!(stdout.contains(", ...]"));
     assert!(stdout.contains("alignment 64"));
@@ -264,14 +278,23 @@ fn inspect_describes_gguf_py_file() {
     }
     assert!(stdout.contains("total: 5 tensors"), "{stdout}");
 
-    let out = gpuq().arg("inspect").arg("--json").arg(&a).output().unwrap();
+    let out = gpuq()
+        .arg("inspect")
+        .arg("--json")
+        .arg(&a)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let j: J = serde_json::from_slice(&out.stdout).unwrap();
     let g = GgufFile::open(&a).unwrap();
     assert_eq!(j["format"], "gguf");
     assert_eq!(j["alignment"], 64);
     assert_eq!(j["metadata"].as_array().unwrap().len(), g.metadata.len());
-    let tok = &j["metadata"][g.metadata.iter().position(|(k, _)| k == "tokenizer.ggml.tokens").unwrap()];
+    let tok = &j["metadata"][g
+        .metadata
+        .iter()
+        .position(|(k, _)| k == "tokenizer.ggml.tokens")
+        .unwrap()];
     assert_eq!(tok["len"], 1000);
     assert_eq!(tok["element_type"], "string");
     let ts = j["tensors"].as_array().unwrap();
@@ -307,18 +330,54 @@ fn random_metadata(r: &mut rand::rngs::StdRng) -> Vec<(String, Value)> {
         ("k.u64".into(), Value::U64(r.random())),
         ("k.i64".into(), Value::I64(r.random())),
         ("k.f64".into(), Value::F64(r.random::<f64>() * 1e-200)),
-        ("k.a_u8".into(), Value::Array(Array::U8((0..5).map(|_| r.random()).collect()))),
-        ("k.a_i8".into(), Value::Array(Array::I8((0..5).map(|_| r.random()).collect()))),
-        ("k.a_u16".into(), Value::Array(Array::U16((0..5).map(|_| r.random()).collect()))),
-        ("k.a_i16".into(), Value::Array(Array::I16((0..5).map(|_| r.random()).collect()))),
-        ("k.a_u32".into(), Value::Array(Array::U32((0..5).map(|_| r.random()).collect()))),
-        ("k.a_i32".into(), Value::Array(Array::I32((0..5).map(|_| r.random()).collect()))),
-        ("k.a_f32".into(), Value::Array(Array::F32((0..5).map(|_| r.random()).collect()))),
-        ("k.a_bool".into(), Value::Array(Array::Bool((0..5).map(|_| r.random()).collect()))),
-        ("k.a_str".into(), Value::Array(Array::String((0..300).map(|_| s(r)).collect()))),
-        ("k.a_u64".into(), Value::Array(Array::U64((0..5).map(|_| r.random()).collect()))),
-        ("k.a_i64".into(), Value::Array(Array::I64((0..5).map(|_| r.random()).collect()))),
-        ("k.a_f64".into(), Value::Array(Array::F64((0..5).map(|_| r.random()).collect()))),
+        (
+            "k.a_u8".into(),
+            Value::Array(Array::U8((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_i8".into(),
+            Value::Array(Array::I8((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_u16".into(),
+            Value::Array(Array::U16((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_i16".into(),
+            Value::Array(Array::I16((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_u32".into(),
+            Value::Array(Array::U32((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_i32".into(),
+            Value::Array(Array::I32((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_f32".into(),
+            Value::Array(Array::F32((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_bool".into(),
+            Value::Array(Array::Bool((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_str".into(),
+            Value::Array(Array::String((0..300).map(|_| s(r)).collect())),
+        ),
+        (
+            "k.a_u64".into(),
+            Value::Array(Array::U64((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_i64".into(),
+            Value::Array(Array::I64((0..5).map(|_| r.random()).collect())),
+        ),
+        (
+            "k.a_f64".into(),
+            Value::Array(Array::F64((0..5).map(|_| r.random()).collect())),
+        ),
         ("k.a_empty_str".into(), Value::Array(Array::String(vec![]))),
         (
             "k.a_nested".into(),
@@ -338,12 +397,36 @@ fn gguf_py_reads_what_gpuq_writes_in_parallel_tiles() {
     let mut r = rng(7);
     let metadata = random_metadata(&mut r);
     let specs = vec![
-        TensorSpec { name: "t.f32_1d".into(), ty: GgmlType::F32, dims: vec![33] },
-        TensorSpec { name: "t.f16_2d".into(), ty: GgmlType::F16, dims: vec![10, 7] },
-        TensorSpec { name: "t.q8_0_3d".into(), ty: GgmlType::Q8_0, dims: vec![64, 5, 3] },
-        TensorSpec { name: "t.q4_k_2d".into(), ty: GgmlType::Q4_K, dims: vec![256, 9] },
-        TensorSpec { name: "t.bf16_4d".into(), ty: GgmlType::BF16, dims: vec![4, 3, 2, 2] },
-        TensorSpec { name: "t.empty".into(), ty: GgmlType::F32, dims: vec![0, 4] },
+        TensorSpec {
+            name: "t.f32_1d".into(),
+            ty: GgmlType::F32,
+            dims: vec![33],
+        },
+        TensorSpec {
+            name: "t.f16_2d".into(),
+            ty: GgmlType::F16,
+            dims: vec![10, 7],
+        },
+        TensorSpec {
+            name: "t.q8_0_3d".into(),
+            ty: GgmlType::Q8_0,
+            dims: vec![64, 5, 3],
+        },
+        TensorSpec {
+            name: "t.q4_k_2d".into(),
+            ty: GgmlType::Q4_K,
+            dims: vec![256, 9],
+        },
+        TensorSpec {
+            name: "t.bf16_4d".into(),
+            ty: GgmlType::BF16,
+            dims: vec![4, 3, 2, 2],
+        },
+        TensorSpec {
+            name: "t.empty".into(),
+            ty: GgmlType::F32,
+            dims: vec![0, 4],
+        },
     ];
     let w = GgufWriter::create(&path, &metadata, &specs).unwrap();
     assert!(dir.path().join("gpuq.gguf.tmp").exists());
@@ -404,10 +487,21 @@ fn writer_checks_every_byte_and_cleans_up() {
     let path = dir.path().join("w.gguf");
     let tmp = dir.path().join("w.gguf.tmp");
     let specs = vec![
-        TensorSpec { name: "a".into(), ty: GgmlType::F32, dims: vec![8, 2] },
-        TensorSpec { name: "b".into(), ty: GgmlType::Q8_0, dims: vec![32] },
+        TensorSpec {
+            name: "a".into(),
+            ty: GgmlType::F32,
+            dims: vec![8, 2],
+        },
+        TensorSpec {
+            name: "b".into(),
+            ty: GgmlType::Q8_0,
+            dims: vec![32],
+        },
     ];
-    let md = vec![("general.architecture".to_string(), Value::String("x".into()))];
+    let md = vec![(
+        "general.architecture".to_string(),
+        Value::String("x".into()),
+    )];
 
     // Dropped before finish: the temp file goes away, the final name never appears.
     let mut w = GgufWriter::create(&path, &md, &specs).unwrap();
@@ -448,9 +542,21 @@ fn writer_checks_every_byte_and_cleans_up() {
 
     // Plans that cannot be written are refused before a file exists.
     let bad = [
-        TensorSpec { name: "q".into(), ty: GgmlType::Q4_K, dims: vec![100] },
-        TensorSpec { name: "o".into(), ty: GgmlType::F32, dims: vec![1 << 40, 1 << 40] },
-        TensorSpec { name: "d".into(), ty: GgmlType::F32, dims: vec![1; 5] },
+        TensorSpec {
+            name: "q".into(),
+            ty: GgmlType::Q4_K,
+            dims: vec![100],
+        },
+        TensorSpec {
+            name: "o".into(),
+            ty: GgmlType::F32,
+            dims: vec![1 << 40, 1 << 40],
+        },
+        TensorSpec {
+            name: "d".into(),
+            ty: GgmlType::F32,
+            dims: vec![1; 5],
+        },
     ];
     for s in bad {
         let p = dir.path().join("bad.gguf");

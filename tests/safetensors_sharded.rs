@@ -24,8 +24,14 @@ fn bytes_for(dtype: Dtype, n: usize, r: &mut rand::rngs::StdRng) -> Vec<u8> {
     let v = sample(d, n, r);
     match dtype {
         Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Dtype::F16 => v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect(),
-        Dtype::BF16 => v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect(),
+        Dtype::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect(),
         Dtype::I8 | Dtype::U8 => (0..n).map(|_| r.random::<u8>()).collect(),
         Dtype::I32 => (0..n * 4).map(|_| r.random::<u8>()).collect(),
         _ => unreachable!(),
@@ -49,17 +55,38 @@ fn write_folder(dir: &Path, seed: u64) -> Vec<Written> {
     let mut r = rng(seed);
     let plan: &[(&str, Dtype, &[u64], usize)] = &[
         ("model.embed_tokens.weight", Dtype::BF16, &[50, 16], 0),
-        ("model.layers.0.self_attn.q_proj.weight", Dtype::F16, &[16, 16], 0),
-        ("model.layers.0.input_layernorm.weight", Dtype::F32, &[16], 0),
-        ("model.layers.0.mlp.up_proj.weight", Dtype::BF16, &[32, 16], 1),
-        ("model.layers.0.mlp.down_proj.weight", Dtype::F32, &[16, 32], 1),
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            Dtype::F16,
+            &[16, 16],
+            0,
+        ),
+        (
+            "model.layers.0.input_layernorm.weight",
+            Dtype::F32,
+            &[16],
+            0,
+        ),
+        (
+            "model.layers.0.mlp.up_proj.weight",
+            Dtype::BF16,
+            &[32, 16],
+            1,
+        ),
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            Dtype::F32,
+            &[16, 32],
+            1,
+        ),
         ("model.layers.0.quant.qweight", Dtype::I8, &[4, 8, 2], 1),
         ("model.layers.0.quant.zeros", Dtype::U8, &[7], 2),
         ("model.position_ids", Dtype::I32, &[1, 12], 2),
         ("lm_head.weight", Dtype::F16, &[50, 16], 2),
     ];
-    let shard_names: Vec<String> =
-        (1..=3).map(|i| format!("model-{i:05}-of-00003.safetensors")).collect();
+    let shard_names: Vec<String> = (1..=3)
+        .map(|i| format!("model-{i:05}-of-00003.safetensors"))
+        .collect();
     let written: Vec<Written> = plan
         .iter()
         .map(|&(name, dtype, shape, s)| {
@@ -79,14 +106,19 @@ fn write_folder(dir: &Path, seed: u64) -> Vec<Written> {
             .filter(|w| &w.shard == shard)
             .map(|w| {
                 let shape = w.shape.iter().map(|&d| d as usize).collect();
-                (w.name.clone(), TensorView::new(st_dtype(w.dtype), shape, &w.bytes).unwrap())
+                (
+                    w.name.clone(),
+                    TensorView::new(st_dtype(w.dtype), shape, &w.bytes).unwrap(),
+                )
             })
             .collect();
         let info = (i == 0).then(|| HashMap::from([("format".to_string(), "pt".to_string())]));
         safetensors::serialize_to_file(views, info, &dir.join(shard)).unwrap();
     }
-    let map: serde_json::Map<String, serde_json::Value> =
-        written.iter().map(|w| (w.name.clone(), w.shard.clone().into())).collect();
+    let map: serde_json::Map<String, serde_json::Value> = written
+        .iter()
+        .map(|w| (w.name.clone(), w.shard.clone().into()))
+        .collect();
     let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     std::fs::write(
@@ -100,18 +132,27 @@ fn write_folder(dir: &Path, seed: u64) -> Vec<Written> {
 fn check_model(m: &SafetensorsModel, written: &[Written]) {
     assert_eq!(m.tensors.len(), written.len());
     for w in written {
-        let t = m.tensor(&w.name).unwrap_or_else(|| panic!("{} missing", w.name));
+        let t = m
+            .tensor(&w.name)
+            .unwrap_or_else(|| panic!("{} missing", w.name));
         assert_eq!(t.dtype, w.dtype, "{}", w.name);
         assert_eq!(t.shape, w.shape, "{}", w.name);
         assert_eq!(t.size(), w.bytes.len() as u64);
         assert_eq!(m.tensor_data(t), w.bytes.as_slice(), "{}", w.name);
-        assert_eq!(m.shard_path(t).file_name().unwrap().to_str().unwrap(), w.shard);
+        assert_eq!(
+            m.shard_path(t).file_name().unwrap().to_str().unwrap(),
+            w.shard
+        );
         match m.numeric_data(t) {
             Ok(b) => {
                 assert!(w.dtype.is_readable());
                 assert_eq!(b, w.bytes.as_slice());
             }
-            Err(SafetensorsError::UnsupportedDtype { path, tensor, dtype }) => {
+            Err(SafetensorsError::UnsupportedDtype {
+                path,
+                tensor,
+                dtype,
+            }) => {
                 assert_eq!(dtype, Dtype::I32);
                 assert_eq!(tensor, w.name);
                 assert!(path.ends_with(&w.shard));
@@ -129,7 +170,10 @@ fn sharded_folder_reads_every_tensor() {
     assert_eq!(m.shards.len(), 3);
     assert!(m.index.is_some());
     assert_eq!(m.config.as_ref().unwrap()["model_type"], "llama");
-    assert_eq!(m.shards[0].metadata, vec![("format".to_string(), "pt".to_string())]);
+    assert_eq!(
+        m.shards[0].metadata,
+        vec![("format".to_string(), "pt".to_string())]
+    );
     check_model(&m, &written);
 
     // Through the index file itself: the same.
@@ -139,11 +183,16 @@ fn sharded_folder_reads_every_tensor() {
     // One shard alone: its tensors, and config.json from its folder.
     let one = dir.path().join("model-00002-of-00003.safetensors");
     let m3 = SafetensorsModel::open(&one).unwrap();
-    let in_two: Vec<&Written> =
-        written.iter().filter(|w| w.shard == "model-00002-of-00003.safetensors").collect();
+    let in_two: Vec<&Written> = written
+        .iter()
+        .filter(|w| w.shard == "model-00002-of-00003.safetensors")
+        .collect();
     assert_eq!(m3.tensors.len(), in_two.len());
     for w in in_two {
-        assert_eq!(m3.tensor_data(m3.tensor(&w.name).unwrap()), w.bytes.as_slice());
+        assert_eq!(
+            m3.tensor_data(m3.tensor(&w.name).unwrap()),
+            w.bytes.as_slice()
+        );
     }
     assert!(m3.config.is_some());
 }
@@ -153,19 +202,37 @@ fn inspect_lists_sharded_folder() {
     let dir = tempfile::tempdir().unwrap();
     let written = write_folder(dir.path(), 22);
     let out = gpuq().arg("inspect").arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for w in &written {
         let line = text
             .lines()
             .find(|l| l.split_whitespace().next() == Some(w.name.as_str()))
             .unwrap_or_else(|| panic!("{} not listed:\n{text}", w.name));
-        assert!(line.contains(w.dtype.name()) && line.contains(&w.shard), "{line}");
+        assert!(
+            line.contains(w.dtype.name()) && line.contains(&w.shard),
+            "{line}"
+        );
     }
-    assert!(text.contains("model_type") && text.contains("\"llama\""), "{text}");
-    assert!(text.contains(&format!("total: {} tensors", written.len())), "{text}");
+    assert!(
+        text.contains("model_type") && text.contains("\"llama\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("total: {} tensors", written.len())),
+        "{text}"
+    );
 
-    let out = gpuq().arg("inspect").arg("--json").arg(dir.path()).output().unwrap();
+    let out = gpuq()
+        .arg("inspect")
+        .arg("--json")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["format"], "safetensors");
@@ -181,7 +248,10 @@ fn inspect_lists_sharded_folder() {
         let shape: Vec<u64> = serde_json::from_value(t["shape"].clone()).unwrap();
         assert_eq!(shape, w.shape);
     }
-    let params: u64 = written.iter().map(|w| w.shape.iter().product::<u64>()).sum();
+    let params: u64 = written
+        .iter()
+        .map(|w| w.shape.iter().product::<u64>())
+        .sum();
     let bytes: usize = written.iter().map(|w| w.bytes.len()).sum();
     assert_eq!(j["totals"]["parameters"], params);
     assert_eq!(j["totals"]["bytes"], bytes);
@@ -199,7 +269,11 @@ fn single_file_folder() {
     assert!(m.index.is_none() && m.config.is_none());
     assert_eq!(m.tensors.len(), 1);
     assert_eq!(m.tensor_data(&m.tensors[0]), data.as_slice());
-    let out = gpuq().arg("inspect").arg(dir.path().join("model.safetensors")).output().unwrap();
+    let out = gpuq()
+        .arg("inspect")
+        .arg(dir.path().join("model.safetensors"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("[4, 6]"));
 }
