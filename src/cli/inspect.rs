@@ -139,7 +139,12 @@ fn shape_str(dims: &[u64]) -> String {
 }
 
 /// Writes rows as left-aligned columns (numbers right-aligned), two spaces apart.
-fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> std::io::Result<()> {
+fn table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    numeric: &[bool],
+) -> std::io::Result<()> {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -198,7 +203,12 @@ fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
         .iter()
         .map(|(k, v)| vec![k.clone(), v.value_type().to_string(), v.to_string()])
         .collect();
-    table(out, &["key", "type", "value"], &rows, &[false, false, false])?;
+    table(
+        out,
+        &["key", "type", "value"],
+        &rows,
+        &[false, false, false],
+    )?;
     writeln!(out, "\ntensors:")?;
     let rows: Vec<Vec<String>> = g
         .tensors

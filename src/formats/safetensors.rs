@@ -299,7 +299,11 @@ impl SafetensorsModel {
                 if found.is_empty() {
                     return Err(SafetensorsError::NoWeights { path: root });
                 }
-                (root.clone(), found.into_iter().map(|p| (p, Vec::new())).collect(), None)
+                (
+                    root.clone(),
+                    found.into_iter().map(|p| (p, Vec::new())).collect(),
+                    None,
+                )
             }
         } else {
             let dir = root.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -346,12 +350,12 @@ impl SafetensorsModel {
         let config_path = dir.join("config.json");
         let config = if config_path.is_file() {
             let text = std::fs::read(&config_path).map_err(io_err(&config_path))?;
-            Some(serde_json::from_slice(&text).map_err(|e| {
-                SafetensorsError::InvalidConfig {
+            Some(
+                serde_json::from_slice(&text).map_err(|e| SafetensorsError::InvalidConfig {
                     path: config_path.clone(),
                     what: e.to_string(),
-                }
-            })?)
+                })?,
+            )
         } else {
             None
         };
@@ -523,7 +527,9 @@ fn parse_header(path: &Path, bytes: &[u8], si: usize) -> Result<Header, Safetens
             }
             continue;
         }
-        let obj = entry.as_object().ok_or_else(|| bad("entry is not an object"))?;
+        let obj = entry
+            .as_object()
+            .ok_or_else(|| bad("entry is not an object"))?;
         let dtype_name = obj
             .get("dtype")
             .and_then(Json::as_str)
@@ -598,7 +604,7 @@ fn parse_header(path: &Path, bytes: &[u8], si: usize) -> Result<Header, Safetens
             start: data_start + begin,
         });
     }
-    tensors.sort_by(|a, b| a.data_offsets.cmp(&b.data_offsets));
+    tensors.sort_by_key(|t| t.data_offsets);
     let non_empty: Vec<&StTensor> = tensors.iter().filter(|t| t.size() > 0).collect();
     for w in non_empty.windows(2) {
         if w[1].data_offsets.0 < w[0].data_offsets.1 {

@@ -53,7 +53,11 @@ impl TensorInfo {
 /// `x` rounded up to a multiple of `align` (`GGML_PAD`); `None` on overflow.
 pub fn pad_to(x: u64, align: u64) -> Option<u64> {
     let r = x % align;
-    if r == 0 { Some(x) } else { x.checked_add(align - r) }
+    if r == 0 {
+        Some(x)
+    } else {
+        x.checked_add(align - r)
+    }
 }
 
 /// Every way a GGUF file can be wrong, or fail to be read or written. Each names the file.

@@ -222,7 +222,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, GgufError> {
     let n_tensors = c.u64(&|| "tensor count".into())?;
     let n_kv = c.u64(&|| "metadata count".into())?;
     let room = c.remaining();
-    if n_tensors.checked_mul(MIN_TENSOR_INFO).is_none_or(|b| b > room) {
+    if n_tensors
+        .checked_mul(MIN_TENSOR_INFO)
+        .is_none_or(|b| b > room)
+    {
         return Err(GgufError::TensorCountTooLarge {
             path: path.to_path_buf(),
             count: n_tensors,
@@ -295,7 +298,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, GgufError> {
         }
         let ty_id = c.u32(&|| format!("tensor '{name}' (type)"))?;
         let offset = c.u64(&|| format!("tensor '{name}' (offset)"))?;
-        if dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+        if dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .is_none()
+        {
             return Err(GgufError::ShapeOverflow {
                 path: path.to_path_buf(),
                 offset: info_offset,

@@ -317,7 +317,10 @@ fn plan(
             return Err(bad("appears twice".into()));
         }
         if s.dims.len() > MAX_DIMS as usize {
-            return Err(bad(format!("{} dimensions (at most {MAX_DIMS})", s.dims.len())));
+            return Err(bad(format!(
+                "{} dimensions (at most {MAX_DIMS})",
+                s.dims.len()
+            )));
         }
         let ne0 = s.dims.first().copied().unwrap_or(1);
         if ne0 % s.ty.block_elems() != 0 {
@@ -328,7 +331,11 @@ fn plan(
             )));
         }
         let overflow = || bad(format!("shape {:?} overflows u64", s.dims));
-        if s.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+        if s.dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .is_none()
+        {
             return Err(overflow());
         }
         let size = s.ty.tensor_bytes(&s.dims).ok_or_else(overflow)?;
