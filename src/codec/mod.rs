@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 pub mod float;
 pub mod legacy;
+pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.
 pub type EncodeRowFn = fn(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>);
@@ -53,6 +54,8 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         legacy::Q5_0_CODEC,
         legacy::Q5_1_CODEC,
         legacy::Q8_0_CODEC,
+        ternary::TQ1_0_CODEC,
+        ternary::TQ2_0_CODEC,
     ];
     CODECS
 }
