@@ -143,7 +143,7 @@ mod soft {
         let lo_full = a0 * b0 + ((mid & 0xfff) << 12);
         let lo = lo_full & 0xff_ffff;
         let hi = a1 * b1 + (mid >> 12) + (lo_full >> 24);
-        let s = if hi >= 0x80_0000 { 21 } else { 20 };
+        let s: u32 = if hi >= 0x80_0000 { 21 } else { 20 };
         let sticky = ((lo & ((1u32 << s) - 1)) != 0) as u32;
         let sig = (hi << (24 - s)) | (lo >> s) | sticky;
         round_pack(sign, ea + eb - 147 + s as i32, sig)
@@ -178,7 +178,7 @@ mod soft {
         }
         let (ma, ea) = unpack_sig(aa);
         let (mb, eb) = unpack_sig(ab);
-        let n = if ma < mb { 27 } else { 26 };
+        let n: u32 = if ma < mb { 27 } else { 26 };
         let (mut rem, mut q) = (ma, 0u32);
         for _ in 0..=n {
             q <<= 1;

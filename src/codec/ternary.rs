@@ -66,7 +66,7 @@ fn trit(v: f32) -> u8 {
 /// Five (or four, then shifted) trits packed base 3, mapped to a byte by ceiling division.
 #[inline]
 fn pack_trits(q: u8) -> u8 {
-    ((q as u16 * 256 + (243 - 1)) / 243) as u8
+    (q as u16 * 256).div_ceil(243) as u8
 }
 
 /// ggml `quantize_row_tq1_0_ref` for one block.
