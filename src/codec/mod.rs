@@ -13,6 +13,7 @@ use rayon::prelude::*;
 pub mod float;
 pub mod legacy;
 pub mod kquants;
+pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.
 pub type EncodeRowFn = fn(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>);
@@ -59,6 +60,8 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         kquants::Q4_K_CODEC,
         kquants::Q5_K_CODEC,
         kquants::Q6_K_CODEC,
+        ternary::TQ1_0_CODEC,
+        ternary::TQ2_0_CODEC,
     ];
     CODECS
 }
