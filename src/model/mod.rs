@@ -42,8 +42,17 @@ impl ModelSource for GgufSource {
     fn tensors(&self) -> &[InputTensor] {
         &self.tensors
     }
-    fn tensor_data(&self, index: usize) -> &[u8] {
-        self.file.tensor_data(&self.file.tensors[index])
+    fn tensor_len(&self, index: usize) -> u64 {
+        self.file.tensors[index].size
+    }
+    fn read_rows<'a>(&'a self, index: usize, r0: u64, n: u64, _scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        let t = &self.file.tensors[index];
+        let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
+        let data = self.file.tensor_data(t);
+        let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
+        data.get(a..b).ok_or_else(|| {
+            Error::Invalid(format!("{}: tensor {}: rows {r0}..{} are outside the tensor", self.describe(), t.name, r0 + n))
+        })
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         self.file.advise(self.abs(index, offset), len as u64, true);

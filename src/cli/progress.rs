@@ -1,0 +1,62 @@
+//! Progress for long runs: an indicatif bar on a terminal, plain lines otherwise, nothing
+//! with `-q`.
+
+use crate::ggml_type::GgmlType;
+use crate::pipeline::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct ProgressReporter {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    n_tensors: AtomicUsize,
+}
+
+impl ProgressReporter {
+    pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!quiet && tty).then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        ProgressReporter { bar, plain: !quiet && !tty, n_tensors: AtomicUsize::new(0) }
+    }
+}
+
+impl Progress for ProgressReporter {
+    fn start(&self, total_bytes: u64, n_tensors: usize) {
+        self.n_tensors.store(n_tensors, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_length(total_bytes);
+        }
+    }
+
+    fn tensor(&self, index: usize, name: &str, from: GgmlType, to: GgmlType) {
+        let n = self.n_tensors.load(Ordering::Relaxed);
+        let what = if from == to { format!("{from} (copy)") } else { format!("{from} -> {to}") };
+        if let Some(b) = &self.bar {
+            b.set_message(format!("[{}/{n}] {name} {what}", index + 1));
+        } else if self.plain {
+            eprintln!("[{:>4}/{n:>4}] {name:<44} {what}", index + 1);
+        }
+    }
+
+    fn advance(&self, input_bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(input_bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The orchestrator: tensors in input order, cut into tiles of whole rows, each tile decoded to
+//! f32 and encoded to its target type by the [`Engine`], then written at its planned offset.
+//!
+//! Memory is bounded by a fixed pool of tile buffers sized from `max_memory` (nothing is
+//! allocated per tile); a writer thread drains finished tiles while the next one is computed,
+//! and the input pages of a tile are prefetched before and released after it is used, so
+//! resident memory does not grow with the model.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
+use crate::ggml_type::GgmlType;
+use crate::policy::TensorPlan;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Set by the Ctrl-C handler; the pipeline stops between tiles and leaves no output behind.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// One tensor of a source model.
+#[derive(Clone, Debug)]
+pub struct InputTensor {
+    pub name: String,
+    /// ne0 first.
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+}
+
+impl InputTensor {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+    pub fn row_len(&self) -> u64 {
+        self.dims.first().copied().unwrap_or(1)
+    }
+    pub fn n_rows(&self) -> u64 {
+        self.dims.iter().skip(1).product()
+    }
+}
+
+/// A model the pipeline reads: metadata, tensors and their bytes (usually a memory map).
+pub trait ModelSource: Sync {
+    /// What to name in messages (a path).
+    fn describe(&self) -> String;
+    fn metadata(&self) -> &[(String, Value)];
+    fn tensors(&self) -> &[InputTensor];
+    /// Bytes tensor `index` occupies in the source (for sizes and progress).
+    fn tensor_len(&self, index: usize) -> u64;
+    /// The bytes of rows `r0..r0 + n` of tensor `index` (rows of `dims[0]` elements in the
+    /// tensor's type). A source that stores the rows contiguously returns a slice of its map;
+    /// one that must transform them (a row permutation) fills `scratch` and returns it.
+    fn read_rows<'a>(&'a self, index: usize, r0: u64, n: u64, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]>;
+    /// A hint that `data[range]` of tensor `index` is needed soon.
+    fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
+    /// A hint that `data[range]` of tensor `index` will not be read again.
+    fn release(&self, _index: usize, _offset: usize, _len: usize) {}
+}
+
+/// How the output is produced.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// Upper bound on the bytes of tile buffers held at once.
+    pub max_memory: u64,
+    /// Per-column importance weights by tensor name (`ne0 * ne2` values, one row per slice).
+    pub imatrix: Option<std::collections::HashMap<String, Vec<f32>>>,
+    /// Accept NaN/Inf weights instead of stopping.
+    pub allow_nonfinite: bool,
+    /// `general.file_type` to write, and whether to write `general.quantization_version`.
+    pub file_type: Option<u32>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub tensors: usize,
+    pub converted: usize,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub parameters: u64,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn bits_per_weight(&self) -> f64 {
+        if self.parameters == 0 { 0.0 } else { self.output_bytes as f64 * 8.0 / self.parameters as f64 }
+    }
+    pub fn input_gbps(&self) -> f64 {
+        if self.seconds > 0.0 { self.input_bytes as f64 / self.seconds / 1e9 } else { 0.0 }
+    }
+}
+
+/// Progress events, for a bar or plain lines.
+pub trait Progress: Sync {
+    fn start(&self, _total_bytes: u64, _n_tensors: usize) {}
+    fn tensor(&self, _index: usize, _name: &str, _from: GgmlType, _to: GgmlType) {}
+    fn advance(&self, _input_bytes: u64) {}
+    fn finish(&self) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// The output metadata: the input's, with llama-quantize's changes (file type and
+/// quantization version set; split keys removed).
+pub fn output_metadata(input: &[(String, Value)], file_type: Option<u32>) -> Vec<(String, Value)> {
+    const SPLIT_KEYS: &[&str] = &["split.no", "split.count", "split.tensors.count"];
+    let mut md: Vec<(String, Value)> = input.iter().filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str())).cloned().collect();
+    let mut set = |key: &str, v: Value| match md.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = v,
+        None => md.push((key.to_string(), v)),
+    };
+    if let Some(ft) = file_type {
+        set("general.quantization_version", Value::U32(2));
+        set("general.file_type", Value::U32(ft));
+    }
+    md
+}
+
+struct Tile {
+    tensor: usize,
+    out_offset: u64,
+    len: usize,
+    buf: Vec<u8>,
+}
+
+/// Number of output tile buffers in flight (one being filled, one being written, one spare).
+const N_TILE_BUFFERS: usize = 3;
+
+/// Rows per tile for a tensor: as many as fit the budget split across the buffers.
+fn tile_rows(max_memory: u64, row_len: u64, out_row_bytes: u64, n_rows: u64) -> u64 {
+    // per row: f32 work area + output bytes in each of the buffers
+    let per_row = row_len * 4 + out_row_bytes * N_TILE_BUFFERS as u64;
+    (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
+}
+
+/// Writes `out` from `src` following `plans` (one per input tensor, same order).
+pub fn run(
+    src: &dyn ModelSource,
+    plans: &[TensorPlan],
+    out: &Path,
+    engine: &Engine,
+    opts: &PipelineOptions,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let start = Instant::now();
+    let tensors = src.tensors();
+    let specs: Vec<TensorSpec> = tensors
+        .iter()
+        .zip(plans)
+        .map(|(t, p)| TensorSpec { name: t.name.clone(), ty: p.target, dims: t.dims.clone() })
+        .collect();
+    let metadata = output_metadata(src.metadata(), opts.file_type);
+    let writer = GgufWriter::create(out, &metadata, &specs)?;
+
+    // Size the buffers once for the largest tile of any converted tensor.
+    let mut max_tile_elems = 0u64;
+    let mut max_tile_out = 0u64;
+    for (t, p) in tensors.iter().zip(plans).filter(|(_, p)| p.convert) {
+        let out_row = p.target.row_bytes(t.row_len()).unwrap_or(0);
+        let rows = tile_rows(opts.max_memory, t.row_len(), out_row, t.n_rows());
+        max_tile_elems = max_tile_elems.max(rows * t.row_len());
+        max_tile_out = max_tile_out.max(rows * out_row);
+    }
+    let total: u64 = (0..tensors.len()).map(|i| src.tensor_len(i)).sum();
+    progress.start(total, tensors.len());
+
+    let mut f32_buf = vec![0f32; max_tile_elems as usize];
+    let mut scratch = Vec::new();
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..N_TILE_BUFFERS {
+        free_tx.send(vec![0u8; max_tile_out as usize]).map_err(|_| Error::Invalid("buffer pool closed".into()))?;
+    }
+    let (full_tx, full_rx) = mpsc::sync_channel::<Tile>(N_TILE_BUFFERS);
+
+    let mut summary = Summary { tensors: tensors.len(), ..Default::default() };
+    let result: Result<()> = std::thread::scope(|s| {
+        let writer_ref = &writer;
+        let free_back = free_tx.clone();
+        let write_thread = s.spawn(move || -> Result<()> {
+            for tile in full_rx {
+                writer_ref.write_at(tile.tensor, tile.out_offset, &tile.buf[..tile.len])?;
+                // the receiver may be gone when the producer stopped early; nothing to do then
+                let _ = free_back.send(tile.buf);
+            }
+            Ok(())
+        });
+
+        let produce = || -> Result<()> {
+            for (i, (t, p)) in tensors.iter().zip(plans).enumerate() {
+                progress.tensor(i, &t.name, t.ty, p.target);
+                summary.parameters += t.n_elements();
+                let mut io = TileIo { src, index: i, full_tx: &full_tx, free_rx: &free_rx, scratch: &mut scratch, progress };
+                if !p.convert {
+                    copy_tensor(&mut io, t, max_tile_out.max(1 << 20))?;
+                    continue;
+                }
+                summary.converted += 1;
+                convert_tensor(&mut io, t, p, engine, opts, &mut f32_buf)?;
+            }
+            Ok(())
+        };
+        let produced = produce();
+        drop(full_tx);
+        let written = write_thread.join().map_err(|_| Error::Invalid("the writer thread panicked".into()))?;
+        produced.and(written)
+    });
+    result?;
+    summary.input_bytes = total;
+    summary.output_bytes = writer.tensors().iter().map(|t| t.size).sum();
+    writer.finish()?;
+    progress.finish();
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        return Err(Error::Invalid("interrupted; no output written".into()));
+    }
+    Ok(())
+}
+
+fn take_buffer(free_rx: &mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>> {
+    free_rx.recv().map_err(|_| Error::Invalid("the writer stopped early".into()))
+}
+
+/// What moving one tensor's tiles needs: the source, the buffer pool and the writer queue.
+struct TileIo<'a, 's> {
+    src: &'a dyn ModelSource,
+    index: usize,
+    full_tx: &'a mpsc::SyncSender<Tile>,
+    free_rx: &'a mpsc::Receiver<Vec<u8>>,
+    scratch: &'s mut Vec<u8>,
+    progress: &'a dyn Progress,
+}
+
+impl TileIo<'_, '_> {
+    fn send(&self, out_offset: u64, len: usize, buf: Vec<u8>) -> Result<()> {
+        self.full_tx
+            .send(Tile { tensor: self.index, out_offset, len, buf })
+            .map_err(|_| Error::Invalid("the writer stopped early".into()))
+    }
+}
+
+/// Copies a tensor whose type does not change, whole rows at a time (at least `chunk` bytes).
+fn copy_tensor(io: &mut TileIo, t: &InputTensor, chunk: u64) -> Result<()> {
+    let row_bytes = t.ty.row_bytes(t.row_len()).unwrap_or(0).max(1);
+    let n_rows = t.n_rows();
+    let tile = (chunk / row_bytes).max(1);
+    let mut r0 = 0u64;
+    while r0 < n_rows {
+        check_interrupt()?;
+        let rows = tile.min(n_rows - r0);
+        let mut buf = take_buffer(io.free_rx)?;
+        let data = io.src.read_rows(io.index, r0, rows, io.scratch)?;
+        let len = data.len();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf[..len].copy_from_slice(data);
+        io.src.release(io.index, (r0 * row_bytes) as usize, len);
+        io.send(r0 * row_bytes, len, buf)?;
+        io.progress.advance(len as u64);
+        r0 += rows;
+    }
+    Ok(())
+}
+
+fn convert_tensor(
+    io: &mut TileIo,
+    t: &InputTensor,
+    p: &TensorPlan,
+    engine: &Engine,
+    opts: &PipelineOptions,
+    f32_buf: &mut [f32],
+) -> Result<()> {
+    let src = io.src;
+    let row_len = t.row_len();
+    let n_rows = t.n_rows();
+    let in_row = t.ty.row_bytes(row_len).unwrap_or(0) as usize;
+    let out_row = p.target.row_bytes(row_len).ok_or_else(|| {
+        Error::Invalid(format!("{}: tensor {}: row of {row_len} does not fit {}", src.describe(), t.name, p.target))
+    })? as usize;
+    let rows_per_slice = t.dims.get(1).copied().unwrap_or(1).max(1);
+    let weights = opts.imatrix.as_ref().and_then(|m| m.get(&t.name));
+    if let Some(w) = weights {
+        let slices = t.dims.get(2).copied().unwrap_or(1);
+        if w.len() as u64 != row_len * slices {
+            return Err(Error::Invalid(format!(
+                "{}: tensor {}: imatrix has {} values, expected {} (ne0 {} x ne2 {})",
+                src.describe(),
+                t.name,
+                w.len(),
+                row_len * slices,
+                row_len,
+                slices
+            )));
+        }
+    }
+    let mut tile = tile_rows(opts.max_memory, row_len, out_row as u64, n_rows);
+    if weights.is_some() {
+        // tiles stay inside one expert slice, which has its own weights
+        tile = tile.min(rows_per_slice);
+    }
+    let mut r0 = 0u64;
+    while r0 < n_rows {
+        check_interrupt()?;
+        let mut rows = tile.min(n_rows - r0);
+        if weights.is_some() {
+            rows = rows.min(rows_per_slice - r0 % rows_per_slice);
+        }
+        let next = (r0 + rows) as usize * in_row;
+        src.prefetch(io.index, next, rows as usize * in_row);
+        let n = (rows * row_len) as usize;
+        let f = &mut f32_buf[..n];
+        let data = src.read_rows(io.index, r0, rows, io.scratch)?;
+        let in_len = data.len();
+        engine.decode_into(t.ty, data, row_len as usize, f)?;
+        src.release(io.index, r0 as usize * in_row, in_len);
+        if !opts.allow_nonfinite {
+            if let Some(k) = f.iter().position(|x| !x.is_finite()) {
+                let row = r0 + k as u64 / row_len;
+                return Err(Error::Invalid(format!(
+                    "{}: tensor {}: row {row} holds a non-finite value ({}) at column {}; \
+                     such weights poison block scales (pass --allow-nonfinite to quantize anyway)",
+                    src.describe(),
+                    t.name,
+                    f[k],
+                    k as u64 % row_len
+                )));
+            }
+        }
+        let w = weights.map(|w| {
+            let slice = (r0 / rows_per_slice) as usize;
+            &w[slice * row_len as usize..(slice + 1) * row_len as usize]
+        });
+        let mut buf = take_buffer(io.free_rx)?;
+        let len = rows as usize * out_row;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        engine.encode_into(p.target, f, row_len as usize, w, &mut buf[..len])?;
+        io.send(r0 * out_row as u64, len, buf)?;
+        io.progress.advance(in_len as u64);
+        r0 += rows;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_fit_the_budget() {
+        // 4096-wide rows of Q4_K (2304 B): 16384 + 6912 bytes per row
+        let rows = tile_rows(64 << 20, 4096, 2304, 1 << 20);
+        assert!(rows * (4096 * 4 + 2304 * 3) <= 64 << 20);
+        assert!(rows > 1000);
+        assert_eq!(tile_rows(10, 4096, 2304, 100), 1);
+        assert_eq!(tile_rows(1 << 40, 4096, 2304, 100), 100);
+    }
+
+    #[test]
+    fn metadata_gets_file_type_and_loses_split_keys() {
+        let md = vec![
+            ("general.architecture".to_string(), Value::String("llama".into())),
+            ("general.file_type".to_string(), Value::U32(1)),
+            ("split.count".to_string(), Value::U16(3)),
+        ];
+        let out = output_metadata(&md, Some(15));
+        assert_eq!(out[1], ("general.file_type".to_string(), Value::U32(15)));
+        assert!(out.iter().all(|(k, _)| k != "split.count"));
+        assert!(out.iter().any(|(k, v)| k == "general.quantization_version" && *v == Value::U32(2)));
+    }
+}
