@@ -1,4 +1,9 @@
-//! The wgpu backend: device context, pipeline cache, staging pool.
+//! The wgpu backend: device context, pipeline cache, staging pool, codec kernels.
+//!
+//! Everything that touches wgpu sits behind the cargo feature `gpu`; [`GpuError`] and the
+//! embedded WGSL text ([`wgsl`]) exist in every build.
+
+pub mod wgsl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
