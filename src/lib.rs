@@ -5,9 +5,11 @@ pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod formats;
+pub mod engine;
 pub mod ggml_type;
 pub mod gpu;
 pub mod policy;
 
 pub use error::{Error, Result};
+pub use engine::{Backend, Engine};
 pub use ggml_type::GgmlType;
