@@ -8,6 +8,8 @@ pub mod formats;
 pub mod engine;
 pub mod ggml_type;
 pub mod gpu;
+pub mod model;
+pub mod pipeline;
 pub mod policy;
 
 pub use error::{Error, Result};
