@@ -9,6 +9,9 @@
 //! `bytes_of`) because a row's bytes need not be 2-aligned; f16 fields hold little-endian
 //! bits.
 
+// Index loops keep the shape of the ggml code each function mirrors.
+#![allow(clippy::needless_range_loop)]
+
 use super::CpuCodec;
 use crate::ggml_type::GgmlType;
 
