@@ -21,6 +21,7 @@ pub mod q4_k;
 pub mod q5_k;
 pub mod q6_k;
 pub mod search;
+pub mod search_lanes;
 
 /// ggml's `QK_K`: elements per super-block.
 pub const QK_K: usize = 256;
