@@ -45,7 +45,7 @@ fn requantize(x: &[f32; QK_K], y: &BlockQ2K, l: &mut [u8; QK_K]) {
 /// ggml's `quantize_row_q2_K_ref` for one block.
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ2K {
     const Q4SCALE: f32 = 15.0;
-    let xt = transpose_in::<16, 16>(x);
+    let xt = transpose_in::<16, 16, f32>(x);
     let weights = xt.map(|row| row.map(f32::abs));
     let mut lt = [[0u8; 16]; 16];
     let params = QkxParams {
@@ -106,8 +106,8 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
         sumx2 += v * v;
     }
     let sigma2 = sumx2 / QK_K as f32;
-    let xt = transpose_in::<16, 16>(x);
-    let qwt = transpose_in::<16, 16>(qw);
+    let xt = transpose_in::<16, 16, f32>(x);
+    let qwt = transpose_in::<16, 16, f32>(qw);
     let mut weight = [[0.0f32; 16]; 16];
     let mut sw = [0.0f32; 16];
     for i in 0..16 {

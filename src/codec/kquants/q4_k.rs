@@ -57,7 +57,7 @@ fn requantize(x: &[f32; QK_K], y: &BlockQ4K, l: &mut [u8; QK_K]) {
 
 /// ggml's `quantize_row_q4_K_ref` for one block.
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ4K {
-    let xt = transpose_in::<32, 8>(x);
+    let xt = transpose_in::<32, 8, f32>(x);
     let mut sum_x2 = [0.0f32; 8];
     for row in &xt {
         for k in 0..8 {
@@ -123,8 +123,8 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ4K {
         sum_x2 += v * v;
     }
     let sigma2 = 2.0 * sum_x2 / QK_K as f32;
-    let xt = transpose_in::<32, 8>(x);
-    let qwt = transpose_in::<32, 8>(qw);
+    let xt = transpose_in::<32, 8, f32>(x);
+    let qwt = transpose_in::<32, 8, f32>(qw);
     let mut weights = [[0.0f32; 8]; 32];
     let mut sw = [0.0f32; 8];
     for i in 0..32 {

@@ -1,4 +1,4 @@
-//! [`make_qkx2_quants`] and [`make_qkx3_quants`] run on all sub-blocks of a super-block at
+//! [`make_qx_quants`], [`make_qkx2_quants`] and [`make_qkx3_quants`] run on all sub-blocks of a super-block at
 //! once, one sub-block per lane, so the CPU can use SIMD for a search whose sums are serial
 //! within a sub-block. Every lane performs exactly the operations of the scalar function in
 //! the same order (branches become per-lane selects), so the results are identical bit for
@@ -6,8 +6,111 @@
 //! (and what a GPU kernel mirrors).
 //!
 //! Data is transposed: `x[i][k]` is element `i` of sub-block `k`.
+//!
+//! [`make_qx_quants`]: super::search::make_qx_quants
+//! [`make_qkx2_quants`]: super::search::make_qkx2_quants
+//! [`make_qkx3_quants`]: super::search::make_qkx3_quants
 
-use super::search::{ScaleMin, nearest_int};
+use super::search::{GROUP_MAX_EPS, ScaleMin, nearest_int};
+
+/// [`make_qx_quants`] with `rmse_type == 1` on `LANES` sub-blocks of `N` elements: `x` and
+/// `weights` transposed (`x[i][k]`; pass `x²` for ggml's `qw == NULL`), levels (`+ nmax`)
+/// written to `l[i][k]`, the scale of each sub-block returned. A trial's levels are kept
+/// from its sums rather than recomputed, which gives the same values.
+///
+/// [`make_qx_quants`]: super::search::make_qx_quants
+#[inline(always)]
+pub fn make_qx_quants_lanes<const N: usize, const LANES: usize>(
+    nmax: i32,
+    x: &[[f32; LANES]; N],
+    weights: &[[f32; LANES]; N],
+    l: &mut [[i8; LANES]; N],
+) -> [f32; LANES] {
+    let nmaxf = nmax as f32;
+    let mut max = [0.0f32; LANES];
+    let mut amax = [0.0f32; LANES];
+    for row in x {
+        for k in 0..LANES {
+            let ax = row[k].abs();
+            let bigger = ax > amax[k];
+            amax[k] = if bigger { ax } else { amax[k] };
+            max[k] = if bigger { row[k] } else { max[k] };
+        }
+    }
+    let mut iscale = [0.0f32; LANES];
+    for k in 0..LANES {
+        iscale[k] = -nmaxf / max[k];
+    }
+    let mut sumlx = [0.0f32; LANES];
+    let mut suml2 = [0.0f32; LANES];
+    for i in 0..N {
+        for k in 0..LANES {
+            let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
+            l[i][k] = (q + nmax) as i8;
+            let w = weights[i][k];
+            let qf = q as f32;
+            sumlx[k] += w * x[i][k] * qf;
+            suml2[k] += w * qf * qf;
+        }
+    }
+    let mut scale = [0.0f32; LANES];
+    let mut best = [0.0f32; LANES];
+    for k in 0..LANES {
+        scale[k] = if suml2[k] != 0.0 {
+            sumlx[k] / suml2[k]
+        } else {
+            0.0
+        };
+        best[k] = scale[k] * sumlx[k];
+    }
+    let mut laux = [[0i8; LANES]; N];
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        for k in 0..LANES {
+            iscale[k] = -(nmaxf + 0.1f32 * is as f32) / max[k];
+        }
+        let mut sumlx = [0.0f32; LANES];
+        let mut suml2 = [0.0f32; LANES];
+        for i in 0..N {
+            for k in 0..LANES {
+                let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
+                laux[i][k] = (q + nmax) as i8;
+                let w = weights[i][k];
+                let qf = q as f32;
+                sumlx[k] += w * x[i][k] * qf;
+                suml2[k] += w * qf * qf;
+            }
+        }
+        let mut accept = [false; LANES];
+        let mut any = false;
+        for k in 0..LANES {
+            accept[k] = suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best[k] * suml2[k];
+            any |= accept[k];
+            if accept[k] {
+                scale[k] = sumlx[k] / suml2[k];
+                best[k] = scale[k] * sumlx[k];
+            }
+        }
+        if any {
+            for i in 0..N {
+                for k in 0..LANES {
+                    l[i][k] = if accept[k] { laux[i][k] } else { l[i][k] };
+                }
+            }
+        }
+    }
+    for k in 0..LANES {
+        if amax[k] < GROUP_MAX_EPS {
+            for row in l.iter_mut() {
+                row[k] = 0;
+            }
+            scale[k] = 0.0;
+        }
+    }
+    scale
+}
 
 /// Which ggml search a lane run reproduces.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -180,8 +283,10 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
 
 /// `x` (sub-blocks of `N` back to back) transposed to `[i][k]`.
 #[inline(always)]
-pub fn transpose_in<const N: usize, const LANES: usize>(x: &[f32]) -> [[f32; LANES]; N] {
-    let mut t = [[0.0f32; LANES]; N];
+pub fn transpose_in<const N: usize, const LANES: usize, T: Copy + Default>(
+    x: &[T],
+) -> [[T; LANES]; N] {
+    let mut t = [[T::default(); LANES]; N];
     for k in 0..LANES {
         for i in 0..N {
             t[i][k] = x[N * k + i];
@@ -192,7 +297,10 @@ pub fn transpose_in<const N: usize, const LANES: usize>(x: &[f32]) -> [[f32; LAN
 
 /// Levels `[i][k]` written back to sub-blocks of `N` back to back.
 #[inline(always)]
-pub fn transpose_out<const N: usize, const LANES: usize>(t: &[[u8; LANES]; N], l: &mut [u8]) {
+pub fn transpose_out<const N: usize, const LANES: usize, T: Copy>(
+    t: &[[T; LANES]; N],
+    l: &mut [T],
+) {
     for k in 0..LANES {
         for i in 0..N {
             l[N * k + i] = t[i][k];
@@ -202,7 +310,7 @@ pub fn transpose_out<const N: usize, const LANES: usize>(t: &[[u8; LANES]; N], l
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::{make_qkx2_quants, make_qkx3_quants};
+    use super::super::search::{make_qkx2_quants, make_qkx3_quants, make_qx_quants};
     use super::*;
 
     /// A small deterministic generator (xorshift) for values in several shapes.
@@ -251,12 +359,8 @@ mod tests {
                 }
             }
             let mut lt = [[0u8; LANES]; N];
-            let got = make_qkx_quants_lanes::<N, LANES>(
-                p,
-                &transpose_in(&x),
-                &transpose_in(&w),
-                &mut lt,
-            );
+            let got =
+                make_qkx_quants_lanes::<N, LANES>(p, &transpose_in(&x), &transpose_in(&w), &mut lt);
             let mut l_lanes = vec![0u8; N * LANES];
             transpose_out(&lt, &mut l_lanes);
             for k in 0..LANES {
@@ -274,6 +378,51 @@ mod tests {
                 assert_eq!(&l_lanes[N * k..N * k + N], &l[..], "{p:?} {xs:?}");
             }
         }
+    }
+
+    fn check_qx<const N: usize, const LANES: usize>(nmax: i32, weighted: bool, seed: u64) {
+        let mut g = Gen(seed);
+        for round in 0..300u64 {
+            let mut x = vec![0.0f32; N * LANES];
+            let mut w = vec![0.0f32; N * LANES];
+            for k in 0..LANES {
+                let shape = g.next() ^ round;
+                for i in 0..N {
+                    let v = g.value(shape);
+                    x[N * k + i] = v;
+                    w[N * k + i] = if !weighted {
+                        v * v
+                    } else if g.unit() < 0.1 {
+                        0.0
+                    } else {
+                        g.unit() * 3.0
+                    };
+                }
+            }
+            let mut lt = [[0i8; LANES]; N];
+            let got = make_qx_quants_lanes::<N, LANES>(
+                nmax,
+                &transpose_in(&x),
+                &transpose_in(&w),
+                &mut lt,
+            );
+            let mut l_lanes = vec![0i8; N * LANES];
+            transpose_out(&lt, &mut l_lanes);
+            for k in 0..LANES {
+                let (xs, ws) = (&x[N * k..N * k + N], &w[N * k..N * k + N]);
+                let mut l = [0i8; N];
+                let want = make_qx_quants(nmax, xs, &mut l, 1, weighted.then_some(ws));
+                assert_eq!(got[k].to_bits(), want.to_bits(), "{nmax} {xs:?}");
+                assert_eq!(&l_lanes[N * k..N * k + N], &l[..], "{nmax} {xs:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn qx_lanes_equal_scalar_search() {
+        check_qx::<16, 16>(32, false, 7);
+        check_qx::<16, 16>(32, true, 8);
+        check_qx::<16, 16>(4, true, 9);
     }
 
     #[test]
