@@ -116,6 +116,9 @@ pub struct RunnerOptions {
     pub max_tile_bytes: Option<u64>,
     /// Cap on workgroups along x, below the device's limit (a smaller one forces 2-D dispatch).
     pub max_workgroups_x: Option<u32>,
+    /// Fill each tile's output buffer with 0xa5 bytes before the dispatch (tests: an output
+    /// word the kernel forgets to write then shows up instead of stale or zero data).
+    pub poison_output: bool,
 }
 
 impl Default for RunnerOptions {
@@ -130,6 +133,7 @@ impl Default for RunnerOptions {
             workgroup_size: 64,
             max_tile_bytes: None,
             max_workgroups_x: None,
+            poison_output: false,
         }
     }
 }
@@ -406,16 +410,16 @@ impl CodecRunner {
             };
             let s_src = &src[(row0 * src_row) as usize..((row0 + rows) * src_row) as usize];
 
-            // Upload: [params | weights | tile source], written through a mapping.
+            // Upload: [params | weights | tile source | poison], written through a mapping.
             let w_off = PARAMS_SLOT;
             let s_off = PARAMS_SLOT + round4(w_len);
-            let up_size = s_off + s_pad;
+            let p_off = s_off + s_pad;
+            let up_size = p_off + if self.opts.poison_output { d_pad } else { 0 };
             let upload = self.pool.acquire(Role::Upload, up_size)?;
             {
                 let slice = upload.buffer().slice(0..up_size);
                 let rx = map(&slice, wgpu::MapMode::Write);
-                self.ctx.wait(&format!("{label}: mapping an upload buffer"))?;
-                recv_map(rx, "upload")?;
+                recv_map(&self.ctx, rx, "upload", &label)?;
                 let mut view = slice.get_mapped_range_mut().map_err(|e| GpuError::Map {
                     what: "upload",
                     message: e.to_string(),
@@ -435,6 +439,10 @@ impl CodecRunner {
                     let z = [0u8; 4];
                     view.slice((s_off + s_bytes) as usize..(s_off + s_pad) as usize)
                         .copy_from_slice(&z[..tail]);
+                }
+                if self.opts.poison_output {
+                    view.slice(p_off as usize..(p_off + d_pad) as usize)
+                        .copy_from_slice(&vec![0xa5u8; d_pad as usize]);
                 }
                 drop(view);
                 upload.buffer().unmap();
@@ -485,6 +493,9 @@ impl CodecRunner {
                 enc.copy_buffer_to_buffer(upload.buffer(), w_off, w.buffer(), 0, round4(w_len));
             }
             enc.copy_buffer_to_buffer(upload.buffer(), s_off, s_buf.buffer(), 0, s_pad);
+            if self.opts.poison_output {
+                enc.copy_buffer_to_buffer(upload.buffer(), p_off, d_buf.buffer(), 0, d_pad);
+            }
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&label),
@@ -499,9 +510,7 @@ impl CodecRunner {
 
             let slice = readback.buffer().slice(0..d_pad);
             let rx = map(&slice, wgpu::MapMode::Read);
-            self.ctx
-                .wait(&format!("{label}: running {} rows", rows))?;
-            recv_map(rx, "readback")?;
+            recv_map(&self.ctx, rx, "readback", &label)?;
             {
                 let view = slice.get_mapped_range().map_err(|e| GpuError::Map {
                     what: "readback",
@@ -534,14 +543,38 @@ fn map(slice: &wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> mpsc::Receiver<Res
     rx
 }
 
-fn recv_map(rx: mpsc::Receiver<Result<(), String>>, what: &'static str) -> Result<(), GpuError> {
-    match rx.try_recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(GpuError::Map { what, message }),
-        Err(_) => Err(GpuError::Map {
-            what,
-            message: "the map callback did not run after the device was polled".into(),
-        }),
+/// Waits for a map callback. The callback normally runs inside our own poll; when another
+/// thread polls the same device at that moment it may run on that thread a little later, so
+/// keep polling until it arrives or the context's timeout passes.
+fn recv_map(
+    ctx: &GpuContext,
+    rx: mpsc::Receiver<Result<(), String>>,
+    what: &'static str,
+    label: &str,
+) -> Result<(), GpuError> {
+    ctx.wait(&format!("{label}: mapping a {what} buffer"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(message)) => return Err(GpuError::Map { what, message }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(GpuError::Map {
+                    what,
+                    message: "the map callback was dropped".into(),
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if start.elapsed() > ctx.wait_timeout() {
+                    return Err(GpuError::Timeout {
+                        what: format!("{label}: mapping a {what} buffer"),
+                        secs: ctx.wait_timeout().as_secs(),
+                    });
+                }
+                ctx.check(label)?;
+                let _ = ctx.device.poll(wgpu::PollType::Poll);
+            }
+        }
     }
 }
 

@@ -257,6 +257,11 @@ impl GpuContext {
         }
     }
 
+    /// How long one wait on the device may take (env `GPUQ_GPU_TIMEOUT`, seconds).
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
     /// Largest size of one storage binding this device allows (and one buffer).
     pub fn max_binding(&self) -> u64 {
         self.limits
