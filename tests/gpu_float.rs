@@ -44,7 +44,11 @@ fn f16_edges(n: usize, r: &mut StdRng) -> Vec<f32> {
                 // near the overflow threshold: 2^15 .. 2^17
                 1 => f32_from_parts(s, r.random_range(142..145), r.random()),
                 // exact ties: low 13 bits 0x1000, random exponent in f16 normal range
-                2 => f32_from_parts(s, r.random_range(113..143), (r.random::<u32>() & !0x1fff) | 0x1000),
+                2 => f32_from_parts(
+                    s,
+                    r.random_range(113..143),
+                    (r.random::<u32>() & !0x1fff) | 0x1000,
+                ),
                 // ties in the subnormal range (shift 14..24): half of the dropped part set
                 3 => {
                     let e = r.random_range(102..113u32);
@@ -106,7 +110,11 @@ fn encode_inputs(seed: u64) -> Vec<f32> {
     for d in Dist::all(32) {
         v.extend(sample(d, 150_000, &mut r));
     }
-    v.extend(sample(Dist::Huge, 100_000, &mut r).iter().map(|x| x * 100.0)); // past 65504
+    v.extend(
+        sample(Dist::Huge, 100_000, &mut r)
+            .iter()
+            .map(|x| x * 100.0),
+    ); // past 65504
     v.extend(f16_edges(900_000, &mut r));
     v.extend(random_bits(900_000, &mut r));
     // shuffle so every tile and workgroup sees every class
@@ -136,7 +144,10 @@ fn diff_u16(ty: GgmlType, input: &[f32], gpu: &[u8], cpu: &[u8]) -> Result<(), S
         .map(|&i| {
             let g = u16::from_le_bytes([gpu[2 * i], gpu[2 * i + 1]]);
             let c = u16::from_le_bytes([cpu[2 * i], cpu[2 * i + 1]]);
-            format!("[{i}] in {:#010x}: gpu {g:#06x} cpu {c:#06x}", input[i].to_bits())
+            format!(
+                "[{i}] in {:#010x}: gpu {g:#06x} cpu {c:#06x}",
+                input[i].to_bits()
+            )
         })
         .collect();
     Err(format!(
@@ -208,7 +219,9 @@ fn decode_inputs(seed: u64) -> Vec<u8> {
 
 #[test]
 fn encode_f16_and_bf16_match_cpu_bit_for_bit() {
-    let Some(e) = gpu_engine(RunnerOptions::default()) else { return };
+    let Some(e) = gpu_engine(RunnerOptions::default()) else {
+        return;
+    };
     assert!(e.encodes_on_gpu(GgmlType::F16) && e.encodes_on_gpu(GgmlType::BF16));
     let input = encode_inputs(1);
     let n = input.len();
@@ -229,7 +242,9 @@ fn encode_f16_and_bf16_match_cpu_bit_for_bit() {
 
 #[test]
 fn decode_f16_and_bf16_match_cpu_bit_for_bit() {
-    let Some(e) = gpu_engine(RunnerOptions::default()) else { return };
+    let Some(e) = gpu_engine(RunnerOptions::default()) else {
+        return;
+    };
     let bytes = decode_inputs(2);
     let n = bytes.len() / 2;
     let mut errors = Vec::new();
@@ -269,8 +284,15 @@ fn tiles_and_2d_dispatch_give_the_same_bits() {
         }
         let s = g.last_run();
         assert!(s.tiles > 1, "{ty}: expected several tiles, got {s:?}");
-        assert!(s.dispatches_2d > 0, "{ty}: expected 2-D dispatches, got {s:?}");
-        assert_eq!(s.rows_per_tile % 2, 1, "want odd rows per tile for odd tile sizes: {s:?}");
+        assert!(
+            s.dispatches_2d > 0,
+            "{ty}: expected 2-D dispatches, got {s:?}"
+        );
+        assert_eq!(
+            s.rows_per_tile % 2,
+            1,
+            "want odd rows per tile for odd tile sizes: {s:?}"
+        );
         let enc = e.encode(ty, &input, row_len, None).unwrap();
         if let Err(m) = check_decode(&e, ty, &enc, row_len) {
             errors.push(m);
@@ -294,11 +316,15 @@ fn tiles_and_2d_dispatch_give_the_same_bits() {
 /// Rough timing (printed with --nocapture): a few million F16 decodes, GPU vs CPU.
 #[test]
 fn time_f16_decode_gpu_vs_cpu() {
-    let Some(e) = gpu_engine(RunnerOptions::default()) else { return };
+    let Some(e) = gpu_engine(RunnerOptions::default()) else {
+        return;
+    };
     let cpu = Engine::new(Backend::Cpu).unwrap();
     let mut r = rng(4);
     let n = 4_194_305;
-    let bytes: Vec<u8> = (0..n).flat_map(|_| r.random::<u16>().to_le_bytes()).collect();
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|_| r.random::<u16>().to_le_bytes())
+        .collect();
     let mut out = vec![0f32; n];
     e.decode_into(GgmlType::F16, &bytes, n, &mut out).unwrap(); // warm: pipeline + pool
     let t = std::time::Instant::now();
@@ -306,11 +332,13 @@ fn time_f16_decode_gpu_vs_cpu() {
     let gpu_s = t.elapsed().as_secs_f64();
     let mut out2 = vec![0f32; n];
     let t = std::time::Instant::now();
-    cpu.decode_into(GgmlType::F16, &bytes, n, &mut out2).unwrap();
+    cpu.decode_into(GgmlType::F16, &bytes, n, &mut out2)
+        .unwrap();
     let cpu_s = t.elapsed().as_secs_f64();
     let mut out3 = vec![0f32; n];
     let t = std::time::Instant::now();
-    cpu.decode_into(GgmlType::F16, &bytes, 4_194_305 / 5, &mut out3).unwrap();
+    cpu.decode_into(GgmlType::F16, &bytes, 4_194_305 / 5, &mut out3)
+        .unwrap();
     let cpu_par_s = t.elapsed().as_secs_f64();
     eprintln!(
         "F16 decode of {n} elements: gpu ({}) {:.1} ms; cpu one row {:.1} ms, \
@@ -320,6 +348,14 @@ fn time_f16_decode_gpu_vs_cpu() {
         cpu_s * 1e3,
         cpu_par_s * 1e3
     );
-    assert!(out2.iter().zip(&out3).all(|(a, b)| a.to_bits() == b.to_bits()));
-    assert!(out.iter().zip(&out2).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(
+        out2.iter()
+            .zip(&out3)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    assert!(
+        out.iter()
+            .zip(&out2)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
 }

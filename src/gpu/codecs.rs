@@ -163,14 +163,13 @@ fn check_shape(
     n_elems: usize,
     n_bytes: usize,
 ) -> Result<(usize, u64), CodecError> {
-    let row_bytes = ty
-        .row_bytes(row_len as u64)
-        .filter(|_| row_len > 0)
-        .ok_or(CodecError::RowNotBlockMultiple {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
             ty,
             row_len,
             block: ty.block_elems(),
-        })?;
+        },
+    )?;
     let n_rows = n_elems / row_len;
     if n_elems % row_len != 0 || (n_rows as u64).checked_mul(row_bytes) != Some(n_bytes as u64) {
         return Err(CodecError::BadLength {
@@ -234,8 +233,14 @@ impl CodecRunner {
         weights: Option<&[f32]>,
         dst: &mut [u8],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel { ty, direction: "encode" })?;
-        let entry = codec.encode.ok_or(GpuError::NoKernel { ty, direction: "encode" })?;
+        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
+            ty,
+            direction: "encode",
+        })?;
+        let entry = codec.encode.ok_or(GpuError::NoKernel {
+            ty,
+            direction: "encode",
+        })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, src.len(), dst.len())?;
         if let Some(w) = weights {
             if w.len() != row_len {
@@ -270,8 +275,14 @@ impl CodecRunner {
         row_len: usize,
         dst: &mut [f32],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel { ty, direction: "decode" })?;
-        let entry = codec.decode.ok_or(GpuError::NoKernel { ty, direction: "decode" })?;
+        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
+            ty,
+            direction: "decode",
+        })?;
+        let entry = codec.decode.ok_or(GpuError::NoKernel {
+            ty,
+            direction: "decode",
+        })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, dst.len(), src.len())?;
         let dst_bytes: &mut [u8] = bytemuck::cast_slice_mut(dst);
         self.run(
@@ -462,7 +473,10 @@ impl CodecRunner {
                 entries: &[
                     wgpu::BindGroupEntry {
                         binding: 0,
-                        resource: binding(uniform.buffer(), std::mem::size_of::<CodecParams>() as u64),
+                        resource: binding(
+                            uniform.buffer(),
+                            std::mem::size_of::<CodecParams>() as u64,
+                        ),
                     },
                     wgpu::BindGroupEntry {
                         binding: 1,
@@ -595,7 +609,11 @@ mod tests {
                 c.ty.block_bytes()
             );
             assert!(c.encode.is_some() || c.decode.is_some(), "{}", c.ty);
-            assert!(wgsl::SHADERS.contains(&c.shader), "{}: shader not in SHADERS", c.ty);
+            assert!(
+                wgsl::SHADERS.contains(&c.shader),
+                "{}: shader not in SHADERS",
+                c.ty
+            );
             for e in [c.encode, c.decode].into_iter().flatten() {
                 assert!(
                     c.shader.body.contains(&format!("fn {e}(")),

@@ -59,7 +59,11 @@ pub fn sample(dist: Dist, n: usize, rng: &mut StdRng) -> Vec<f32> {
             (0..n)
                 .map(|_| {
                     let v = t.sample(rng);
-                    if rng.random::<f32>() < 0.001 { v * 50.0 } else { v }
+                    if rng.random::<f32>() < 0.001 {
+                        v * 50.0
+                    } else {
+                        v
+                    }
                 })
                 .collect()
         }
