@@ -90,10 +90,7 @@ impl Engine {
     }
 
     #[cfg(feature = "gpu")]
-    fn build(
-        backend: Backend,
-        opts: Option<crate::gpu::codecs::RunnerOptions>,
-    ) -> Result<Engine> {
+    fn build(backend: Backend, opts: Option<crate::gpu::codecs::RunnerOptions>) -> Result<Engine> {
         use crate::gpu::codecs::CodecRunner;
         use crate::gpu::context::GpuContext;
         use std::sync::Arc;
@@ -215,18 +212,20 @@ impl Engine {
 
     /// Decodes bytes of `ty` in rows of `row_len` elements to f32 (ggml's dequantize_row).
     pub fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize) -> Result<Vec<f32>> {
-        let row_bytes = ty
-            .row_bytes(row_len as u64)
-            .filter(|&b| b > 0)
-            .ok_or(CodecError::RowNotBlockMultiple {
+        let row_bytes = ty.row_bytes(row_len as u64).filter(|&b| b > 0).ok_or(
+            CodecError::RowNotBlockMultiple {
                 ty,
                 row_len,
                 block: ty.block_elems(),
-            })? as usize;
+            },
+        )? as usize;
         if src.len() % row_bytes != 0 {
             return Err(CodecError::BadLength {
                 ty,
-                what: format!("{} bytes is not a whole number of {row_bytes}-byte rows", src.len()),
+                what: format!(
+                    "{} bytes is not a whole number of {row_bytes}-byte rows",
+                    src.len()
+                ),
             }
             .into());
         }
@@ -256,14 +255,13 @@ impl Engine {
 
 /// Encoded size of `n_elems` elements in rows of `row_len`.
 fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
-    let row_bytes = ty
-        .row_bytes(row_len as u64)
-        .filter(|_| row_len > 0)
-        .ok_or(CodecError::RowNotBlockMultiple {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
             ty,
             row_len,
             block: ty.block_elems(),
-        })?;
+        },
+    )?;
     if n_elems % row_len != 0 {
         return Err(CodecError::BadLength {
             ty,
@@ -271,5 +269,14 @@ fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
         }
         .into());
     }
-    Ok((n_elems / row_len) as usize * row_bytes as usize)
+    usize::try_from(row_bytes)
+        .ok()
+        .and_then(|b| (n_elems / row_len).checked_mul(b))
+        .ok_or_else(|| {
+            CodecError::BadLength {
+                ty,
+                what: format!("{n_elems} elements in rows of {row_len}: output size overflows"),
+            }
+            .into()
+        })
 }

@@ -116,6 +116,9 @@ pub struct RunnerOptions {
     pub max_tile_bytes: Option<u64>,
     /// Cap on workgroups along x, below the device's limit (a smaller one forces 2-D dispatch).
     pub max_workgroups_x: Option<u32>,
+    /// Fill each tile's output buffer with 0xa5 bytes before the dispatch (tests: an output
+    /// word the kernel forgets to write then shows up instead of stale or zero data).
+    pub poison_output: bool,
 }
 
 impl Default for RunnerOptions {
@@ -130,6 +133,7 @@ impl Default for RunnerOptions {
             workgroup_size: 64,
             max_tile_bytes: None,
             max_workgroups_x: None,
+            poison_output: false,
         }
     }
 }
@@ -159,14 +163,13 @@ fn check_shape(
     n_elems: usize,
     n_bytes: usize,
 ) -> Result<(usize, u64), CodecError> {
-    let row_bytes = ty
-        .row_bytes(row_len as u64)
-        .filter(|_| row_len > 0)
-        .ok_or(CodecError::RowNotBlockMultiple {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
             ty,
             row_len,
             block: ty.block_elems(),
-        })?;
+        },
+    )?;
     let n_rows = n_elems / row_len;
     if n_elems % row_len != 0 || (n_rows as u64).checked_mul(row_bytes) != Some(n_bytes as u64) {
         return Err(CodecError::BadLength {
@@ -230,8 +233,14 @@ impl CodecRunner {
         weights: Option<&[f32]>,
         dst: &mut [u8],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel { ty, direction: "encode" })?;
-        let entry = codec.encode.ok_or(GpuError::NoKernel { ty, direction: "encode" })?;
+        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
+            ty,
+            direction: "encode",
+        })?;
+        let entry = codec.encode.ok_or(GpuError::NoKernel {
+            ty,
+            direction: "encode",
+        })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, src.len(), dst.len())?;
         if let Some(w) = weights {
             if w.len() != row_len {
@@ -266,8 +275,14 @@ impl CodecRunner {
         row_len: usize,
         dst: &mut [f32],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel { ty, direction: "decode" })?;
-        let entry = codec.decode.ok_or(GpuError::NoKernel { ty, direction: "decode" })?;
+        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
+            ty,
+            direction: "decode",
+        })?;
+        let entry = codec.decode.ok_or(GpuError::NoKernel {
+            ty,
+            direction: "decode",
+        })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, dst.len(), src.len())?;
         let dst_bytes: &mut [u8] = bytemuck::cast_slice_mut(dst);
         self.run(
@@ -406,16 +421,16 @@ impl CodecRunner {
             };
             let s_src = &src[(row0 * src_row) as usize..((row0 + rows) * src_row) as usize];
 
-            // Upload: [params | weights | tile source], written through a mapping.
+            // Upload: [params | weights | tile source | poison], written through a mapping.
             let w_off = PARAMS_SLOT;
             let s_off = PARAMS_SLOT + round4(w_len);
-            let up_size = s_off + s_pad;
+            let p_off = s_off + s_pad;
+            let up_size = p_off + if self.opts.poison_output { d_pad } else { 0 };
             let upload = self.pool.acquire(Role::Upload, up_size)?;
             {
                 let slice = upload.buffer().slice(0..up_size);
                 let rx = map(&slice, wgpu::MapMode::Write);
-                self.ctx.wait(&format!("{label}: mapping an upload buffer"))?;
-                recv_map(rx, "upload")?;
+                recv_map(&self.ctx, rx, "upload", &label)?;
                 let mut view = slice.get_mapped_range_mut().map_err(|e| GpuError::Map {
                     what: "upload",
                     message: e.to_string(),
@@ -436,6 +451,10 @@ impl CodecRunner {
                     view.slice((s_off + s_bytes) as usize..(s_off + s_pad) as usize)
                         .copy_from_slice(&z[..tail]);
                 }
+                if self.opts.poison_output {
+                    view.slice(p_off as usize..(p_off + d_pad) as usize)
+                        .copy_from_slice(&vec![0xa5u8; d_pad as usize]);
+                }
                 drop(view);
                 upload.buffer().unmap();
             }
@@ -454,7 +473,10 @@ impl CodecRunner {
                 entries: &[
                     wgpu::BindGroupEntry {
                         binding: 0,
-                        resource: binding(uniform.buffer(), std::mem::size_of::<CodecParams>() as u64),
+                        resource: binding(
+                            uniform.buffer(),
+                            std::mem::size_of::<CodecParams>() as u64,
+                        ),
                     },
                     wgpu::BindGroupEntry {
                         binding: 1,
@@ -485,6 +507,9 @@ impl CodecRunner {
                 enc.copy_buffer_to_buffer(upload.buffer(), w_off, w.buffer(), 0, round4(w_len));
             }
             enc.copy_buffer_to_buffer(upload.buffer(), s_off, s_buf.buffer(), 0, s_pad);
+            if self.opts.poison_output {
+                enc.copy_buffer_to_buffer(upload.buffer(), p_off, d_buf.buffer(), 0, d_pad);
+            }
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&label),
@@ -499,9 +524,7 @@ impl CodecRunner {
 
             let slice = readback.buffer().slice(0..d_pad);
             let rx = map(&slice, wgpu::MapMode::Read);
-            self.ctx
-                .wait(&format!("{label}: running {} rows", rows))?;
-            recv_map(rx, "readback")?;
+            recv_map(&self.ctx, rx, "readback", &label)?;
             {
                 let view = slice.get_mapped_range().map_err(|e| GpuError::Map {
                     what: "readback",
@@ -534,14 +557,38 @@ fn map(slice: &wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> mpsc::Receiver<Res
     rx
 }
 
-fn recv_map(rx: mpsc::Receiver<Result<(), String>>, what: &'static str) -> Result<(), GpuError> {
-    match rx.try_recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(GpuError::Map { what, message }),
-        Err(_) => Err(GpuError::Map {
-            what,
-            message: "the map callback did not run after the device was polled".into(),
-        }),
+/// Waits for a map callback. The callback normally runs inside our own poll; when another
+/// thread polls the same device at that moment it may run on that thread a little later, so
+/// keep polling until it arrives or the context's timeout passes.
+fn recv_map(
+    ctx: &GpuContext,
+    rx: mpsc::Receiver<Result<(), String>>,
+    what: &'static str,
+    label: &str,
+) -> Result<(), GpuError> {
+    ctx.wait(&format!("{label}: mapping a {what} buffer"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(message)) => return Err(GpuError::Map { what, message }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(GpuError::Map {
+                    what,
+                    message: "the map callback was dropped".into(),
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if start.elapsed() > ctx.wait_timeout() {
+                    return Err(GpuError::Timeout {
+                        what: format!("{label}: mapping a {what} buffer"),
+                        secs: ctx.wait_timeout().as_secs(),
+                    });
+                }
+                ctx.check(label)?;
+                let _ = ctx.device.poll(wgpu::PollType::Poll);
+            }
+        }
     }
 }
 
@@ -562,7 +609,11 @@ mod tests {
                 c.ty.block_bytes()
             );
             assert!(c.encode.is_some() || c.decode.is_some(), "{}", c.ty);
-            assert!(wgsl::SHADERS.contains(&c.shader), "{}: shader not in SHADERS", c.ty);
+            assert!(
+                wgsl::SHADERS.contains(&c.shader),
+                "{}: shader not in SHADERS",
+                c.ty
+            );
             for e in [c.encode, c.decode].into_iter().flatten() {
                 assert!(
                     c.shader.body.contains(&format!("fn {e}(")),

@@ -172,11 +172,12 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice {
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            GpuError::RequestDevice {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
 
         let incidents = Arc::new(Mutex::new(Incidents::default()));
         let inc = incidents.clone();
@@ -257,6 +258,11 @@ impl GpuContext {
         }
     }
 
+    /// How long one wait on the device may take (env `GPUQ_GPU_TIMEOUT`, seconds).
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
     /// Largest size of one storage binding this device allows (and one buffer).
     pub fn max_binding(&self) -> u64 {
         self.limits
@@ -283,7 +289,11 @@ impl GpuContext {
             i.backend,
             i.device_type,
             if i.driver.is_empty() { "?" } else { &i.driver },
-            if i.driver_info.is_empty() { "-" } else { &i.driver_info },
+            if i.driver_info.is_empty() {
+                "-"
+            } else {
+                &i.driver_info
+            },
             i.vendor,
             i.device,
             l.max_storage_buffer_binding_size,

@@ -107,7 +107,11 @@ impl Drop for Lease<'_> {
 fn size_class(n: u64, max: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     let n = n.max(256);
-    let c = if n <= MIB { n.next_power_of_two() } else { n.div_ceil(MIB) * MIB };
+    let c = if n <= MIB {
+        n.next_power_of_two()
+    } else {
+        n.div_ceil(MIB) * MIB
+    };
     c.min(max).max(n)
 }
 
@@ -196,5 +200,52 @@ impl StagingPool {
             role,
             size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes() {
+        assert_eq!(size_class(1, 1 << 30), 256);
+        assert_eq!(size_class(1000, 1 << 30), 1024);
+        assert_eq!(size_class((1 << 20) + 1, 1 << 30), 2 << 20);
+        assert_eq!(size_class(5 << 20, 1 << 30), 5 << 20);
+        assert_eq!(size_class(3000, 2048), 3000); // never below the request
+    }
+
+    #[test]
+    fn pool_reuses_and_stays_within_budget() {
+        let ctx = match crate::gpu::context::GpuContext::shared() {
+            Ok(c) => c,
+            Err(e) if std::env::var("GPUQ_TEST_ALLOW_NO_GPU").as_deref() == Ok("1") => {
+                eprintln!("skipping: {e}");
+                return;
+            }
+            Err(e) => panic!("{e} (set GPUQ_TEST_ALLOW_NO_GPU=1 to skip)"),
+        };
+        let pool = StagingPool::new(ctx.device.clone(), 4 << 20, ctx.limits.max_buffer_size);
+        {
+            let a = pool.acquire(Role::Storage, 1 << 20).unwrap();
+            let _b = pool.acquire(Role::Readback, 1 << 20).unwrap();
+            assert_eq!(a.size(), 1 << 20);
+            // 3 MiB more would pass the 4 MiB budget while a and b are leased
+            assert!(pool.acquire(Role::Storage, 3 << 20).is_err());
+        }
+        let s = pool.stats();
+        assert_eq!(
+            (s.allocated, s.buffers_created, s.idle_buffers),
+            (2 << 20, 2, 2)
+        );
+        // reuse: same role and size, nothing new
+        drop(pool.acquire(Role::Storage, 1000).unwrap());
+        assert_eq!(pool.stats().buffers_created, 2);
+        // a larger request evicts idle buffers instead of growing past the budget
+        let big = pool.acquire(Role::Upload, 3 << 20).unwrap();
+        assert!(pool.stats().allocated <= 4 << 20, "{:?}", pool.stats());
+        drop(big);
+        assert!(pool.acquire(Role::Storage, 5 << 20).is_err());
     }
 }
