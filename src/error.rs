@@ -18,6 +18,8 @@ pub enum Error {
     #[error(transparent)]
     Safetensors(#[from] crate::formats::safetensors::SafetensorsError),
     #[error(transparent)]
+    Hf(#[from] crate::model::hf::HfError),
+    #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),

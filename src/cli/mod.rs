@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod convert;
 pub mod info;
 pub mod inspect;
 pub mod progress;
@@ -20,6 +21,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Convert a Hugging Face folder to GGUF (convert_hf_to_gguf.py's job): `gpuq convert DIR -o OUT.gguf --outtype f16`.
+    Convert(convert::Args),
     /// Show the GPU adapter gpuq would use, its limits and the backend choice.
     Info(info::Args),
     /// Describe a GGUF file, a .safetensors file or a Hugging Face model folder.
@@ -30,6 +33,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
+        Command::Convert(a) => convert::run(a),
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),

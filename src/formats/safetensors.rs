@@ -261,6 +261,26 @@ impl Shard {
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }
+
+    /// A page-cache hint for `len` bytes at absolute file offset `offset`: needed soon
+    /// (`need`), or not needed again. Out-of-range requests are ignored.
+    pub fn advise(&self, offset: u64, len: u64, need: bool) {
+        let (Some(map), Ok(off), Ok(len)) =
+            (&self.map, usize::try_from(offset), usize::try_from(len))
+        else {
+            return;
+        };
+        if len == 0 || off.checked_add(len).is_none_or(|end| end > map.len()) {
+            return;
+        }
+        if need {
+            let _ = map.advise_range(memmap2::Advice::WillNeed, off, len);
+        } else {
+            // SAFETY: a read-only file mapping; dropped pages are read from the file again if used.
+            let _ =
+                unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
+        }
+    }
 }
 
 /// A checkpoint: one file, or a folder of shards with an index, plus `config.json`.

@@ -6,6 +6,8 @@ use crate::formats::gguf::{GgufFile, Value};
 use crate::pipeline::{InputTensor, ModelSource};
 use std::path::Path;
 
+pub mod hf;
+
 /// A GGUF file as a source.
 pub struct GgufSource {
     file: GgufFile,
@@ -18,7 +20,11 @@ impl GgufSource {
         let tensors = file
             .tensors
             .iter()
-            .map(|t| InputTensor { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty })
+            .map(|t| InputTensor {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+            })
             .collect();
         Ok(GgufSource { file, tensors })
     }
@@ -45,13 +51,24 @@ impl ModelSource for GgufSource {
     fn tensor_len(&self, index: usize) -> u64 {
         self.file.tensors[index].size
     }
-    fn read_rows<'a>(&'a self, index: usize, r0: u64, n: u64, _scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+    fn read_rows<'a>(
+        &'a self,
+        index: usize,
+        r0: u64,
+        n: u64,
+        _scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
         let t = &self.file.tensors[index];
         let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
         let data = self.file.tensor_data(t);
         let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
         data.get(a..b).ok_or_else(|| {
-            Error::Invalid(format!("{}: tensor {}: rows {r0}..{} are outside the tensor", self.describe(), t.name, r0 + n))
+            Error::Invalid(format!(
+                "{}: tensor {}: rows {r0}..{} are outside the tensor",
+                self.describe(),
+                t.name,
+                r0 + n
+            ))
         })
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
@@ -62,13 +79,15 @@ impl ModelSource for GgufSource {
     }
 }
 
-/// Opens a model for quantization: a GGUF file.
+/// Opens a model for quantization: a GGUF file, or a Hugging Face folder.
 pub fn open_source(path: &Path) -> Result<Box<dyn ModelSource>> {
+    open_source_with(path, &hf::HfOptions::default())
+}
+
+/// As [`open_source`], with the options that apply to a Hugging Face folder.
+pub fn open_source_with(path: &Path, hf_opts: &hf::HfOptions) -> Result<Box<dyn ModelSource>> {
     if path.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{}: quantizing a Hugging Face folder directly is not supported yet; give a GGUF file",
-            path.display()
-        )));
+        return Ok(Box::new(hf::HfSource::open(path, hf_opts)?));
     }
     Ok(Box::new(GgufSource::open(path)?))
 }

@@ -1,0 +1,129 @@
+//! `gpuq convert`: llama.cpp's `convert_hf_to_gguf.py` job, streamed: a Hugging Face folder to
+//! a GGUF in one of the converter's output types, with no intermediate file.
+
+use crate::cli::progress::ProgressReporter;
+use crate::cli::quantize::parse_size;
+use crate::engine::{Backend, Engine};
+use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
+use crate::model::hf::{HfOptions, HfSource, converter_type, file_type_of};
+use crate::pipeline::{self, ModelSource, PipelineOptions};
+use crate::policy::TensorPlan;
+use std::path::PathBuf;
+
+/// The converter's `--outtype` values gpuq writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutType {
+    F32,
+    F16,
+    Bf16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl OutType {
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            OutType::F32 => GgmlType::F32,
+            OutType::F16 => GgmlType::F16,
+            OutType::Bf16 => GgmlType::BF16,
+            OutType::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
+    pub input: PathBuf,
+    /// Output GGUF.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Type of the 2-D weights (norms and biases stay F32, as in convert_hf_to_gguf.py).
+    #[arg(long, value_enum, default_value_t = OutType::F16)]
+    pub outtype: OutType,
+    /// Write this tokenizer.ggml.pre instead of identifying the pre-tokenizer.
+    #[arg(long, value_name = "NAME")]
+    pub vocab_pre: Option<String>,
+    /// Ignore the tokenizer files and write the weights only.
+    #[arg(long)]
+    pub no_tokenizer: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// CPU worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Memory for tile buffers, e.g. 512M, 2G.
+    #[arg(long, default_value = "2G", value_parser = parse_size)]
+    pub max_memory: u64,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// One plan per tensor: the converter's type choice for `outtype`.
+pub fn plans(src: &dyn ModelSource, outtype: GgmlType) -> Vec<TensorPlan> {
+    src.tensors()
+        .iter()
+        .map(|t| {
+            let (target, fallback) = converter_type(&t.name, &t.dims, outtype);
+            TensorPlan {
+                target,
+                convert: target != t.ty,
+                overridden: false,
+                fallback,
+                requires_imatrix: false,
+            }
+        })
+        .collect()
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !a.input.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: gpuq convert takes a Hugging Face model folder (for a GGUF file use gpuq quantize)",
+            a.input.display()
+        )));
+    }
+    if let Some(n) = a.threads {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
+    }
+    let opts = HfOptions {
+        vocab_pre: a.vocab_pre.clone(),
+        no_tokenizer: a.no_tokenizer,
+    };
+    let src = HfSource::open(&a.input, &opts)?;
+    let outtype = a.outtype.ggml();
+    let plans = plans(&src, outtype);
+    let engine = Engine::new(a.backend)?;
+    if !a.quiet {
+        eprintln!("gpuq: {}", engine.describe());
+    }
+    let popts = PipelineOptions {
+        max_memory: a.max_memory,
+        imatrix: None,
+        allow_nonfinite: true,
+        file_type: Some(file_type_of(outtype)),
+    };
+    let reporter = ProgressReporter::new(a.quiet);
+    let _ = ctrlc::set_handler(|| {
+        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
+    });
+    let s = pipeline::run(&src, &plans, &a.output, &engine, &popts, &reporter)?;
+    if !a.quiet {
+        eprintln!(
+            "gpuq: {} -> {} ({:?}): {} tensors, {:.2} MiB -> {:.2} MiB, {:.2} s",
+            a.input.display(),
+            a.output.display(),
+            a.outtype,
+            s.tensors,
+            s.input_bytes as f64 / (1 << 20) as f64,
+            s.output_bytes as f64 / (1 << 20) as f64,
+            s.seconds
+        );
+    }
+    Ok(())
+}
