@@ -11,7 +11,10 @@ pub mod gpu;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
+pub mod quantize;
 
 pub use engine::{Backend, Engine};
 pub use error::{Error, Result};
 pub use ggml_type::GgmlType;
+pub use policy::Mixture;
+pub use quantize::{QuantizeOptions, quantize};

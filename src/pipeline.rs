@@ -58,6 +58,12 @@ pub trait ModelSource: Sync {
         n: u64,
         scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]>;
+    /// The type tensor `index` takes when a plan leaves it unquantized, where the source fixes
+    /// one (a Hugging Face folder: F32 for norms and biases, as the converter writes them);
+    /// `None` copies the source type.
+    fn unquantized_type(&self, _index: usize) -> Option<GgmlType> {
+        None
+    }
     /// A hint that `data[range]` of tensor `index` is needed soon.
     fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
     /// A hint that `data[range]` of tensor `index` will not be read again.

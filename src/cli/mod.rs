@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod convert;
+pub mod dequantize;
 pub mod info;
 pub mod inspect;
 pub mod progress;
@@ -27,6 +28,8 @@ pub enum Command {
     Info(info::Args),
     /// Describe a GGUF file, a .safetensors file or a Hugging Face model folder.
     Inspect(inspect::Args),
+    /// Dequantize a GGUF model to F32, F16 or BF16.
+    Dequantize(dequantize::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
     Quantize(quantize::Args),
 }
@@ -37,5 +40,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Dequantize(a) => dequantize::run(a),
     }
 }

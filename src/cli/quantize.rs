@@ -5,8 +5,9 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::model::open_source_with;
-use crate::pipeline::{self, PipelineOptions};
-use crate::policy::{Hparams, Mixture, PlanOptions, TensorDesc, plan_types};
+use crate::pipeline;
+use crate::policy::Mixture;
+use crate::quantize::{self, QuantizeOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -134,77 +135,23 @@ pub fn run(a: Args) -> Result<()> {
     if !a.dry_run {
         refuse_same_file(&a.input, &output)?;
     }
-
-    let mut opts = PlanOptions::new(mixture);
-    opts.pure = a.pure;
-    opts.output_tensor_type = a.output_tensor_type;
-    opts.token_embedding_type = a.token_embedding_type;
-    opts.leave_output_tensor = a.leave_output_tensor;
-    opts.overrides = a
-        .tensor_type
-        .iter()
-        .map(|s| parse_override(s))
-        .collect::<Result<_>>()?;
-    let descs: Vec<TensorDesc> = src
-        .tensors()
-        .iter()
-        .map(|t| TensorDesc {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ty: t.ty,
-        })
-        .collect();
-    let hp = hparams(src.metadata());
-    let mut plans = plan_types(&descs, &hp, &opts)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", src.describe())))?;
-    if a.input.is_dir() {
-        // what the two-step path (convert, then quantize) keeps unquantized, the converter has
-        // made F32 (norms, biases, 1-D tensors)
-        for (t, p) in src.tensors().iter().zip(plans.iter_mut()) {
-            if !p.convert && t.ty != crate::ggml_type::GgmlType::F32 {
-                let (ty, _) = crate::model::hf::converter_type(&t.name, &t.dims, t.ty);
-                if ty == crate::ggml_type::GgmlType::F32 {
-                    p.target = ty;
-                    p.convert = true;
-                }
-            }
-        }
-    }
-
-    // Refuse what llama-quantize refuses, before any output exists.
-    for (t, p) in src.tensors().iter().zip(&plans) {
-        if p.convert && t.ty.is_quantized() && !a.allow_requantize {
-            return Err(Error::Invalid(format!(
-                "{}: tensor {} is already {}; re-quantizing loses quality (pass --allow-requantize to do it anyway)",
-                src.describe(),
-                t.name,
-                t.ty
-            )));
-        }
-        if p.requires_imatrix {
-            return Err(Error::Invalid(format!(
-                "{}: tensor {} would be {}, which needs an importance matrix (--imatrix)",
-                src.describe(),
-                t.name,
-                p.target
-            )));
-        }
-        if p.convert && !crate::codec::can_encode(p.target) {
-            return Err(Error::Invalid(format!(
-                "tensor {}: gpuq cannot encode {} yet; choose another --type or override it with --tensor-type",
-                t.name, p.target
-            )));
-        }
-        if p.convert && !crate::codec::can_decode(t.ty) {
-            return Err(Error::Invalid(format!(
-                "{}: tensor {}: gpuq cannot decode {}",
-                src.describe(),
-                t.name,
-                t.ty
-            )));
-        }
-    }
-
+    let opts = QuantizeOptions {
+        mixture,
+        pure: a.pure,
+        output_tensor_type: a.output_tensor_type,
+        token_embedding_type: a.token_embedding_type,
+        leave_output_tensor: a.leave_output_tensor,
+        allow_requantize: a.allow_requantize,
+        overrides: a
+            .tensor_type
+            .iter()
+            .map(|s| parse_override(s))
+            .collect::<Result<_>>()?,
+        allow_nonfinite: a.allow_nonfinite,
+        max_memory: a.max_memory,
+        imatrix: None,
+    };
+    let plans = quantize::plan(src.as_ref(), &opts)?;
     if a.dry_run {
         print_plan(src.as_ref(), &plans);
         return Ok(());
@@ -214,17 +161,11 @@ pub fn run(a: Args) -> Result<()> {
     if !a.quiet {
         eprintln!("gpuq: {}", engine.describe());
     }
-    let popts = PipelineOptions {
-        max_memory: a.max_memory,
-        imatrix: None,
-        allow_nonfinite: a.allow_nonfinite,
-        file_type: Some(mixture.ftype),
-    };
     let reporter = ProgressReporter::new(a.quiet);
     let _ = ctrlc::set_handler(|| {
         pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
     });
-    let s = pipeline::run(src.as_ref(), &plans, &output, &engine, &popts, &reporter)?;
+    let s = quantize::quantize(src.as_ref(), &output, &engine, &opts, &reporter)?;
     if !a.quiet {
         eprintln!(
             "gpuq: {} -> {} ({}): {} tensors ({} converted), {:.2} MiB -> {:.2} MiB, {:.2} bits/weight, {:.2} s, {:.3} GB/s",
@@ -241,31 +182,6 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Model facts for the mixture rules, from GGUF metadata.
-pub fn hparams(md: &[(String, crate::formats::gguf::Value)]) -> Hparams {
-    let get = |k: &str| md.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let arch = get("general.architecture")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let num = |suffix: &str| {
-        get(&format!("{arch}.{suffix}")).and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_array().and_then(|a| a.get(0)).and_then(|x| x.as_u64()))
-        })
-    };
-    let n_head = num("attention.head_count").unwrap_or(0) as u32;
-    Hparams {
-        n_layer: num("block_count").unwrap_or(0) as u32,
-        n_head,
-        n_head_kv: num("attention.head_count_kv")
-            .map(|v| v as u32)
-            .unwrap_or(n_head),
-        n_expert: num("expert_count").unwrap_or(0) as u32,
-        arch,
-    }
 }
 
 fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result<()> {

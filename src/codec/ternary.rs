@@ -6,7 +6,7 @@
 
 use super::CpuCodec;
 use super::legacy::blocks::{load, store};
-use super::legacy::scale_search::c_trunc_i32;
+use super::legacy::c_casts::c_trunc_i32;
 use crate::codec::float::{f16_bits_to_f32, f32_to_f16_bits};
 use crate::ggml_type::GgmlType;
 use bytemuck::{Pod, Zeroable};

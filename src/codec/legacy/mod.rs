@@ -4,12 +4,13 @@
 //! - [`blocks`]: the `#[repr(C)]` block layouts of ggml-common.h.
 //! - [`reference`]: ggml's `quantize_row_X_ref`, what llama-quantize writes without an imatrix.
 //! - [`weighted`]: ggml's `quantize_row_X_impl`, what it writes with one.
-//! - [`scale_search`]: `nearest_int`, `make_qx_quants`, `make_qkx3_quants`.
+//! - [`c_casts`]: C's float -> int conversions as x86-64 does them; the weighted searches
+//!   come from `crate::codec::kquants::search`.
 //! - decoders here: ggml's `dequantize_row_X`.
 
 pub mod blocks;
+pub mod c_casts;
 pub mod reference;
-pub mod scale_search;
 pub mod weighted;
 
 use super::CpuCodec;

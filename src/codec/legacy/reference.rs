@@ -4,7 +4,7 @@
 //! from the unrounded f32 `d`, while the block stores `d` rounded to f16.
 
 use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK};
-use super::scale_search::{c_to_i8, c_trunc_i32};
+use super::c_casts::{c_to_i8, c_trunc_i32};
 use crate::codec::float::f32_to_f16_bits;
 
 /// Largest magnitude, keeping its sign; the first one wins a tie (ggml's strict `<`).

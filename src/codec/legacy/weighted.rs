@@ -6,8 +6,8 @@
 
 use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, QK, store};
 use super::reference::{pack4, pack5};
-use super::scale_search::{make_qkx3_quants, make_qx_quants};
 use crate::codec::float::f32_to_f16_bits;
+use crate::codec::kquants::search::{make_qkx3_quants, make_qx_quants};
 
 /// `sum_x2 / n_per_row`, summed in row order as ggml does.
 fn row_sigma2(x: &[f32]) -> f32 {
@@ -50,7 +50,7 @@ fn weighted_row<B: bytemuck::Pod>(
 pub fn q4_0_row(src: &[f32], dst: &mut [u8], qw: &[f32]) {
     weighted_row(src, dst, qw, |xb, w| {
         let mut l = [0i8; QK];
-        let d = make_qx_quants(8, xb, &mut l, w);
+        let d = make_qx_quants(8, xb, &mut l, 1, Some(w));
         BlockQ4_0 {
             d: f32_to_f16_bits(d).to_le(),
             qs: pack4(&l.map(|v| v as u8)),
@@ -62,7 +62,7 @@ pub fn q4_0_row(src: &[f32], dst: &mut [u8], qw: &[f32]) {
 pub fn q5_0_row(src: &[f32], dst: &mut [u8], qw: &[f32]) {
     weighted_row(src, dst, qw, |xb, w| {
         let mut l = [0i8; QK];
-        let d = make_qx_quants(16, xb, &mut l, w);
+        let d = make_qx_quants(16, xb, &mut l, 1, Some(w));
         let (qh, qs) = pack5(&l.map(|v| v as u8));
         BlockQ5_0 {
             d: f32_to_f16_bits(d).to_le(),
@@ -77,8 +77,8 @@ pub fn q5_0_row(src: &[f32], dst: &mut [u8], qw: &[f32]) {
 fn qkx3(nmax: i32, xb: &[f32], w: &[f32; QK]) -> (f32, f32, [u8; QK]) {
     let mut l = [0u8; QK];
     let mut laux = [0u8; QK];
-    let (d, the_min) = make_qkx3_quants(nmax, xb, w, &mut l, &mut laux, -0.9, 0.05, 36);
-    (d, -the_min, l)
+    let r = make_qkx3_quants(nmax, xb, w, &mut l, &mut laux, -0.9, 0.05, 36, false);
+    (r.scale, -r.min, l)
 }
 
 /// ggml `quantize_row_q4_1_impl` with weights.

@@ -436,6 +436,11 @@ impl ModelSource for HfSource {
             }
         }
     }
+    fn unquantized_type(&self, index: usize) -> Option<GgmlType> {
+        let t = &self.tensors[index];
+        let (ty, _) = converter_type(&t.name, &t.dims, t.ty);
+        (ty == GgmlType::F32).then_some(ty)
+    }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         if let Data::Mapped { st, .. } = &self.data[index] {
             let t = &self.st.tensors[*st];

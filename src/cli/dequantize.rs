@@ -1,0 +1,112 @@
+//! `gpuq dequantize IN.gguf -o OUT.gguf --type F32|F16|BF16`: every quantized tensor (and
+//! every 2-D float weight) back to one float type, streamed tile by tile.
+
+use crate::cli::progress::ProgressReporter;
+use crate::engine::{Backend, Engine};
+use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
+use crate::model::open_source;
+use crate::pipeline::{self, ModelSource, PipelineOptions};
+use crate::policy::{TensorPlan, n_dims};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input GGUF.
+    pub input: PathBuf,
+    /// Output GGUF.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// F32, F16 or BF16.
+    #[arg(long = "type", short = 't', default_value = "F16")]
+    pub ty: GgmlType,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Memory for tile buffers, e.g. 512M, 2G.
+    #[arg(long, default_value = "2G", value_parser = crate::cli::quantize::parse_size)]
+    pub max_memory: u64,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The target of each tensor: quantized tensors and 2-D+ float weights become `ty`; 1-D
+/// tensors and integer tensors keep their type.
+pub fn dequantize_plan(src: &dyn ModelSource, ty: GgmlType) -> Result<Vec<TensorPlan>> {
+    src.tensors()
+        .iter()
+        .map(|t| {
+            let float = matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+            let target = if t.ty.is_quantized() || (float && n_dims(&t.dims) >= 2) {
+                ty
+            } else {
+                t.ty
+            };
+            if target != t.ty && !crate::codec::can_decode(t.ty) {
+                return Err(Error::Invalid(format!(
+                    "{}: tensor {}: gpuq cannot decode {}",
+                    src.describe(),
+                    t.name,
+                    t.ty
+                )));
+            }
+            Ok(TensorPlan {
+                target,
+                convert: target != t.ty,
+                overridden: false,
+                fallback: false,
+                requires_imatrix: false,
+            })
+        })
+        .collect()
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let file_type = match a.ty {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::BF16 => 32,
+        t => {
+            return Err(Error::Invalid(format!(
+                "--type {t}: dequantize writes F32, F16 or BF16"
+            )));
+        }
+    };
+    let src = open_source(&a.input)?;
+    let plans = dequantize_plan(src.as_ref(), a.ty)?;
+    let engine = Engine::new(a.backend)?;
+    if !a.quiet {
+        eprintln!("gpuq: {}", engine.describe());
+    }
+    let opts = PipelineOptions {
+        max_memory: a.max_memory,
+        imatrix: None,
+        allow_nonfinite: true,
+        file_type: Some(file_type),
+    };
+    let _ = ctrlc::set_handler(|| {
+        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
+    });
+    let s = pipeline::run(
+        src.as_ref(),
+        &plans,
+        &a.output,
+        &engine,
+        &opts,
+        &ProgressReporter::new(a.quiet),
+    )?;
+    if !a.quiet {
+        eprintln!(
+            "gpuq: {} -> {}: {} tensors ({} converted), {:.2} MiB -> {:.2} MiB, {:.2} s",
+            a.input.display(),
+            a.output.display(),
+            s.tensors,
+            s.converted,
+            s.input_bytes as f64 / 1048576.0,
+            s.output_bytes as f64 / 1048576.0,
+            s.seconds
+        );
+    }
+    Ok(())
+}

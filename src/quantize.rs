@@ -1,0 +1,164 @@
+//! The library's quantize job: plan the type of every tensor as llama-quantize does, refuse
+//! what it refuses (before any output exists), then stream the model through the pipeline.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::formats::gguf::Value;
+use crate::ggml_type::GgmlType;
+use crate::pipeline::{self, ModelSource, PipelineOptions, Progress, Summary};
+use crate::policy::{Hparams, Mixture, PlanOptions, TensorDesc, TensorPlan, plan_types};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What to produce; the fields mirror llama-quantize's flags.
+#[derive(Clone, Debug)]
+pub struct QuantizeOptions {
+    pub mixture: &'static Mixture,
+    /// `--pure`
+    pub pure: bool,
+    /// `--output-tensor-type`
+    pub output_tensor_type: Option<GgmlType>,
+    /// `--token-embedding-type`
+    pub token_embedding_type: Option<GgmlType>,
+    /// `--leave-output-tensor`
+    pub leave_output_tensor: bool,
+    /// `--allow-requantize`
+    pub allow_requantize: bool,
+    /// `--tensor-type REGEX=TYPE`, first match wins.
+    pub overrides: Vec<(String, GgmlType)>,
+    /// Quantize NaN/Inf weights instead of stopping.
+    pub allow_nonfinite: bool,
+    /// Bytes of tile buffers held at once.
+    pub max_memory: u64,
+    /// Per-column importance weights by tensor name.
+    pub imatrix: Option<HashMap<String, Vec<f32>>>,
+}
+
+impl QuantizeOptions {
+    /// Options for a mixture by llama-quantize's name (`Q4_K_M`, `Q8_0`, …), 2 GiB of tiles.
+    pub fn new(mixture: &str) -> Result<Self> {
+        Ok(QuantizeOptions {
+            mixture: Mixture::parse(mixture).map_err(Error::Invalid)?,
+            pure: false,
+            output_tensor_type: None,
+            token_embedding_type: None,
+            leave_output_tensor: false,
+            allow_requantize: false,
+            overrides: Vec::new(),
+            allow_nonfinite: false,
+            max_memory: 2 << 30,
+            imatrix: None,
+        })
+    }
+}
+
+/// Model facts for the mixture rules, from GGUF metadata (`{arch}.block_count`, head counts,
+/// expert count).
+pub fn hparams(md: &[(String, Value)]) -> Hparams {
+    let get = |k: &str| md.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let arch = get("general.architecture")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    // per-layer arrays (head_count_kv of hybrid models) count by their first layer, as llama.cpp
+    let num = |suffix: &str| {
+        get(&format!("{arch}.{suffix}")).and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_array().and_then(|a| a.get(0)).and_then(|x| x.as_u64()))
+        })
+    };
+    let n_head = num("attention.head_count").unwrap_or(0) as u32;
+    Hparams {
+        n_layer: num("block_count").unwrap_or(0) as u32,
+        n_head,
+        n_head_kv: num("attention.head_count_kv")
+            .map(|v| v as u32)
+            .unwrap_or(n_head),
+        n_expert: num("expert_count").unwrap_or(0) as u32,
+        arch,
+    }
+}
+
+/// The type of every tensor of `src` (same order), after the checks llama-quantize makes:
+/// no re-quantizing without `allow_requantize`, no type that needs an imatrix without one,
+/// and only types gpuq can decode and encode.
+pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorPlan>> {
+    let mut p = PlanOptions::new(opts.mixture);
+    p.pure = opts.pure;
+    p.output_tensor_type = opts.output_tensor_type;
+    p.token_embedding_type = opts.token_embedding_type;
+    p.leave_output_tensor = opts.leave_output_tensor;
+    p.overrides = opts.overrides.clone();
+    p.has_imatrix = opts.imatrix.is_some();
+    let descs: Vec<TensorDesc> = src
+        .tensors()
+        .iter()
+        .map(|t| TensorDesc {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ty: t.ty,
+        })
+        .collect();
+    let mut plans = plan_types(&descs, &hparams(src.metadata()), &p)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", src.describe())))?;
+    for (i, (t, p)) in src.tensors().iter().zip(plans.iter_mut()).enumerate() {
+        if let Some(ty) = src
+            .unquantized_type(i)
+            .filter(|&ty| !p.convert && ty != t.ty)
+        {
+            p.target = ty;
+            p.convert = true;
+        }
+    }
+
+    for (t, p) in src.tensors().iter().zip(&plans) {
+        let here = || format!("{}: tensor {}", src.describe(), t.name);
+        if p.convert && t.ty.is_quantized() && !opts.allow_requantize {
+            return Err(Error::Invalid(format!(
+                "{}: is already {}; re-quantizing loses quality (pass --allow-requantize to do it anyway)",
+                here(),
+                t.ty
+            )));
+        }
+        if p.requires_imatrix && opts.imatrix.is_none() {
+            return Err(Error::Invalid(format!(
+                "{}: would be {}, which needs an importance matrix (--imatrix)",
+                here(),
+                p.target
+            )));
+        }
+        if p.convert && !crate::codec::can_encode(p.target) {
+            return Err(Error::Invalid(format!(
+                "{}: gpuq cannot encode {} yet; choose another --type or override it with --tensor-type",
+                here(),
+                p.target
+            )));
+        }
+        if p.convert && !crate::codec::can_decode(t.ty) {
+            return Err(Error::Invalid(format!(
+                "{}: gpuq cannot decode {}",
+                here(),
+                t.ty
+            )));
+        }
+    }
+    Ok(plans)
+}
+
+/// Quantizes `src` into the GGUF file `output` (written as `output.tmp`, renamed at the end).
+pub fn quantize(
+    src: &dyn ModelSource,
+    output: &Path,
+    engine: &Engine,
+    opts: &QuantizeOptions,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let plans = plan(src, opts)?;
+    let popts = PipelineOptions {
+        max_memory: opts.max_memory,
+        imatrix: opts.imatrix.clone(),
+        allow_nonfinite: opts.allow_nonfinite,
+        file_type: Some(opts.mixture.ftype),
+    };
+    pipeline::run(src, &plans, output, engine, &popts, progress)
+}
