@@ -188,7 +188,7 @@ pub fn run(
             Ok(())
         });
 
-        let produce = || -> Result<()> {
+        let mut produce = || -> Result<()> {
             for (i, (t, p)) in tensors.iter().zip(plans).enumerate() {
                 progress.tensor(i, &t.name, t.ty, p.target);
                 summary.parameters += t.n_elements();

@@ -78,10 +78,10 @@ fn base_seed() -> u64 {
     seed
 }
 
-/// One set of rows: `rows` of `row_len` values from `dist`, with per-column importance
+/// One set of rows: `rows` of `row_len` values from `data`, with per-column importance
 /// weights like an imatrix's (non-negative, log-normal, a few exact zeros).
 struct Case {
-    dist: Dist,
+    data: Data,
     row_len: usize,
     x: Vec<f32>,
     imatrix: Vec<f32>,
@@ -89,7 +89,7 @@ struct Case {
 
 const ROW_LENS: [usize; 8] = [256, 1024, 4096, 16384, 768, 2048, 8192, 512];
 /// Elements per case: several rows each (at least 2).
-const CASE_ELEMS: usize = 32768;
+const CASE_ELEMS: usize = 262144;
 
 fn imatrix(n: usize, rng: &mut StdRng) -> Vec<f32> {
     let normal = Normal::new(0.0f32, 1.0).unwrap();
@@ -104,18 +104,74 @@ fn imatrix(n: usize, rng: &mut StdRng) -> Vec<f32> {
         .collect()
 }
 
+/// Where a case's values come from: a shared distribution, or one of the edge cases that
+/// steer the scale searches into their corners.
+#[derive(Clone, Copy, Debug)]
+enum Data {
+    Dist(Dist),
+    /// Every value in [-1.01, -1]: groups with no positive value, whose least-squares min
+    /// lands at or past the group's max.
+    NarrowNegative,
+    /// Every value in [1, 1.01].
+    NarrowPositive,
+    /// 95% exact zeros, the rest N(0, 1).
+    Sparse,
+    /// Small integers (N(0, 4) rounded): many exact ties for `nearest_int`.
+    Integers,
+    /// N(0, 3e4): values past f16's range, scales near it.
+    VeryHuge,
+    /// N(0, 1e-9): f16 scales underflow to subnormals or zero.
+    VeryTiny,
+}
+
+impl Data {
+    fn all() -> Vec<Data> {
+        let mut v: Vec<Data> = Dist::all(QK_K).into_iter().map(Data::Dist).collect();
+        v.extend([
+            Data::NarrowNegative,
+            Data::NarrowPositive,
+            Data::Sparse,
+            Data::Integers,
+            Data::VeryHuge,
+            Data::VeryTiny,
+        ]);
+        v
+    }
+
+    fn sample(self, n: usize, r: &mut StdRng) -> Vec<f32> {
+        let normal = Normal::new(0.0f32, 1.0).unwrap();
+        match self {
+            Data::Dist(d) => sample(d, n, r),
+            Data::NarrowNegative => (0..n).map(|_| -1.0 - 0.01 * r.random::<f32>()).collect(),
+            Data::NarrowPositive => (0..n).map(|_| 1.0 + 0.01 * r.random::<f32>()).collect(),
+            Data::Sparse => (0..n)
+                .map(|_| {
+                    if r.random::<f32>() < 0.95 {
+                        0.0
+                    } else {
+                        normal.sample(r)
+                    }
+                })
+                .collect(),
+            Data::Integers => (0..n).map(|_| (4.0 * normal.sample(r)).round()).collect(),
+            Data::VeryHuge => (0..n).map(|_| 3e4 * normal.sample(r)).collect(),
+            Data::VeryTiny => (0..n).map(|_| 1e-9 * normal.sample(r)).collect(),
+        }
+    }
+}
+
 fn cases(kq: &Kq, seed: u64) -> Vec<Case> {
-    Dist::all(QK_K)
+    Data::all()
         .into_iter()
         .enumerate()
-        .map(|(i, dist)| {
+        .map(|(i, data)| {
             let mut r = rng(seed ^ ((kq.ty.id() as u64) << 32) ^ i as u64);
             let row_len = ROW_LENS[(i + kq.ty.id() as usize) % ROW_LENS.len()];
             let rows = (CASE_ELEMS / row_len).max(2);
-            let x = sample(dist, rows * row_len, &mut r);
+            let x = data.sample(rows * row_len, &mut r);
             let imatrix = imatrix(row_len, &mut r);
             Case {
-                dist,
+                data,
                 row_len,
                 x,
                 imatrix,
@@ -207,7 +263,7 @@ fn encode_matches_llama_cpp(kq: &Kq) {
         let theirs = std::fs::read(path).unwrap();
         let what = format!(
             "{:?} rows of {} ({})",
-            c.dist,
+            c.data,
             c.row_len,
             if *weighted { "imatrix" } else { "no imatrix" }
         );
@@ -258,7 +314,7 @@ fn decode_matches_gguf_py(kq: &Kq) {
     let mut inputs: Vec<(String, usize, Vec<u8>)> = Vec::new();
     for c in cases(kq, seed) {
         for w in [None, Some(c.imatrix.as_slice())] {
-            let what = format!("encoded {:?} (imatrix: {})", c.dist, w.is_some());
+            let what = format!("encoded {:?} (imatrix: {})", c.data, w.is_some());
             inputs.push((what, c.row_len, encode(kq, &c.x, c.row_len, w)));
         }
     }

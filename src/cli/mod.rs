@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 pub mod info;
 pub mod inspect;
+pub mod progress;
+pub mod quantize;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,11 +24,14 @@ pub enum Command {
     Info(info::Args),
     /// Describe a GGUF file, a .safetensors file or a Hugging Face model folder.
     Inspect(inspect::Args),
+    /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
+    Quantize(quantize::Args),
 }
 
 pub fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Quantize(a) => quantize::run(a),
     }
 }

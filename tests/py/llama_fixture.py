@@ -50,7 +50,7 @@ def make(a):
             w.add_tensor(name, arr.astype(np.float16))
         else:
             raw = gguf.quants.quantize(arr.astype(np.float32), gguf.GGMLQuantizationType.BF16)
-            w.add_tensor(name, raw, raw_shape=arr.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+            w.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType.BF16)
 
     add("token_embd.weight", mat(a.vocab, a.embd, 0.02))
     for l in range(a.layers):

@@ -5,9 +5,14 @@
 //! (`dequantize_row_qX_K`) and the encoder: without importance weights ggml's
 //! `quantize_row_qX_K_ref` (what `quantize_qX_K(.., NULL)` and so llama-quantize without an
 //! imatrix write), with weights `quantize_row_qX_K_impl`. The scale searches they share live in
-//! [`search`]. Blocks are read and written through a stack copy (`pod_read_unaligned`,
+//! [`search`], one scalar function per ggml helper (the specification, and what a GPU kernel
+//! mirrors); [`search_lanes`] runs the hot ones on all sub-blocks of a block at once for SIMD,
+//! bit-identical to the scalar ones (unit-tested). Blocks are read and written through a stack copy (`pod_read_unaligned`,
 //! `bytes_of`) because a row's bytes need not be 2-aligned; f16 fields hold little-endian
 //! bits.
+
+// Index loops keep the shape of the ggml code each function mirrors.
+#![allow(clippy::needless_range_loop)]
 
 use super::CpuCodec;
 use crate::ggml_type::GgmlType;
@@ -18,6 +23,7 @@ pub mod q4_k;
 pub mod q5_k;
 pub mod q6_k;
 pub mod search;
+pub mod search_lanes;
 
 /// ggml's `QK_K`: elements per super-block.
 pub const QK_K: usize = 256;

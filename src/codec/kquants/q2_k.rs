@@ -2,7 +2,8 @@
 //! 4-bit scale and a 4-bit min (one byte, scale in the low nibble) against the f16
 //! super-scales `d` and `dmin`: `x = d*sc*q - dmin*m`, q in 0..=3.
 
-use super::search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int};
+use super::search::{make_qp_quants, nearest_int};
+use super::search_lanes::{Qkx, QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
 use super::{QK_K, block_weights, f16_le, f16_le_to_f32, pack_2bit};
 use bytemuck::{Pod, Zeroable};
 
@@ -44,31 +45,25 @@ fn requantize(x: &[f32; QK_K], y: &BlockQ2K, l: &mut [u8; QK_K]) {
 /// ggml's `quantize_row_q2_K_ref` for one block.
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ2K {
     const Q4SCALE: f32 = 15.0;
+    let xt = transpose_in::<16, 16, f32>(x);
+    let weights = xt.map(|row| row.map(f32::abs));
+    let mut lt = [[0u8; 16]; 16];
+    let params = QkxParams {
+        variant: Qkx::V2,
+        nmax: 3,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: true,
+    };
+    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 16];
-    let mut weights = [0.0f32; 16];
-    let mut mins = [0.0f32; 16];
-    let mut scales = [0.0f32; 16];
+    transpose_out(&lt, &mut l);
+    let scales = found.map(|r| r.scale);
+    let mins = found.map(|r| r.min);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = v.abs();
-        }
-        let r = make_qkx2_quants(
-            3,
-            xs,
-            &weights,
-            &mut l[16 * j..16 * j + 16],
-            &mut laux,
-            -0.5,
-            0.1,
-            15,
-            true,
-        );
-        scales[j] = r.scale;
-        mins[j] = r.min;
+    for r in &found {
         if r.scale > max_scale {
             max_scale = r.scale;
         }
@@ -104,12 +99,6 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ2K {
 /// ggml's `quantize_row_q2_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
-    let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 16];
-    let mut mins = [0.0f32; 16];
-    let mut scales = [0.0f32; 16];
-    let mut sw = [0.0f32; 16];
-    let mut weight = [0.0f32; 16];
     let mut ls = [0u8; 16];
     let mut lm = [0u8; 16];
     let mut sumx2 = 0.0f32;
@@ -117,28 +106,31 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
         sumx2 += v * v;
     }
     let sigma2 = sumx2 / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for ((w, &v), &q) in weight.iter_mut().zip(xs).zip(&qw[16 * j..16 * j + 16]) {
-            *w = q * (sigma2 + v * v).sqrt();
+    let xt = transpose_in::<16, 16, f32>(x);
+    let qwt = transpose_in::<16, 16, f32>(qw);
+    let mut weight = [[0.0f32; 16]; 16];
+    let mut sw = [0.0f32; 16];
+    for i in 0..16 {
+        for k in 0..16 {
+            let v = xt[i][k];
+            weight[i][k] = qwt[i][k] * (sigma2 + v * v).sqrt();
+            sw[k] += weight[i][k];
         }
-        for &w in &weight {
-            sw[j] += w;
-        }
-        let r = make_qkx3_quants(
-            3,
-            xs,
-            &weight,
-            &mut l[16 * j..16 * j + 16],
-            &mut laux,
-            -0.9,
-            0.05,
-            36,
-            false,
-        );
-        scales[j] = r.scale;
-        mins[j] = r.min;
     }
+    let mut lt = [[0u8; 16]; 16];
+    let params = QkxParams {
+        variant: Qkx::V3,
+        nmax: 3,
+        rmin: -0.9,
+        rdelta: 0.05,
+        nstep: 36,
+        use_mad: false,
+    };
+    let found = make_qkx_quants_lanes(params, &xt, &weight, &mut lt);
+    let mut l = [0u8; QK_K];
+    transpose_out(&lt, &mut l);
+    let scales = found.map(|r| r.scale);
+    let mins = found.map(|r| r.min);
     let dm = make_qp_quants(15, &scales, &mut ls, &sw);
     let mm = make_qp_quants(15, &mins, &mut lm, &sw);
     let mut y = BlockQ2K::zeroed();

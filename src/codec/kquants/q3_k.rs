@@ -3,6 +3,7 @@
 //! q in 0..=7 (low 2 bits in `qs`, the 3rd in `hmask`).
 
 use super::search::{make_q3_quants, make_qx_quants, nearest_int};
+use super::search_lanes::{make_qx_quants_lanes, transpose_in, transpose_out};
 use super::{QK_K, block_weights, f16_le, f16_le_to_f32, pack_2bit};
 use bytemuck::{Pod, Zeroable};
 
@@ -105,28 +106,27 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
 /// ggml's `quantize_row_q3_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
-    let mut l = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
-    let mut weight = [0.0f32; 16];
-    let mut sw = [0.0f32; 16];
     let mut ls = [0i8; 16];
     let mut sumx2 = 0.0f32;
     for &v in x {
         sumx2 += v * v;
     }
     let sigma2 = 2.0 * sumx2 / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for ((w, &v), &q) in weight.iter_mut().zip(xs).zip(&qw[16 * j..16 * j + 16]) {
-            *w = q * (sigma2 + v * v).sqrt();
+    let xt = transpose_in::<16, 16, f32>(x);
+    let qwt = transpose_in::<16, 16, f32>(qw);
+    let mut weight = [[0.0f32; 16]; 16];
+    let mut sw = [0.0f32; 16];
+    for i in 0..16 {
+        for k in 0..16 {
+            let v = xt[i][k];
+            weight[i][k] = qwt[i][k] * (sigma2 + v * v).sqrt();
+            sw[k] += weight[i][k];
         }
-        let mut sumw = 0.0f32;
-        for &w in &weight {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        scales[j] = make_qx_quants(4, xs, &mut l[16 * j..], 1, Some(&weight));
     }
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_quants_lanes(4, &xt, &weight, &mut lt);
+    let mut l = [0i8; QK_K];
+    transpose_out(&lt, &mut l);
     let d_block = make_qx_quants(32, &scales, &mut ls, 1, Some(&sw));
     let mut y = BlockQ3K::zeroed();
     for (j, &q) in ls.iter().enumerate() {

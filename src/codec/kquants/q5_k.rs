@@ -2,7 +2,8 @@
 //! 6-bit scale and a 6-bit min against the f16 super-scales `d` and `dmin`:
 //! `x = d*sc*q - dmin*m`, q in 0..=31 (low 4 bits in `qs`, the 5th in `qh`).
 
-use super::search::{ScaleMin, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int};
+use super::search::{ScaleMin, make_qp_quants, nearest_int};
+use super::search_lanes::{Qkx, QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
 use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le, f16_le_to_f32};
 use super::{get_scale_min_k4, pack_scale_min_k4};
 use bytemuck::{Pod, Zeroable};
@@ -72,34 +73,32 @@ fn requantize(x: &[f32; QK_K], y: &BlockQ5K, l: &mut [u8; QK_K]) {
 
 /// ggml's `quantize_row_q5_K_ref` for one block.
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ5K {
+    let xt = transpose_in::<32, 8, f32>(x);
+    let mut sum_x2 = [0.0f32; 8];
+    for row in &xt {
+        for k in 0..8 {
+            sum_x2[k] += row[k] * row[k];
+        }
+    }
+    let av_x = sum_x2.map(|s| (s / 32.0).sqrt());
+    let weights = xt.map(|row| std::array::from_fn(|k| av_x[k] + row[k].abs()));
+    let mut lt = [[0u8; 8]; 32];
+    let params = QkxParams {
+        variant: Qkx::V2,
+        nmax: 31,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: false,
+    };
+    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 32];
-    let mut weights = [0.0f32; 32];
+    transpose_out(&lt, &mut l);
     let mut mins = [0.0f32; 8];
     let mut scales = [0.0f32; 8];
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
-    for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
-        let mut sum_x2 = 0.0f32;
-        for &v in xs {
-            sum_x2 += v * v;
-        }
-        let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
-        }
-        let ScaleMin { scale, min } = make_qkx2_quants(
-            31,
-            xs,
-            &weights,
-            &mut l[32 * j..32 * j + 32],
-            &mut laux,
-            -0.5,
-            0.1,
-            15,
-            false,
-        );
+    for (j, &ScaleMin { scale, min }) in found.iter().enumerate() {
         scales[j] = scale;
         mins[j] = min;
         if scale > max_scale {
@@ -133,43 +132,38 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ5K {
 /// ggml's `quantize_row_q5_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ5K {
-    let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 32];
     let mut ls = [0u8; 8];
     let mut lm = [0u8; 8];
-    let mut weights = [0.0f32; 32];
-    let mut sw = [0.0f32; 8];
-    let mut mins = [0.0f32; 8];
-    let mut scales = [0.0f32; 8];
     let mut sum_x2 = 0.0f32;
     for &v in x {
         sum_x2 += v * v;
     }
     let sigma2 = 2.0 * sum_x2 / QK_K as f32;
-    for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
-        for ((w, &v), &q) in weights.iter_mut().zip(xs).zip(&qw[32 * j..32 * j + 32]) {
-            *w = q * (sigma2 + v * v).sqrt();
+    let xt = transpose_in::<32, 8, f32>(x);
+    let qwt = transpose_in::<32, 8, f32>(qw);
+    let mut weights = [[0.0f32; 8]; 32];
+    let mut sw = [0.0f32; 8];
+    for i in 0..32 {
+        for k in 0..8 {
+            let v = xt[i][k];
+            weights[i][k] = qwt[i][k] * (sigma2 + v * v).sqrt();
+            sw[k] += weights[i][k];
         }
-        let mut sumw = 0.0f32;
-        for &w in &weights {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        let r = make_qkx3_quants(
-            31,
-            xs,
-            &weights,
-            &mut l[32 * j..32 * j + 32],
-            &mut laux,
-            -0.9,
-            0.05,
-            36,
-            false,
-        );
-        scales[j] = r.scale;
-        mins[j] = r.min;
     }
+    let mut lt = [[0u8; 8]; 32];
+    let params = QkxParams {
+        variant: Qkx::V3,
+        nmax: 31,
+        rmin: -0.9,
+        rdelta: 0.05,
+        nstep: 36,
+        use_mad: false,
+    };
+    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
+    let mut l = [0u8; QK_K];
+    transpose_out(&lt, &mut l);
+    let scales = found.map(|r| r.scale);
+    let mins = found.map(|r| r.min);
     let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
     let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
     for v in ls.iter_mut().chain(lm.iter_mut()) {

@@ -1,7 +1,8 @@
 //! Q6_K: 6.5625 bits per weight. A 256-element super-block in 16 sub-blocks of 16, each with
 //! a signed 8-bit scale against the f16 super-scale `d`: `x = d*sc*(q - 32)`, q in 0..=63.
 
-use super::search::{GROUP_MAX_EPS, make_qx_quants, nearest_int};
+use super::search::{GROUP_MAX_EPS, nearest_int};
+use super::search_lanes::{make_qx_quants_lanes, transpose_in, transpose_out};
 use super::{QK_K, block_weights, f16_le, f16_le_to_f32};
 use bytemuck::{Pod, Zeroable};
 
@@ -71,25 +72,27 @@ fn finish_block(x: &[f32; QK_K], scales: &[f32; 16], l: &mut [i8; QK_K]) -> Bloc
     y
 }
 
-/// ggml's `quantize_row_q6_K_ref` for one block.
+/// ggml's `quantize_row_q6_K_ref` for one block: `make_qx_quants` weighs by x².
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ6K {
-    let mut l = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
-    for (ib, s) in scales.iter_mut().enumerate() {
-        *s = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..], 1, None);
-    }
-    finish_block(x, &scales, &mut l)
+    let xt = transpose_in::<16, 16, f32>(x);
+    let weights = xt.map(|row| row.map(|v| v * v));
+    search(x, &xt, &weights)
 }
 
 /// ggml's `quantize_row_q6_K_impl` for one block with importance weights `qw`; unlike the
 /// other k-quants it passes the raw weights to `make_qx_quants`.
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ6K {
+    let xt = transpose_in::<16, 16, f32>(x);
+    search(x, &xt, &transpose_in::<16, 16, f32>(qw))
+}
+
+/// `make_qx_quants(16, 32, .., rmse_type 1, weights)` on the 16 sub-blocks, then the rest.
+#[inline(always)]
+fn search(x: &[f32; QK_K], xt: &[[f32; 16]; 16], weights: &[[f32; 16]; 16]) -> BlockQ6K {
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_quants_lanes(32, xt, weights, &mut lt);
     let mut l = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
-    for (ib, s) in scales.iter_mut().enumerate() {
-        let r = 16 * ib..16 * ib + 16;
-        *s = make_qx_quants(32, &x[r.clone()], &mut l[r.clone()], 1, Some(&qw[r]));
-    }
+    transpose_out(&lt, &mut l);
     finish_block(x, &scales, &mut l)
 }
 

@@ -1,0 +1,282 @@
+//! The compute engine: which backend encodes and decodes, chosen once.
+//!
+//! `Backend::Cpu` is the native reference path (`codec::encode_rows` / `decode_rows`, rayon)
+//! and never touches wgpu. `Backend::Gpu` uses wgpu even on a software adapter (lavapipe);
+//! types without a GPU kernel fall back to the CPU codec. `Backend::Auto` takes the GPU only
+//! when the adapter is a real GPU (device type not `Cpu`): on a software adapter the native
+//! path is faster.
+
+use crate::codec::{self, CodecError};
+use crate::error::Result;
+use crate::ggml_type::GgmlType;
+#[cfg(not(feature = "gpu"))]
+use crate::gpu::GpuError;
+
+/// Which backend to use (the `--backend` flag).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Backend {
+    /// The GPU if it is a real one, else the CPU.
+    #[default]
+    Auto,
+    /// The native CPU path (the reference); wgpu is never touched.
+    Cpu,
+    /// wgpu, even on a software adapter such as lavapipe.
+    Gpu,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        })
+    }
+}
+
+/// Encodes and decodes rows on the chosen backend.
+pub struct Engine {
+    requested: Backend,
+    why: String,
+    #[cfg(feature = "gpu")]
+    gpu: Option<std::sync::Arc<crate::gpu::codecs::CodecRunner>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("requested", &self.requested)
+            .field("chosen", &self.backend())
+            .field("why", &self.why)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Chooses the backend. `Gpu` fails when there is no adapter (or no `gpu` feature);
+    /// `Auto` falls back to the CPU and says why in [`Engine::describe`].
+    pub fn new(backend: Backend) -> Result<Engine> {
+        Self::build(backend, None)
+    }
+
+    /// Like [`Engine::new`] with explicit GPU runner options (tile caps, pool budget).
+    #[cfg(feature = "gpu")]
+    pub fn with_gpu_options(
+        backend: Backend,
+        opts: crate::gpu::codecs::RunnerOptions,
+    ) -> Result<Engine> {
+        Self::build(backend, Some(opts))
+    }
+
+    fn cpu(requested: Backend, why: String) -> Engine {
+        Engine {
+            requested,
+            why,
+            #[cfg(feature = "gpu")]
+            gpu: None,
+        }
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn build(backend: Backend, _opts: Option<()>) -> Result<Engine> {
+        match backend {
+            Backend::Cpu => Ok(Self::cpu(backend, "cpu: asked for (--backend cpu)".into())),
+            Backend::Auto => Ok(Self::cpu(
+                backend,
+                "cpu: auto, and this build has no GPU backend (feature `gpu` off)".into(),
+            )),
+            Backend::Gpu => Err(GpuError::NotBuilt.into()),
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn build(backend: Backend, opts: Option<crate::gpu::codecs::RunnerOptions>) -> Result<Engine> {
+        use crate::gpu::codecs::CodecRunner;
+        use crate::gpu::context::GpuContext;
+        use std::sync::Arc;
+        if backend == Backend::Cpu {
+            return Ok(Self::cpu(backend, "cpu: asked for (--backend cpu)".into()));
+        }
+        let ctx = match GpuContext::shared() {
+            Ok(c) => c,
+            Err(e @ crate::gpu::GpuError::BadBackendEnv(_)) => return Err(e.into()),
+            Err(e) if backend == Backend::Auto => {
+                return Ok(Self::cpu(backend, format!("cpu: auto, and {e}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let adapter = format!(
+            "'{}' ({:?}, {:?})",
+            ctx.info.name, ctx.info.backend, ctx.info.device_type
+        );
+        if backend == Backend::Auto && ctx.is_cpu_adapter() {
+            return Ok(Self::cpu(
+                backend,
+                format!(
+                    "cpu: auto, and the only adapter {adapter} is a software (CPU) device, slower \
+                     than the native path (--backend gpu forces it)"
+                ),
+            ));
+        }
+        let why = if backend == Backend::Auto {
+            format!("gpu: auto picked the GPU adapter {adapter}")
+        } else {
+            format!("gpu: asked for (--backend gpu), adapter {adapter}")
+        };
+        let runner = CodecRunner::new(ctx, opts.unwrap_or_default());
+        Ok(Engine {
+            requested: backend,
+            why,
+            gpu: Some(Arc::new(runner)),
+        })
+    }
+
+    /// The backend in use: `Cpu` or `Gpu` (never `Auto`).
+    pub fn backend(&self) -> Backend {
+        #[cfg(feature = "gpu")]
+        if self.gpu.is_some() {
+            return Backend::Gpu;
+        }
+        Backend::Cpu
+    }
+
+    /// The backend that was asked for.
+    pub fn requested(&self) -> Backend {
+        self.requested
+    }
+
+    /// One line: what was chosen and why.
+    pub fn describe(&self) -> String {
+        format!("backend {}", self.why)
+    }
+
+    /// The GPU runner, when the GPU backend was chosen.
+    #[cfg(feature = "gpu")]
+    pub fn gpu(&self) -> Option<&crate::gpu::codecs::CodecRunner> {
+        self.gpu.as_deref()
+    }
+
+    /// True when `ty` is encoded by a GPU kernel on this engine (else the CPU codec runs).
+    pub fn encodes_on_gpu(&self, ty: GgmlType) -> bool {
+        #[cfg(feature = "gpu")]
+        if self.gpu.is_some() {
+            return crate::gpu::codecs::can_encode(ty);
+        }
+        let _ = ty;
+        false
+    }
+
+    /// True when `ty` is decoded by a GPU kernel on this engine.
+    pub fn decodes_on_gpu(&self, ty: GgmlType) -> bool {
+        #[cfg(feature = "gpu")]
+        if self.gpu.is_some() {
+            return crate::gpu::codecs::can_decode(ty);
+        }
+        let _ = ty;
+        false
+    }
+
+    /// Encodes rows of `row_len` elements into the bytes of `ty` (llama-quantize's bytes).
+    /// `weights`: per-column importance weights, `row_len` of them.
+    pub fn encode(
+        &self,
+        ty: GgmlType,
+        src: &[f32],
+        row_len: usize,
+        weights: Option<&[f32]>,
+    ) -> Result<Vec<u8>> {
+        let bytes = out_bytes(ty, src.len(), row_len)?;
+        let mut dst = vec![0u8; bytes];
+        self.encode_into(ty, src, row_len, weights, &mut dst)?;
+        Ok(dst)
+    }
+
+    /// [`Engine::encode`] into a caller's buffer of exactly the encoded size.
+    pub fn encode_into(
+        &self,
+        ty: GgmlType,
+        src: &[f32],
+        row_len: usize,
+        weights: Option<&[f32]>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            if crate::gpu::codecs::can_encode(ty) {
+                return g.encode(ty, src, row_len, weights, dst);
+            }
+        }
+        codec::encode_rows(ty, src, row_len, weights, dst)?;
+        Ok(())
+    }
+
+    /// Decodes bytes of `ty` in rows of `row_len` elements to f32 (ggml's dequantize_row).
+    pub fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize) -> Result<Vec<f32>> {
+        let row_bytes = ty.row_bytes(row_len as u64).filter(|&b| b > 0).ok_or(
+            CodecError::RowNotBlockMultiple {
+                ty,
+                row_len,
+                block: ty.block_elems(),
+            },
+        )? as usize;
+        if src.len() % row_bytes != 0 {
+            return Err(CodecError::BadLength {
+                ty,
+                what: format!(
+                    "{} bytes is not a whole number of {row_bytes}-byte rows",
+                    src.len()
+                ),
+            }
+            .into());
+        }
+        let mut dst = vec![0f32; src.len() / row_bytes * row_len];
+        self.decode_into(ty, src, row_len, &mut dst)?;
+        Ok(dst)
+    }
+
+    /// [`Engine::decode`] into a caller's buffer of exactly the decoded size.
+    pub fn decode_into(
+        &self,
+        ty: GgmlType,
+        src: &[u8],
+        row_len: usize,
+        dst: &mut [f32],
+    ) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            if crate::gpu::codecs::can_decode(ty) {
+                return g.decode(ty, src, row_len, dst);
+            }
+        }
+        codec::decode_rows(ty, src, row_len, dst)?;
+        Ok(())
+    }
+}
+
+/// Encoded size of `n_elems` elements in rows of `row_len`.
+fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
+            ty,
+            row_len,
+            block: ty.block_elems(),
+        },
+    )?;
+    if n_elems % row_len != 0 {
+        return Err(CodecError::BadLength {
+            ty,
+            what: format!("{n_elems} elements is not a whole number of rows of {row_len}"),
+        }
+        .into());
+    }
+    usize::try_from(row_bytes)
+        .ok()
+        .and_then(|b| (n_elems / row_len).checked_mul(b))
+        .ok_or_else(|| {
+            CodecError::BadLength {
+                ty,
+                what: format!("{n_elems} elements in rows of {row_len}: output size overflows"),
+            }
+            .into()
+        })
+}

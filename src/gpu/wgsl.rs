@@ -1,0 +1,33 @@
+//! The WGSL sources gpuq compiles, embedded with `include_str!`, and the one rule that turns a
+//! shader file into a module: `common.wgsl` is prepended to it. Pure text: available without
+//! the `gpu` feature, so `tests/naga_shaders.rs` checks exactly what the runtime compiles.
+
+/// A shader file under `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderFile {
+    /// File name under `shaders/`, e.g. `float.wgsl`; also the first part of pipeline labels.
+    pub name: &'static str,
+    /// The file's text (without the common helpers).
+    pub body: &'static str,
+}
+
+/// Helpers shared by every shader (f16/bf16 bit conversions, `CodecParams`, `WG`).
+pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// F16 / BF16 encode and decode.
+pub const FLOAT: ShaderFile = ShaderFile {
+    name: "float.wgsl",
+    body: include_str!("../../shaders/float.wgsl"),
+};
+
+/// Every shader file the runtime knows.
+pub const SHADERS: &[ShaderFile] = &[FLOAT];
+
+/// The module source of a shader: `common.wgsl`, then the shader's own text.
+pub fn compose(body: &str) -> String {
+    let mut s = String::with_capacity(COMMON.len() + body.len() + 64);
+    s.push_str(COMMON);
+    s.push_str("\n// ---- end of common.wgsl ----\n");
+    s.push_str(body);
+    s
+}
