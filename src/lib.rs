@@ -11,6 +11,7 @@ pub mod gpu;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
+pub mod stats;
 
 pub use engine::{Backend, Engine};
 pub use error::{Error, Result};

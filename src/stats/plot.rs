@@ -16,9 +16,21 @@ use std::sync::OnceLock;
 
 /// Axis and panel labels (tests look for them in the SVG).
 pub const X_LABEL: &str = "layer";
-pub const ERROR_Y_LABEL: &str = "relative error |W - Q(W)| / |W|";
+pub const ERROR_Y_LABEL: &str = "relative error |W - Q(W)| / |W| (log scale)";
 pub const RATIO_Y_LABEL: &str = "absmax / absmean";
 const FONT: &str = "sans-serif";
+
+/// Line colours, one per type (distinct on white, colour-blind friendly first).
+const LINE_COLORS: &[RGBColor] = &[
+    RGBColor(213, 94, 0),
+    RGBColor(0, 114, 178),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(150, 150, 150),
+];
 
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -88,8 +100,10 @@ fn draw<DB: DrawingBackend>(
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(title, (FONT, 22)).map_err(e)?;
-    let last = layers.iter().filter_map(|l| l.layer).max().unwrap_or(0) as i32;
-    let xs = -1..last + 1;
+    let last = layers.iter().filter_map(|l| l.layer).max().unwrap_or(0) as f64;
+    let xs = -0.5..last + 0.5;
+    let n_xlabels = (last as usize + 1).min(24);
+    let xfmt = |x: &f64| if (x - x.round()).abs() < 1e-6 && *x >= 0.0 { format!("{}", x.round()) } else { String::new() };
     let (top, bottom) = if types.is_empty() {
         (None, root.clone())
     } else {
@@ -116,24 +130,26 @@ fn draw<DB: DrawingBackend>(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(xs.clone(), (lo / 1.5..hi * 1.5).log_scale())
+            .build_cartesian_2d(xs.clone(), (lo / 1.3).log10()..(hi * 1.3).log10())
             .map_err(e)?;
         chart
             .configure_mesh()
             .x_desc(X_LABEL)
             .y_desc(ERROR_Y_LABEL)
-            .x_labels((last as usize + 2).min(25))
-            .x_label_formatter(&|x| if *x < 0 { String::new() } else { x.to_string() })
-            .y_label_formatter(&|y| format!("{y:.1e}"))
+            .x_labels(n_xlabels)
+            .x_label_formatter(&xfmt)
+            .y_labels(12)
+            .y_label_formatter(&|y| sig2(10f64.powf(*y)))
             .label_style((FONT, 14))
             .draw()
             .map_err(e)?;
         for (i, &ty) in types.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(i32, f64)> = layers
+            let color = LINE_COLORS[i % LINE_COLORS.len()];
+            let pts: Vec<(f64, f64)> = layers
                 .iter()
-                .filter_map(|l| Some((l.layer? as i32, l.error(ty)?.metrics().rel_frobenius)))
+                .filter_map(|l| Some((l.layer? as f64, l.error(ty)?.metrics().rel_frobenius)))
                 .filter(|(_, v)| *v > 0.0 && v.is_finite())
+                .map(|(x, v)| (x, v.log10()))
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
@@ -152,8 +168,8 @@ fn draw<DB: DrawingBackend>(
             .map_err(e)?;
     }
 
-    let pts: Vec<(i32, f64)> =
-        layers.iter().filter_map(|l| Some((l.layer? as i32, l.peak_ratio))).filter(|(_, v)| v.is_finite()).collect();
+    let pts: Vec<(f64, f64)> =
+        layers.iter().filter_map(|l| Some((l.layer? as f64, l.peak_ratio))).filter(|(_, v)| v.is_finite()).collect();
     let hi = pts.iter().map(|p| p.1).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&bottom)
         .caption("absmax / absmean per layer (largest over the layer's matrices)", (FONT, 18))
@@ -166,8 +182,8 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(X_LABEL)
         .y_desc(RATIO_Y_LABEL)
-        .x_labels((last as usize + 2).min(25))
-        .x_label_formatter(&|x| if *x < 0 { String::new() } else { x.to_string() })
+        .x_labels(n_xlabels)
+        .x_label_formatter(&xfmt)
         .label_style((FONT, 14))
         .draw()
         .map_err(e)?;
@@ -179,4 +195,13 @@ fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
     Ok(())
+}
+
+/// `y` with two significant digits, in plain notation (log-axis tick labels).
+fn sig2(y: f64) -> String {
+    if !(y.is_finite() && y > 0.0) {
+        return format!("{y}");
+    }
+    let decimals = (1 - y.log10().floor() as i32).max(0) as usize;
+    format!("{y:.decimals$}")
 }

@@ -310,3 +310,19 @@ pub fn layer_summaries(tensors: &[TensorReport], types: &[GgmlType]) -> Vec<Laye
     out.sort_by_key(|l| l.layer.map_or(u64::MAX, u64::from));
     out
 }
+
+/// The [`crate::Engine`]: decode and round trip on its backend (GPU kernels where the type has
+/// one, else the CPU codec); the reductions on the GPU when the engine has one
+/// (`shaders/stats.wgsl`), else [`super::fast`].
+impl StatsEngine for crate::Engine {
+    fn describe(&self) -> String {
+        self.describe()
+    }
+    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        self.decode_into(ty, src, row_len, dst)
+    }
+    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        let bytes = self.encode(ty, src, row_len, None)?;
+        self.decode_into(ty, &bytes, row_len, dst)
+    }
+}
