@@ -47,16 +47,40 @@ fn check_row(i: usize, row: &[f32], f: &RowStats, r: &RowStats64) -> Vec<String>
             bad.push(format!("row {i}: {what}"));
         }
     };
-    expect(f.n == r.n && f.finite == r.finite, format!("n/finite {}/{} vs {}/{}", f.n, f.finite, r.n, r.finite));
-    expect(f.zeros == r.zeros && f.nan == r.nan && f.inf == r.inf, format!("counts {f:?} vs {r:?}"));
+    expect(
+        f.n == r.n && f.finite == r.finite,
+        format!("n/finite {}/{} vs {}/{}", f.n, f.finite, r.n, r.finite),
+    );
+    expect(
+        f.zeros == r.zeros && f.nan == r.nan && f.inf == r.inf,
+        format!("counts {f:?} vs {r:?}"),
+    );
     if r.finite > 0 {
-        expect(f.min as f64 == r.min && f.max as f64 == r.max, format!("min/max {} {} vs {} {}", f.min, f.max, r.min, r.max));
-        expect(close(f.sum as f64, r.sum, r.sum_abs, 1e-5), format!("sum {} vs {}", f.sum, r.sum));
-        expect(close(f.sum_abs as f64, r.sum_abs, r.sum_abs, 1e-5), format!("sum_abs {} vs {}", f.sum_abs, r.sum_abs));
-        expect(close(f.sum_sq as f64, r.sum_sq, r.sum_sq, 1e-5), format!("sum_sq {} vs {}", f.sum_sq, r.sum_sq));
+        expect(
+            f.min as f64 == r.min && f.max as f64 == r.max,
+            format!("min/max {} {} vs {} {}", f.min, f.max, r.min, r.max),
+        );
+        expect(
+            close(f.sum as f64, r.sum, r.sum_abs, 1e-5),
+            format!("sum {} vs {}", f.sum, r.sum),
+        );
+        expect(
+            close(f.sum_abs as f64, r.sum_abs, r.sum_abs, 1e-5),
+            format!("sum_abs {} vs {}", f.sum_abs, r.sum_abs),
+        );
+        expect(
+            close(f.sum_sq as f64, r.sum_sq, r.sum_sq, 1e-5),
+            format!("sum_sq {} vs {}", f.sum_sq, r.sum_sq),
+        );
     }
     let (amb, _) = ambiguous(row, r.rms(), K as f64);
-    expect(f.outliers.abs_diff(r.outliers) <= amb, format!("outliers {} vs {} ({amb} ambiguous)", f.outliers, r.outliers));
+    expect(
+        f.outliers.abs_diff(r.outliers) <= amb,
+        format!(
+            "outliers {} vs {} ({amb} ambiguous)",
+            f.outliers, r.outliers
+        ),
+    );
     bad
 }
 
@@ -64,14 +88,27 @@ fn check_row(i: usize, row: &[f32], f: &RowStats, r: &RowStats64) -> Vec<String>
 /// element, every distribution, planted NaN/Inf/outliers/zeros.
 fn cases() -> Vec<(String, usize, Vec<f32>)> {
     let mut r = rng(9);
-    let shapes = [(1usize, 37usize), (1, 1), (3, 5), (63, 7), (257, 13), (1000, 3), (4097, 5), (65, 1), (100_003, 2)];
+    let shapes = [
+        (1usize, 37usize),
+        (1, 1),
+        (3, 5),
+        (63, 7),
+        (257, 13),
+        (1000, 3),
+        (4097, 5),
+        (65, 1),
+        (100_003, 2),
+    ];
     let mut out = Vec::new();
     for (si, &(row_len, rows)) in shapes.iter().enumerate() {
         for dist in Dist::all(32) {
             let mut v = sample(dist, row_len * rows, &mut r);
             if si % 2 == 0 && v.len() > 4 {
                 // plant NaN, ±Inf, a big outlier and exact zeros at random places
-                for (j, x) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0].into_iter().enumerate() {
+                for (j, x) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0]
+                    .into_iter()
+                    .enumerate()
+                {
                     let at = r.random_range(0..v.len());
                     v[at] = x;
                     let _ = j;
@@ -98,31 +135,61 @@ fn fast_rows_match_f64_reference() {
         assert_eq!(fr.len(), v.len() / row_len, "{name}: every row reported");
         n_rows += fr.len();
         for (i, ((row, f), r)) in v.chunks(row_len).zip(&fr).zip(&rr).enumerate() {
-            problems.extend(check_row(i, row, f, r).into_iter().map(|p| format!("{name}: {p}")));
+            problems.extend(
+                check_row(i, row, f, r)
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            );
         }
         // histogram: same total, differences only from elements at bin edges
         assert_eq!(fh.total(), rt.finite, "{name}: every finite value binned");
-        let amb: u64 = v.chunks(row_len).zip(&rr).map(|(row, r)| ambiguous(row, r.rms(), K as f64).1).sum();
-        let moved: u64 = fh.0.iter().zip(rh.0.iter()).map(|(a, b)| a.abs_diff(*b)).sum();
+        let amb: u64 = v
+            .chunks(row_len)
+            .zip(&rr)
+            .map(|(row, r)| ambiguous(row, r.rms(), K as f64).1)
+            .sum();
+        let moved: u64 =
+            fh.0.iter()
+                .zip(rh.0.iter())
+                .map(|(a, b)| a.abs_diff(*b))
+                .sum();
         if moved > 2 * amb {
-            problems.push(format!("{name}: histogram differs by {moved} counts ({amb} values at bin edges)"));
+            problems.push(format!(
+                "{name}: histogram differs by {moved} counts ({amb} values at bin edges)"
+            ));
         }
         // tensor totals through the compensated combine
         let mut t = TensorStats::default();
         t.add_tile(0, &fr, &fh);
         if rt.finite > 0 && !close(t.sum.value(), rt.sum, rt.sum_abs, 1e-6) {
-            problems.push(format!("{name}: tensor sum {} vs {}", t.sum.value(), rt.sum));
+            problems.push(format!(
+                "{name}: tensor sum {} vs {}",
+                t.sum.value(),
+                rt.sum
+            ));
         }
-        assert_eq!((t.nan, t.inf, t.zeros), (rt.nan, rt.inf, rt.zeros), "{name}");
+        assert_eq!(
+            (t.nan, t.inf, t.zeros),
+            (rt.nan, rt.inf, rt.zeros),
+            "{name}"
+        );
         let nonfinite_rows = rr.iter().filter(|r| r.nan + r.inf > 0).count() as u64;
-        assert_eq!(t.nonfinite_row_count, nonfinite_rows, "{name}: rows with NaN/Inf listed");
+        assert_eq!(
+            t.nonfinite_row_count, nonfinite_rows,
+            "{name}: rows with NaN/Inf listed"
+        );
         for nf in &t.nonfinite_rows {
             let r = &rr[nf.row as usize];
             assert_eq!((nf.nan, nf.inf), (r.nan, r.inf), "{name}: row {}", nf.row);
         }
     }
     assert!(n_rows > 500, "too few rows tested: {n_rows}");
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -162,7 +229,10 @@ fn mean_of_100m_elements_matches_f64() {
     while r0 < total_rows {
         let rows = rows_per_tile.min(total_rows - r0);
         // N(0.1, 1): mean small against the spread (condition number ~8)
-        let v: Vec<f32> = sample(Dist::Normal, rows * row_len, &mut r).into_iter().map(|x| x + 0.1).collect();
+        let v: Vec<f32> = sample(Dist::Normal, rows * row_len, &mut r)
+            .into_iter()
+            .map(|x| x + 0.1)
+            .collect();
         let (fr, fh) = fast::tile_stats(&v, row_len, K);
         t.add_tile(r0 as u64, &fr, &fh);
         for &x in &v {
@@ -177,9 +247,16 @@ fn mean_of_100m_elements_matches_f64() {
     assert!(n >= 100_000_000);
     let mean64 = s64 / n as f64;
     let rel = |a: f64, b: f64| ((a - b) / b).abs();
-    let (em, ea, eq) = (rel(t.mean(), mean64), rel(t.absmean(), a64 / n as f64), rel(t.sum_sq.value(), q64));
+    let (em, ea, eq) = (
+        rel(t.mean(), mean64),
+        rel(t.absmean(), a64 / n as f64),
+        rel(t.sum_sq.value(), q64),
+    );
     eprintln!("100M elements: mean rel err {em:.2e}, absmean {ea:.2e}, sum of squares {eq:.2e}");
-    assert!(em < 1e-5 && ea < 1e-5 && eq < 1e-5, "mean {em:e} absmean {ea:e} sumsq {eq:e}");
+    assert!(
+        em < 1e-5 && ea < 1e-5 && eq < 1e-5,
+        "mean {em:e} absmean {ea:e} sumsq {eq:e}"
+    );
 }
 
 /// Direct f64 metrics of `x` against `y` (finite pairs).
@@ -194,17 +271,36 @@ fn direct(x: &[f32], y: &[f32]) -> (f64, f64, f64, f64, f64) {
         mx = mx.max((a - b).abs());
     }
     let n = x.len() as f64;
-    ((sse / n).sqrt(), mx, (sse / sxx).sqrt(), sxy / (sxx.sqrt() * syy.sqrt()), 10.0 * (sxx / sse).log10())
+    (
+        (sse / n).sqrt(),
+        mx,
+        (sse / sxx).sqrt(),
+        sxy / (sxx.sqrt() * syy.sqrt()),
+        10.0 * (sxx / sse).log10(),
+    )
 }
 
 #[test]
 fn error_metrics_match_direct_round_trip() {
-    let types = [GgmlType::Q4_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::TQ2_0];
+    let types = [
+        GgmlType::Q4_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::TQ2_0,
+    ];
     let mut r = rng(21);
     let mut checked = 0;
     for ty in types {
         let row_len = 256 * 3;
-        for dist in [Dist::Normal, Dist::HeavyTailed, Dist::OneOutlierPerBlock(32), Dist::Huge] {
+        for dist in [
+            Dist::Normal,
+            Dist::HeavyTailed,
+            Dist::OneOutlierPerBlock(32),
+            Dist::Huge,
+        ] {
             let rows = 11;
             let x = sample(dist, row_len * rows, &mut r);
             // the CPU codec directly
@@ -216,30 +312,73 @@ fn error_metrics_match_direct_round_trip() {
             // the stats path: its own round trip and its reductions
             let mut y2 = vec![f32::NAN; x.len()];
             CpuStats.round_trip(ty, &x, row_len, &mut y2).unwrap();
-            assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{ty} {dist:?}: round trip");
+            assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{ty} {dist:?}: round trip"
+            );
             let rows_err = tile_error(&x, &y2, row_len);
             assert_eq!(rows_err.len(), rows);
             let mut acc = ErrorAcc::default();
             acc.add_tile(0, &rows_err[..5]);
             acc.add_tile(5, &rows_err[5..]);
-            let check = |what: &str, m: gpuq::stats::error::ErrorMetrics, d: (f64, f64, f64, f64, f64)| {
-                let ok = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-30);
-                assert!(ok(m.rmse, d.0, 1e-5), "{ty} {dist:?} {what}: rmse {} vs {}", m.rmse, d.0);
-                assert!(ok(m.max_abs, d.1, 1e-6), "{ty} {dist:?} {what}: max err {} vs {}", m.max_abs, d.1);
-                assert!(ok(m.rel_frobenius, d.2, 1e-5), "{ty} {dist:?} {what}: rel {} vs {}", m.rel_frobenius, d.2);
-                assert!((m.cosine - d.3).abs() <= 1e-6, "{ty} {dist:?} {what}: cos {} vs {}", m.cosine, d.3);
-                assert!((m.snr_db - d.4).abs() <= 1e-4, "{ty} {dist:?} {what}: snr {} vs {}", m.snr_db, d.4);
-            };
+            let check =
+                |what: &str, m: gpuq::stats::error::ErrorMetrics, d: (f64, f64, f64, f64, f64)| {
+                    let ok = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-30);
+                    assert!(
+                        ok(m.rmse, d.0, 1e-5),
+                        "{ty} {dist:?} {what}: rmse {} vs {}",
+                        m.rmse,
+                        d.0
+                    );
+                    assert!(
+                        ok(m.max_abs, d.1, 1e-6),
+                        "{ty} {dist:?} {what}: max err {} vs {}",
+                        m.max_abs,
+                        d.1
+                    );
+                    assert!(
+                        ok(m.rel_frobenius, d.2, 1e-5),
+                        "{ty} {dist:?} {what}: rel {} vs {}",
+                        m.rel_frobenius,
+                        d.2
+                    );
+                    assert!(
+                        (m.cosine - d.3).abs() <= 1e-6,
+                        "{ty} {dist:?} {what}: cos {} vs {}",
+                        m.cosine,
+                        d.3
+                    );
+                    assert!(
+                        (m.snr_db - d.4).abs() <= 1e-4,
+                        "{ty} {dist:?} {what}: snr {} vs {}",
+                        m.snr_db,
+                        d.4
+                    );
+                };
             for (i, re) in rows_err.iter().enumerate() {
                 let s = i * row_len..(i + 1) * row_len;
-                check(&format!("row {i}"), re.metrics(), direct(&x[s.clone()], &y[s]));
+                check(
+                    &format!("row {i}"),
+                    re.metrics(),
+                    direct(&x[s.clone()], &y[s]),
+                );
             }
             check("tensor", acc.metrics(), direct(&x, &y));
             let worst = acc.worst_row.unwrap();
             let best_direct = (0..rows)
-                .map(|i| direct(&x[i * row_len..(i + 1) * row_len], &y[i * row_len..(i + 1) * row_len]).2)
+                .map(|i| {
+                    direct(
+                        &x[i * row_len..(i + 1) * row_len],
+                        &y[i * row_len..(i + 1) * row_len],
+                    )
+                    .2
+                })
                 .fold(0.0, f64::max);
-            assert!((worst.1 - best_direct).abs() <= 1e-5 * best_direct, "{ty}: worst row");
+            assert!(
+                (worst.1 - best_direct).abs() <= 1e-5 * best_direct,
+                "{ty}: worst row"
+            );
             checked += 1;
         }
     }
@@ -275,4 +414,82 @@ fn tensor_stats_combine_tiles_like_one() {
     }
     assert_eq!(one, tiled);
     let _ = Histogram::default();
+}
+
+/// `shaders/stats.wgsl` (through the Engine's GPU backend) against the f64 reference, on the
+/// same tensors as the CPU path, plus a long tensor and one very long row. Runs on any adapter
+/// (lavapipe in CI); without one it says so and returns.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_stats_match_f64_reference() {
+    let engine = match gpuq::Engine::new(gpuq::Backend::Gpu) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("SKIP gpu_stats_match_f64_reference: {e}");
+            return;
+        }
+    };
+    assert_eq!(engine.backend(), gpuq::Backend::Gpu);
+    eprintln!("{}", engine.describe());
+    let mut problems = Vec::new();
+    let mut cases = cases();
+    let mut r = rng(77);
+    // 2.6M elements in rows of 4099; one row of 3M elements (733 segments)
+    cases.push((
+        "4099x640 N(0.1,1)".into(),
+        4099,
+        sample(Dist::Normal, 4099 * 640, &mut r)
+            .into_iter()
+            .map(|x| x + 0.1)
+            .collect(),
+    ));
+    cases.push((
+        "3000001x1 heavy".into(),
+        3_000_001,
+        sample(Dist::HeavyTailed, 3_000_001, &mut r),
+    ));
+    let mut worst_mean = 0f64;
+    for (name, row_len, v) in cases {
+        let (gr, gh) = engine.tile_stats(&v, row_len, K).unwrap();
+        let (rr, rt, rh) = reference::tensor_stats(&v, row_len, K as f64);
+        assert_eq!(gr.len(), rr.len(), "{name}: every row reported");
+        for (i, ((row, g), r)) in v.chunks(row_len).zip(&gr).zip(&rr).enumerate() {
+            problems.extend(
+                check_row(i, row, g, r)
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            );
+        }
+        assert_eq!(gh.total(), rt.finite, "{name}: every finite value binned");
+        let amb: u64 = v
+            .chunks(row_len)
+            .zip(&rr)
+            .map(|(row, r)| ambiguous(row, r.rms(), K as f64).1)
+            .sum();
+        let moved: u64 =
+            gh.0.iter()
+                .zip(rh.0.iter())
+                .map(|(a, b)| a.abs_diff(*b))
+                .sum();
+        if moved > 2 * amb {
+            problems.push(format!(
+                "{name}: histogram differs by {moved} counts ({amb} values at bin edges)"
+            ));
+        }
+        let mut t = TensorStats::default();
+        t.add_tile(0, &gr, &gh);
+        if rt.finite > 0 && rt.sum.abs() > 0.05 * rt.sum_abs {
+            worst_mean = worst_mean.max(((t.mean() - rt.mean()) / rt.mean()).abs());
+        }
+    }
+    eprintln!(
+        "GPU vs f64: worst relative mean error {worst_mean:.2e} (tensors with a non-negligible mean)"
+    );
+    assert!(worst_mean < 1e-5);
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

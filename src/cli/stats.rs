@@ -5,7 +5,9 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::formats::gguf::GgufFile;
 use crate::ggml_type::GgmlType;
-use crate::stats::report::{LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries};
+use crate::stats::report::{
+    LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries,
+};
 use crate::stats::{self, HIST_BINS, HIST_LO, HIST_PER_UNIT, RowStats};
 use serde_json::{Value as Json, json};
 use std::io::Write;
@@ -52,12 +54,17 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     if !(a.outlier_k.is_finite() && a.outlier_k > 0.0) {
-        return Err(Error::Invalid(format!("--outlier-k {}: must be a positive number", a.outlier_k)));
+        return Err(Error::Invalid(format!(
+            "--outlier-k {}: must be a positive number",
+            a.outlier_k
+        )));
     }
     let mut types: Vec<GgmlType> = Vec::new();
     for &ty in &a.types {
         if !crate::codec::can_encode(ty) || !crate::codec::can_decode(ty) {
-            return Err(Error::Invalid(format!("--type {ty}: gpuq has no {ty} encoder/decoder")));
+            return Err(Error::Invalid(format!(
+                "--type {ty}: gpuq has no {ty} encoder/decoder"
+            )));
         }
         if !types.contains(&ty) {
             types.push(ty);
@@ -65,15 +72,31 @@ pub fn run(a: Args) -> Result<()> {
     }
     let file = GgufFile::open(&a.model)?;
     let engine = Engine::new(a.backend)?;
-    eprintln!("gpuq stats: {} ({} tensors), {}", a.model.display(), file.tensors.len(), crate::stats::report::StatsEngine::describe(&engine));
-    let opts = StatsOptions { outlier_k: a.outlier_k, types: types.clone(), max_memory: a.max_memory, per_row: a.per_row };
+    eprintln!(
+        "gpuq stats: {} ({} tensors), {}",
+        a.model.display(),
+        file.tensors.len(),
+        crate::stats::report::StatsEngine::describe(&engine)
+    );
+    let opts = StatsOptions {
+        outlier_k: a.outlier_k,
+        types: types.clone(),
+        max_memory: a.max_memory,
+        per_row: a.per_row,
+    };
     let mut reports = Vec::with_capacity(file.tensors.len());
     for i in 0..file.tensors.len() {
         reports.push(analyze_tensor(&file, i, &opts, &engine)?);
     }
     let mut layers = layer_summaries(&reports, &types);
     if let Some(p) = &a.plot {
-        let title = format!("gpuq stats: {}", a.model.file_name().map(|s| s.to_string_lossy()).unwrap_or_default());
+        let title = format!(
+            "gpuq stats: {}",
+            a.model
+                .file_name()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        );
         stats::plot::plot_layers(p, &layers, &types, &title)?;
         eprintln!("gpuq stats: wrote {}", p.display());
     }
@@ -87,7 +110,9 @@ pub fn run(a: Args) -> Result<()> {
     let mut out = stdout.lock();
     let res = if a.json {
         let j = to_json(&a, &engine, &reports, &layers, &types);
-        serde_json::to_writer_pretty(&mut out, &j).map_err(std::io::Error::other).and_then(|()| writeln!(out))
+        serde_json::to_writer_pretty(&mut out, &j)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
     } else {
         write_text(&mut out, &reports, &layers, &types, a.outlier_k)
     };
@@ -99,7 +124,10 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn shape(dims: &[u64]) -> String {
-    dims.iter().map(u64::to_string).collect::<Vec<_>>().join("x")
+    dims.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 fn g(x: f64) -> String {
@@ -115,7 +143,11 @@ fn g(x: f64) -> String {
 }
 
 fn db(x: f64) -> String {
-    if x.is_infinite() && x > 0.0 { "exact".into() } else { format!("{x:.2}") }
+    if x.is_infinite() && x > 0.0 {
+        "exact".into()
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn write_text(
@@ -125,12 +157,33 @@ fn write_text(
     types: &[GgmlType],
     k: f32,
 ) -> std::io::Result<()> {
-    let w = reports.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
-    writeln!(out, "weight statistics (moments over finite values; outliers: |w| > {k} x row RMS)")?;
+    let w = reports
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    writeln!(
+        out,
+        "weight statistics (moments over finite values; outliers: |w| > {k} x row RMS)"
+    )?;
     writeln!(
         out,
         "{:<w$}  {:<5} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>5} {:>5}",
-        "tensor", "type", "shape", "mean", "absmean", "rms", "min", "max", "absmax", "max/mean", "zeros", "outliers", "nan", "inf"
+        "tensor",
+        "type",
+        "shape",
+        "mean",
+        "absmean",
+        "rms",
+        "min",
+        "max",
+        "absmax",
+        "max/mean",
+        "zeros",
+        "outliers",
+        "nan",
+        "inf"
     )?;
     for r in reports {
         let s = &r.stats;
@@ -155,7 +208,10 @@ fn write_text(
     }
     if !types.is_empty() {
         writeln!(out)?;
-        writeln!(out, "quantization error (encode -> decode vs the source; rel.err = |W-Q(W)|/|W|)")?;
+        writeln!(
+            out,
+            "quantization error (encode -> decode vs the source; rel.err = |W-Q(W)|/|W|)"
+        )?;
         writeln!(
             out,
             "{:<w$}  {:<5} {:>10} {:>10} {:>9} {:>10} {:>8}  worst row (rel.err)",
@@ -166,7 +222,10 @@ fn write_text(
                 match e {
                     TypeError::Measured { acc, .. } => {
                         let m = acc.metrics();
-                        let worst = acc.worst_row.map(|(row, v)| format!("{row} ({v:.4})")).unwrap_or_default();
+                        let worst = acc
+                            .worst_row
+                            .map(|(row, v)| format!("{row} ({v:.4})"))
+                            .unwrap_or_default();
                         writeln!(
                             out,
                             "{:<w$}  {:<5} {:>10} {:>10} {:>9.5} {:>10.6} {:>8}  {worst}",
@@ -179,16 +238,30 @@ fn write_text(
                             db(m.snr_db)
                         )?;
                     }
-                    TypeError::Skipped(why) => writeln!(out, "{:<w$}  {:<5} skipped: {why}", r.name, ty.name())?,
+                    TypeError::Skipped(why) => {
+                        writeln!(out, "{:<w$}  {:<5} skipped: {why}", r.name, ty.name())?
+                    }
                 }
             }
         }
     }
     writeln!(out)?;
-    writeln!(out, "per layer (weight matrices; max/mean = largest absmax/absmean of the layer's matrices)")?;
-    write!(out, "{:<6} {:>7} {:>10} {:>10} {:>10} {:>8} {:>9}", "layer", "tensors", "params", "absmean", "absmax", "max/mean", "outliers")?;
+    writeln!(
+        out,
+        "per layer (weight matrices; max/mean = largest absmax/absmean of the layer's matrices)"
+    )?;
+    write!(
+        out,
+        "{:<6} {:>7} {:>10} {:>10} {:>10} {:>8} {:>9}",
+        "layer", "tensors", "params", "absmean", "absmax", "max/mean", "outliers"
+    )?;
     for ty in types {
-        write!(out, " {:>12} {:>8}", format!("{} rel.err", ty.name()), "SNR dB")?;
+        write!(
+            out,
+            " {:>12} {:>8}",
+            format!("{} rel.err", ty.name()),
+            "SNR dB"
+        )?;
     }
     writeln!(out)?;
     for l in layers {
@@ -215,18 +288,33 @@ fn write_text(
         }
         writeln!(out)?;
     }
-    let bad: Vec<&TensorReport> = reports.iter().filter(|r| r.stats.nan + r.stats.inf > 0).collect();
+    let bad: Vec<&TensorReport> = reports
+        .iter()
+        .filter(|r| r.stats.nan + r.stats.inf > 0)
+        .collect();
     if !bad.is_empty() {
         writeln!(out)?;
-        writeln!(out, "non-finite weights (NaN/Inf poison block scales; `gpuq quantize` refuses them):")?;
+        writeln!(
+            out,
+            "non-finite weights (NaN/Inf poison block scales; `gpuq quantize` refuses them):"
+        )?;
         for r in bad {
             let s = &r.stats;
-            writeln!(out, "  {}: {} NaN, {} Inf in {} rows", r.name, s.nan, s.inf, s.nonfinite_row_count)?;
+            writeln!(
+                out,
+                "  {}: {} NaN, {} Inf in {} rows",
+                r.name, s.nan, s.inf, s.nonfinite_row_count
+            )?;
             for nf in s.nonfinite_rows.iter().take(20) {
                 writeln!(out, "    row {}: {} NaN, {} Inf", nf.row, nf.nan, nf.inf)?;
             }
             if s.nonfinite_row_count > 20 {
-                writeln!(out, "    … and {} more rows (all in --json, up to {})", s.nonfinite_row_count - 20, stats::MAX_NONFINITE_ROWS)?;
+                writeln!(
+                    out,
+                    "    … and {} more rows (all in --json, up to {})",
+                    s.nonfinite_row_count - 20,
+                    stats::MAX_NONFINITE_ROWS
+                )?;
             }
         }
     }
@@ -253,7 +341,13 @@ fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
     })
 }
 
-fn to_json(a: &Args, engine: &Engine, reports: &[TensorReport], layers: &[LayerSummary], types: &[GgmlType]) -> Json {
+fn to_json(
+    a: &Args,
+    engine: &Engine,
+    reports: &[TensorReport],
+    layers: &[LayerSummary],
+    types: &[GgmlType],
+) -> Json {
     let tensors: Vec<Json> = reports
         .iter()
         .map(|r| {
@@ -298,8 +392,12 @@ fn to_json(a: &Args, engine: &Engine, reports: &[TensorReport], layers: &[LayerS
     let layers: Vec<Json> = layers
         .iter()
         .map(|l| {
-            let errors: serde_json::Map<String, Json> =
-                types.iter().filter_map(|&ty| Some((ty.name().to_string(), metrics_json(&l.error(ty)?.metrics())))).collect();
+            let errors: serde_json::Map<String, Json> = types
+                .iter()
+                .filter_map(|&ty| {
+                    Some((ty.name().to_string(), metrics_json(&l.error(ty)?.metrics())))
+                })
+                .collect();
             json!({
                 "layer": l.layer, "tensors": l.tensors, "params": l.params,
                 "absmean": num(l.absmean()), "rms": num(l.rms()), "absmax": num(l.absmax),

@@ -78,7 +78,10 @@ fn pairwise(x: &[f32], y: &[f32]) -> RowError {
         return block(x, y);
     }
     let half = (x.len().div_ceil(2 * BASE) * BASE).min(x.len());
-    RowError::combine(pairwise(&x[..half], &y[..half]), pairwise(&x[half..], &y[half..]))
+    RowError::combine(
+        pairwise(&x[..half], &y[..half]),
+        pairwise(&x[half..], &y[half..]),
+    )
 }
 
 /// The error sums of one row `x` against its round trip `y` (same length).
@@ -92,7 +95,10 @@ pub fn tile_error(src: &[f32], decoded: &[f32], row_len: usize) -> Vec<RowError>
     if row_len == 0 {
         return Vec::new();
     }
-    src.par_chunks(row_len).zip(decoded.par_chunks(row_len)).map(|(x, y)| row_error(x, y)).collect()
+    src.par_chunks(row_len)
+        .zip(decoded.par_chunks(row_len))
+        .map(|(x, y)| row_error(x, y))
+        .collect()
 }
 
 /// Error metrics (see the module docs).
@@ -130,7 +136,13 @@ impl ErrorMetrics {
         } else {
             10.0 * (sxx / sse).log10()
         };
-        ErrorMetrics { rmse, max_abs, rel_frobenius, cosine, snr_db }
+        ErrorMetrics {
+            rmse,
+            max_abs,
+            rel_frobenius,
+            cosine,
+            snr_db,
+        }
     }
 }
 
@@ -170,7 +182,12 @@ impl ErrorAcc {
     pub fn merge(&mut self, o: &ErrorAcc) {
         self.n += o.n;
         self.poisoned += o.poisoned;
-        for (a, b) in [(&mut self.sse, &o.sse), (&mut self.sxx, &o.sxx), (&mut self.syy, &o.syy), (&mut self.sxy, &o.sxy)] {
+        for (a, b) in [
+            (&mut self.sse, &o.sse),
+            (&mut self.sxx, &o.sxx),
+            (&mut self.syy, &o.syy),
+            (&mut self.sxy, &o.sxy),
+        ] {
             a.add(b.s);
             a.add(b.c);
         }

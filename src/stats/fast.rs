@@ -125,7 +125,10 @@ pub fn tile_stats(data: &[f32], row_len: usize, k: f32) -> (Vec<RowStats>, Histo
         .par_chunks(row_len * ROWS_PER_TASK)
         .map(|chunk| {
             let mut h = [0u64; HIST_BINS];
-            let rows = chunk.chunks(row_len).map(|r| row_stats(r, k, &mut h)).collect();
+            let rows = chunk
+                .chunks(row_len)
+                .map(|r| row_stats(r, k, &mut h))
+                .collect();
             (rows, h)
         })
         .collect();

@@ -32,6 +32,8 @@
 
 pub mod error;
 pub mod fast;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod plot;
 pub mod reference;
 pub mod report;
@@ -124,7 +126,11 @@ impl RowStats {
     }
     /// The RMS the outlier test and histogram use, in f32 (0 for a row with no finite value).
     pub fn rms_f32(&self) -> f32 {
-        if self.finite == 0 { 0.0 } else { (self.sum_sq / self.finite as f32).sqrt() }
+        if self.finite == 0 {
+            0.0
+        } else {
+            (self.sum_sq / self.finite as f32).sqrt()
+        }
     }
 }
 
@@ -133,7 +139,11 @@ fn ratio(s: f64, n: u64) -> f64 {
 }
 
 fn absmax(min: f64, max: f64) -> f64 {
-    if min > max { f64::NAN } else { min.abs().max(max.abs()) }
+    if min > max {
+        f64::NAN
+    } else {
+        min.abs().max(max.abs())
+    }
 }
 
 /// A row holding NaN or Inf values.
@@ -239,7 +249,11 @@ impl TensorStats {
             if r.nan + r.inf > 0 {
                 self.nonfinite_row_count += 1;
                 if self.nonfinite_rows.len() < MAX_NONFINITE_ROWS {
-                    self.nonfinite_rows.push(NonFiniteRow { row, nan: r.nan, inf: r.inf });
+                    self.nonfinite_rows.push(NonFiniteRow {
+                        row,
+                        nan: r.nan,
+                        inf: r.inf,
+                    });
                 }
             }
             let rms = r.rms();

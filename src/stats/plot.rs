@@ -51,7 +51,10 @@ fn ensure_font() -> std::result::Result<(), String> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let env = std::env::var("GPUQ_FONT").ok();
-        let candidates = env.iter().map(String::as_str).chain(FONT_PATHS.iter().copied());
+        let candidates = env
+            .iter()
+            .map(String::as_str)
+            .chain(FONT_PATHS.iter().copied());
         for p in candidates {
             if let Ok(bytes) = std::fs::read(p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -67,14 +70,22 @@ fn ensure_font() -> std::result::Result<(), String> {
 
 /// Draws the per-layer figure to `path` (`.svg` or `.png`). `layers` without a layer number
 /// (embeddings, output) are left out.
-pub fn plot_layers(path: &Path, layers: &[LayerSummary], types: &[GgmlType], title: &str) -> Result<()> {
+pub fn plot_layers(
+    path: &Path,
+    layers: &[LayerSummary],
+    types: &[GgmlType],
+    title: &str,
+) -> Result<()> {
     let fail = |m: String| Error::Invalid(format!("{}: plot: {m}", path.display()));
     let layers: Vec<&LayerSummary> = layers.iter().filter(|l| l.layer.is_some()).collect();
     if layers.is_empty() {
         return Err(fail("the model has no blk.N. layers to plot".into()));
     }
     ensure_font().map_err(fail)?;
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     let size = (1200, if types.is_empty() { 450 } else { 900 });
     match ext.as_deref() {
         Some("svg") => {
@@ -103,7 +114,13 @@ fn draw<DB: DrawingBackend>(
     let last = layers.iter().filter_map(|l| l.layer).max().unwrap_or(0) as f64;
     let xs = -0.5..last + 0.5;
     let n_xlabels = (last as usize + 1).min(24);
-    let xfmt = |x: &f64| if (x - x.round()).abs() < 1e-6 && *x >= 0.0 { format!("{}", x.round()) } else { String::new() };
+    let xfmt = |x: &f64| {
+        if (x - x.round()).abs() < 1e-6 && *x >= 0.0 {
+            format!("{}", x.round())
+        } else {
+            String::new()
+        }
+    };
     let (top, bottom) = if types.is_empty() {
         (None, root.clone())
     } else {
@@ -116,7 +133,11 @@ fn draw<DB: DrawingBackend>(
         let mut hi: f64 = 0.0;
         for l in layers {
             for &ty in types {
-                if let Some(v) = l.error(ty).map(|a| a.metrics().rel_frobenius).filter(|v| *v > 0.0 && v.is_finite()) {
+                if let Some(v) = l
+                    .error(ty)
+                    .map(|a| a.metrics().rel_frobenius)
+                    .filter(|v| *v > 0.0 && v.is_finite())
+                {
                     lo = lo.min(v);
                     hi = hi.max(v);
                 }
@@ -126,7 +147,10 @@ fn draw<DB: DrawingBackend>(
             (lo, hi) = (1e-4, 1.0);
         }
         let mut chart = ChartBuilder::on(&top)
-            .caption("quantization error per layer (energy-weighted over the layer's matrices)", (FONT, 18))
+            .caption(
+                "quantization error per layer (energy-weighted over the layer's matrices)",
+                (FONT, 18),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -155,8 +179,12 @@ fn draw<DB: DrawingBackend>(
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(e)?
                 .label(ty.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(e)?;
         }
         chart
             .configure_series_labels()
@@ -168,11 +196,17 @@ fn draw<DB: DrawingBackend>(
             .map_err(e)?;
     }
 
-    let pts: Vec<(f64, f64)> =
-        layers.iter().filter_map(|l| Some((l.layer? as f64, l.peak_ratio))).filter(|(_, v)| v.is_finite()).collect();
+    let pts: Vec<(f64, f64)> = layers
+        .iter()
+        .filter_map(|l| Some((l.layer? as f64, l.peak_ratio)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     let hi = pts.iter().map(|p| p.1).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&bottom)
-        .caption("absmax / absmean per layer (largest over the layer's matrices)", (FONT, 18))
+        .caption(
+            "absmax / absmean per layer (largest over the layer's matrices)",
+            (FONT, 18),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -193,7 +227,9 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?
         .label(RATIO_Y_LABEL)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
+    chart
+        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+        .map_err(e)?;
     Ok(())
 }
 

@@ -27,7 +27,11 @@ impl RowStats64 {
         self.sum_abs / self.finite as f64
     }
     pub fn rms(&self) -> f64 {
-        if self.finite == 0 { 0.0 } else { (self.sum_sq / self.finite as f64).sqrt() }
+        if self.finite == 0 {
+            0.0
+        } else {
+            (self.sum_sq / self.finite as f64).sqrt()
+        }
     }
     pub fn absmax(&self) -> f64 {
         self.min.abs().max(self.max.abs())
@@ -88,10 +92,21 @@ pub fn row_stats(row: &[f32], k: f64, hist: &mut Histogram) -> RowStats64 {
 
 /// Statistics of rows of `row_len` elements: per row, the tensor totals (a row holding them
 /// all), and the histogram.
-pub fn tensor_stats(data: &[f32], row_len: usize, k: f64) -> (Vec<RowStats64>, RowStats64, Histogram) {
+pub fn tensor_stats(
+    data: &[f32],
+    row_len: usize,
+    k: f64,
+) -> (Vec<RowStats64>, RowStats64, Histogram) {
     let mut hist = Histogram::default();
-    let rows: Vec<RowStats64> = data.chunks(row_len).map(|r| row_stats(r, k, &mut hist)).collect();
-    let mut t = RowStats64 { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
+    let rows: Vec<RowStats64> = data
+        .chunks(row_len)
+        .map(|r| row_stats(r, k, &mut hist))
+        .collect();
+    let mut t = RowStats64 {
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+        ..Default::default()
+    };
     for r in &rows {
         t.n += r.n;
         t.finite += r.finite;

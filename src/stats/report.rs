@@ -24,7 +24,12 @@ pub struct StatsOptions {
 
 impl Default for StatsOptions {
     fn default() -> Self {
-        StatsOptions { outlier_k: super::DEFAULT_OUTLIER_K, types: Vec::new(), max_memory: 256 << 20, per_row: false }
+        StatsOptions {
+            outlier_k: super::DEFAULT_OUTLIER_K,
+            types: Vec::new(),
+            max_memory: 256 << 20,
+            per_row: false,
+        }
     }
 }
 
@@ -38,7 +43,12 @@ pub trait StatsEngine {
     /// `dst = decode(encode(src))` through `ty`.
     fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()>;
     /// Per-row statistics of a tile and its histogram.
-    fn tile_stats(&self, data: &[f32], row_len: usize, k: f32) -> Result<(Vec<RowStats>, Histogram)> {
+    fn tile_stats(
+        &self,
+        data: &[f32],
+        row_len: usize,
+        k: f32,
+    ) -> Result<(Vec<RowStats>, Histogram)> {
         Ok(tile_stats(data, row_len, k))
     }
     /// Per-row error sums of a tile.
@@ -68,7 +78,10 @@ impl StatsEngine for CpuStats {
 /// The error of one tensor under one type, or why it was not measured.
 #[derive(Clone, Debug)]
 pub enum TypeError {
-    Measured { acc: ErrorAcc, rows: Option<Vec<RowError>> },
+    Measured {
+        acc: ErrorAcc,
+        rows: Option<Vec<RowError>>,
+    },
     Skipped(String),
 }
 
@@ -94,10 +107,13 @@ impl TensorReport {
     }
 
     pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
-        self.errors.iter().find(|(t, _)| *t == ty).and_then(|(_, e)| match e {
-            TypeError::Measured { acc, .. } => Some(acc),
-            TypeError::Skipped(_) => None,
-        })
+        self.errors
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .and_then(|(_, e)| match e {
+                TypeError::Measured { acc, .. } => Some(acc),
+                TypeError::Skipped(_) => None,
+            })
     }
 
     /// The largest relative Frobenius error over the measured types (for `--sort worst`).
@@ -127,7 +143,10 @@ fn skip_reason(dims: &[u64], ty: GgmlType) -> Option<String> {
     }
     let row_len = dims[0];
     if ty.row_bytes(row_len).is_none_or(|b| b == 0) {
-        return Some(format!("row length {row_len} is not a multiple of {ty}'s block of {}", ty.block_elems()));
+        return Some(format!(
+            "row length {row_len} is not a multiple of {ty}'s block of {}",
+            ty.block_elems()
+        ));
     }
     None
 }
@@ -139,37 +158,64 @@ pub fn tile_rows(max_memory: u64, row_len: u64, extra_row_bytes: u64, n_rows: u6
 }
 
 /// Computes the report of tensor `index` of `file`, streaming it in tiles of whole rows.
-pub fn analyze_tensor(file: &GgufFile, index: usize, opts: &StatsOptions, eng: &dyn StatsEngine) -> Result<TensorReport> {
+pub fn analyze_tensor(
+    file: &GgufFile,
+    index: usize,
+    opts: &StatsOptions,
+    eng: &dyn StatsEngine,
+) -> Result<TensorReport> {
     let t = file
         .tensors
         .get(index)
         .ok_or_else(|| Error::Invalid(format!("{}: no tensor #{index}", file.path().display())))?;
-    let bad = |what: String| Error::Invalid(format!("{}: tensor {}: {what}", file.path().display(), t.name));
+    let bad = |what: String| {
+        Error::Invalid(format!(
+            "{}: tensor {}: {what}",
+            file.path().display(),
+            t.name
+        ))
+    };
     let row_len = t.dims.first().copied().unwrap_or(1);
     let n_rows: u64 = t.dims.iter().skip(1).product();
-    let row_bytes = t
-        .ty
-        .row_bytes(row_len)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| bad(format!("row length {row_len} is not a whole number of {} blocks", t.ty)))?;
+    let row_bytes = t.ty.row_bytes(row_len).filter(|&b| b > 0).ok_or_else(|| {
+        bad(format!(
+            "row length {row_len} is not a whole number of {} blocks",
+            t.ty
+        ))
+    })?;
     if !codec::can_decode(t.ty) {
         return Err(bad(format!("gpuq cannot decode {} tensors", t.ty)));
     }
     let data = file.tensor_data(t);
-    let want = n_rows.checked_mul(row_bytes).ok_or_else(|| bad("size overflows".into()))?;
+    let want = n_rows
+        .checked_mul(row_bytes)
+        .ok_or_else(|| bad("size overflows".into()))?;
     if data.len() as u64 != want {
-        return Err(bad(format!("holds {} bytes, its shape needs {want}", data.len())));
+        return Err(bad(format!(
+            "holds {} bytes, its shape needs {want}",
+            data.len()
+        )));
     }
-    let errors_for: Vec<(GgmlType, Option<String>)> =
-        opts.types.iter().map(|&ty| (ty, skip_reason(&t.dims, ty))).collect();
-    let extra = errors_for.iter().filter(|(_, s)| s.is_none()).filter_map(|(ty, _)| ty.row_bytes(row_len)).max().unwrap_or(0);
+    let errors_for: Vec<(GgmlType, Option<String>)> = opts
+        .types
+        .iter()
+        .map(|&ty| (ty, skip_reason(&t.dims, ty)))
+        .collect();
+    let extra = errors_for
+        .iter()
+        .filter(|(_, s)| s.is_none())
+        .filter_map(|(ty, _)| ty.row_bytes(row_len))
+        .max()
+        .unwrap_or(0);
     let tile = tile_rows(opts.max_memory, row_len, extra + row_bytes, n_rows);
     let rl = row_len as usize;
 
     let mut stats = TensorStats::default();
     let mut rows_out = opts.per_row.then(Vec::new);
-    let mut accs: Vec<(ErrorAcc, Option<Vec<RowError>>)> =
-        errors_for.iter().map(|_| (ErrorAcc::default(), opts.per_row.then(Vec::new))).collect();
+    let mut accs: Vec<(ErrorAcc, Option<Vec<RowError>>)> = errors_for
+        .iter()
+        .map(|_| (ErrorAcc::default(), opts.per_row.then(Vec::new)))
+        .collect();
     let mut src = Vec::new();
     let mut rt = Vec::new();
     let abs_start = file.data_offset + t.offset;
@@ -204,10 +250,13 @@ pub fn analyze_tensor(file: &GgufFile, index: usize, opts: &StatsOptions, eng: &
         .into_iter()
         .zip(accs)
         .map(|((ty, skip), (acc, rows))| {
-            (ty, match skip {
-                Some(why) => TypeError::Skipped(why),
-                None => TypeError::Measured { acc, rows },
-            })
+            (
+                ty,
+                match skip {
+                    Some(why) => TypeError::Skipped(why),
+                    None => TypeError::Measured { acc, rows },
+                },
+            )
         })
         .collect();
     Ok(TensorReport {
@@ -249,7 +298,11 @@ impl LayerSummary {
         (self.sum_sq / self.finite as f64).sqrt()
     }
     pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
-        self.errors.iter().find(|(t, _)| *t == ty).map(|(_, e)| e).filter(|e| e.n > 0)
+        self.errors
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, e)| e)
+            .filter(|e| e.n > 0)
     }
     pub fn worst_error(&self) -> Option<f64> {
         self.errors
@@ -324,5 +377,17 @@ impl StatsEngine for crate::Engine {
     fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
         let bytes = self.encode(ty, src, row_len, None)?;
         self.decode_into(ty, &bytes, row_len, dst)
+    }
+    fn tile_stats(
+        &self,
+        data: &[f32],
+        row_len: usize,
+        k: f32,
+    ) -> Result<(Vec<RowStats>, Histogram)> {
+        #[cfg(feature = "gpu")]
+        if let Some(runner) = self.gpu() {
+            return super::gpu::tile_stats(runner, data, row_len, k);
+        }
+        Ok(tile_stats(data, row_len, k))
     }
 }
