@@ -154,7 +154,7 @@ fn draw<DB: DrawingBackend>(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(xs.clone(), (lo / 1.3).log10()..(hi * 1.3).log10())
+            .build_cartesian_2d(xs.clone(), (lo / 1.3).log10()..(hi * 2.2).log10())
             .map_err(e)?;
         chart
             .configure_mesh()
