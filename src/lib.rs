@@ -12,6 +12,7 @@ pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod quantize;
+pub mod stats;
 
 pub use engine::{Backend, Engine};
 pub use error::{Error, Result};

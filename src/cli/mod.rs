@@ -8,6 +8,7 @@ pub mod info;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
+pub mod stats;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +33,8 @@ pub enum Command {
     Dequantize(dequantize::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
     Quantize(quantize::Args),
+    /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
+    Stats(stats::Args),
 }
 
 pub fn run(cli: Cli) -> crate::Result<()> {
@@ -41,5 +44,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Dequantize(a) => dequantize::run(a),
+        Command::Stats(a) => stats::run(a),
     }
 }

@@ -20,8 +20,14 @@ pub const FLOAT: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/float.wgsl"),
 };
 
+/// Weight statistics (`gpuq stats`).
+pub const STATS: ShaderFile = ShaderFile {
+    name: "stats.wgsl",
+    body: include_str!("../../shaders/stats.wgsl"),
+};
+
 /// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT];
+pub const SHADERS: &[ShaderFile] = &[FLOAT, STATS];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {

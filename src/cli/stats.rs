@@ -1,0 +1,421 @@
+//! `gpuq stats`: per-tensor and per-layer weight statistics and, for each `--type`, the
+//! quantization error of a round trip through that type; a table, JSON, and a plot.
+
+use crate::engine::{Backend, Engine};
+use crate::error::{Error, Result};
+use crate::formats::gguf::GgufFile;
+use crate::ggml_type::GgmlType;
+use crate::stats::report::{
+    LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries,
+};
+use crate::stats::{self, HIST_BINS, HIST_LO, HIST_PER_UNIT, RowStats};
+use serde_json::{Value as Json, json};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortBy {
+    /// The file's order.
+    #[default]
+    File,
+    /// Largest relative error over the --type list first (without --type: largest absmax/absmean).
+    Worst,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A GGUF model (F32/F16/BF16 or any type gpuq decodes).
+    pub model: PathBuf,
+    /// Measure the round-trip error through this type (repeat or comma-separate: Q4_0,Q4_K,Q6_K).
+    #[arg(long = "type", short = 't', value_delimiter = ',')]
+    pub types: Vec<GgmlType>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Row order of the tables.
+    #[arg(long, value_enum, default_value_t = SortBy::File)]
+    pub sort: SortBy,
+    /// Draw error per layer per type and absmax/absmean per layer to FILE.svg or FILE.png.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Outliers are |w| > K times the RMS of the weight's row.
+    #[arg(long, default_value_t = stats::DEFAULT_OUTLIER_K)]
+    pub outlier_k: f32,
+    /// Include per-row (per output channel) statistics and errors in the JSON.
+    #[arg(long)]
+    pub per_row: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Memory for one tile of rows, e.g. 256M.
+    #[arg(long, default_value = "256M", value_parser = crate::cli::quantize::parse_size)]
+    pub max_memory: u64,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !(a.outlier_k.is_finite() && a.outlier_k > 0.0) {
+        return Err(Error::Invalid(format!(
+            "--outlier-k {}: must be a positive number",
+            a.outlier_k
+        )));
+    }
+    let mut types: Vec<GgmlType> = Vec::new();
+    for &ty in &a.types {
+        if !crate::codec::can_encode(ty) || !crate::codec::can_decode(ty) {
+            return Err(Error::Invalid(format!(
+                "--type {ty}: gpuq has no {ty} encoder/decoder"
+            )));
+        }
+        if !types.contains(&ty) {
+            types.push(ty);
+        }
+    }
+    let file = GgufFile::open(&a.model)?;
+    let engine = Engine::new(a.backend)?;
+    eprintln!(
+        "gpuq stats: {} ({} tensors), {}",
+        a.model.display(),
+        file.tensors.len(),
+        crate::stats::report::StatsEngine::describe(&engine)
+    );
+    let opts = StatsOptions {
+        outlier_k: a.outlier_k,
+        types: types.clone(),
+        max_memory: a.max_memory,
+        per_row: a.per_row,
+    };
+    let mut reports = Vec::with_capacity(file.tensors.len());
+    for i in 0..file.tensors.len() {
+        reports.push(analyze_tensor(&file, i, &opts, &engine)?);
+    }
+    let mut layers = layer_summaries(&reports, &types);
+    if let Some(p) = &a.plot {
+        let title = format!(
+            "gpuq stats: {}",
+            a.model
+                .file_name()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        );
+        stats::plot::plot_layers(p, &layers, &types, &title)?;
+        eprintln!("gpuq stats: wrote {}", p.display());
+    }
+    if a.sort == SortBy::Worst {
+        let key = |t: &TensorReport| t.worst_error().unwrap_or_else(|| t.stats.peak_ratio());
+        reports.sort_by(|x, y| key(y).total_cmp(&key(x)));
+        let lkey = |l: &LayerSummary| l.worst_error().unwrap_or(l.peak_ratio);
+        layers.sort_by(|x, y| lkey(y).total_cmp(&lkey(x)));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let res = if a.json {
+        let j = to_json(&a, &engine, &reports, &layers, &types);
+        serde_json::to_writer_pretty(&mut out, &j)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_text(&mut out, &reports, &layers, &types, a.outlier_k)
+    };
+    match res.and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("<stdout>", e)),
+    }
+}
+
+fn shape(dims: &[u64]) -> String {
+    dims.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+fn g(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else if x == 0.0 {
+        "0".into()
+    } else if x.abs() >= 1e-3 && x.abs() < 1e4 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+fn db(x: f64) -> String {
+    if x.is_infinite() && x > 0.0 {
+        "exact".into()
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn write_text(
+    out: &mut dyn Write,
+    reports: &[TensorReport],
+    layers: &[LayerSummary],
+    types: &[GgmlType],
+    k: f32,
+) -> std::io::Result<()> {
+    let w = reports
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    writeln!(
+        out,
+        "weight statistics (moments over finite values; outliers: |w| > {k} x row RMS)"
+    )?;
+    writeln!(
+        out,
+        "{:<w$}  {:<5} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>5} {:>5}",
+        "tensor",
+        "type",
+        "shape",
+        "mean",
+        "absmean",
+        "rms",
+        "min",
+        "max",
+        "absmax",
+        "max/mean",
+        "zeros",
+        "outliers",
+        "nan",
+        "inf"
+    )?;
+    for r in reports {
+        let s = &r.stats;
+        writeln!(
+            out,
+            "{:<w$}  {:<5} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8.2} {:>8} {:>9} {:>5} {:>5}",
+            r.name,
+            r.ty.name(),
+            shape(&r.dims),
+            g(s.mean()),
+            g(s.absmean()),
+            g(s.rms()),
+            g(s.min as f64),
+            g(s.max as f64),
+            g(s.absmax()),
+            s.peak_ratio(),
+            s.zeros,
+            s.outliers,
+            s.nan,
+            s.inf
+        )?;
+    }
+    if !types.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "quantization error (encode -> decode vs the source; rel.err = |W-Q(W)|/|W|)"
+        )?;
+        writeln!(
+            out,
+            "{:<w$}  {:<5} {:>10} {:>10} {:>9} {:>10} {:>8}  worst row (rel.err)",
+            "tensor", "quant", "rmse", "max|err|", "rel.err", "cosine", "SNR dB"
+        )?;
+        for r in reports.iter().filter(|r| r.is_matrix()) {
+            for (ty, e) in &r.errors {
+                match e {
+                    TypeError::Measured { acc, .. } => {
+                        let m = acc.metrics();
+                        let worst = acc
+                            .worst_row
+                            .map(|(row, v)| format!("{row} ({v:.4})"))
+                            .unwrap_or_default();
+                        writeln!(
+                            out,
+                            "{:<w$}  {:<5} {:>10} {:>10} {:>9.5} {:>10.6} {:>8}  {worst}",
+                            r.name,
+                            ty.name(),
+                            g(m.rmse),
+                            g(m.max_abs),
+                            m.rel_frobenius,
+                            m.cosine,
+                            db(m.snr_db)
+                        )?;
+                    }
+                    TypeError::Skipped(why) => {
+                        writeln!(out, "{:<w$}  {:<5} skipped: {why}", r.name, ty.name())?
+                    }
+                }
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "per layer (weight matrices; max/mean = largest absmax/absmean of the layer's matrices)"
+    )?;
+    write!(
+        out,
+        "{:<6} {:>7} {:>10} {:>10} {:>10} {:>8} {:>9}",
+        "layer", "tensors", "params", "absmean", "absmax", "max/mean", "outliers"
+    )?;
+    for ty in types {
+        write!(
+            out,
+            " {:>12} {:>8}",
+            format!("{} rel.err", ty.name()),
+            "SNR dB"
+        )?;
+    }
+    writeln!(out)?;
+    for l in layers {
+        let name = l.layer.map_or("other".to_string(), |n| n.to_string());
+        write!(
+            out,
+            "{:<6} {:>7} {:>10} {:>10} {:>10} {:>8.2} {:>9}",
+            name,
+            l.tensors,
+            l.params,
+            g(l.absmean()),
+            g(l.absmax),
+            l.peak_ratio,
+            l.outliers
+        )?;
+        for &ty in types {
+            match l.error(ty) {
+                Some(e) => {
+                    let m = e.metrics();
+                    write!(out, " {:>12.5} {:>8}", m.rel_frobenius, db(m.snr_db))?
+                }
+                None => write!(out, " {:>12} {:>8}", "-", "-")?,
+            }
+        }
+        writeln!(out)?;
+    }
+    let bad: Vec<&TensorReport> = reports
+        .iter()
+        .filter(|r| r.stats.nan + r.stats.inf > 0)
+        .collect();
+    if !bad.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "non-finite weights (NaN/Inf poison block scales; `gpuq quantize` refuses them):"
+        )?;
+        for r in bad {
+            let s = &r.stats;
+            writeln!(
+                out,
+                "  {}: {} NaN, {} Inf in {} rows",
+                r.name, s.nan, s.inf, s.nonfinite_row_count
+            )?;
+            for nf in s.nonfinite_rows.iter().take(20) {
+                writeln!(out, "    row {}: {} NaN, {} Inf", nf.row, nf.nan, nf.inf)?;
+            }
+            if s.nonfinite_row_count > 20 {
+                writeln!(
+                    out,
+                    "    … and {} more rows (all in --json, up to {})",
+                    s.nonfinite_row_count - 20,
+                    stats::MAX_NONFINITE_ROWS
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A float for JSON: non-finite values become `null`.
+fn num(x: f64) -> Json {
+    if x.is_finite() { json!(x) } else { Json::Null }
+}
+
+fn row_json(r: &RowStats) -> Json {
+    json!({
+        "mean": num(r.mean()), "absmean": num(r.absmean()), "rms": num(r.rms()),
+        "min": num(r.min as f64), "max": num(r.max as f64), "absmax": num(r.absmax()),
+        "zeros": r.zeros, "outliers": r.outliers, "nan": r.nan, "inf": r.inf,
+    })
+}
+
+fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
+    json!({
+        "rmse": num(m.rmse), "max_abs": num(m.max_abs), "rel_frobenius": num(m.rel_frobenius),
+        "cosine": num(m.cosine), "snr_db": num(m.snr_db),
+    })
+}
+
+fn to_json(
+    a: &Args,
+    engine: &Engine,
+    reports: &[TensorReport],
+    layers: &[LayerSummary],
+    types: &[GgmlType],
+) -> Json {
+    let tensors: Vec<Json> = reports
+        .iter()
+        .map(|r| {
+            let s = &r.stats;
+            let mut errors = serde_json::Map::new();
+            for (ty, e) in &r.errors {
+                let v = match e {
+                    TypeError::Measured { acc, rows } => {
+                        let mut m = metrics_json(&acc.metrics());
+                        m["poisoned"] = json!(acc.poisoned);
+                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": num(v)}));
+                        if let Some(rows) = rows {
+                            m["rows"] = rows.iter().map(|r| metrics_json(&r.metrics())).collect();
+                        }
+                        m
+                    }
+                    TypeError::Skipped(why) => json!({ "skipped": why }),
+                };
+                errors.insert(ty.name().to_string(), v);
+            }
+            let mut t = json!({
+                "name": r.name, "type": r.ty.name(), "shape": r.dims, "layer": r.layer,
+                "stats": {
+                    "rows": s.rows, "n": s.n, "finite": s.finite,
+                    "mean": num(s.mean()), "absmean": num(s.absmean()), "rms": num(s.rms()),
+                    "min": num(s.min as f64), "max": num(s.max as f64), "absmax": num(s.absmax()),
+                    "absmax_over_absmean": num(s.peak_ratio()),
+                    "zeros": s.zeros, "outliers": s.outliers, "nan": s.nan, "inf": s.inf,
+                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": num(v)})),
+                },
+                "histogram": s.hist.0.to_vec(),
+                "nonfinite_row_count": s.nonfinite_row_count,
+                "nonfinite_rows": s.nonfinite_rows,
+                "errors": errors,
+            });
+            if let Some(rows) = &r.rows {
+                t["rows"] = rows.iter().map(row_json).collect();
+            }
+            t
+        })
+        .collect();
+    let layers: Vec<Json> = layers
+        .iter()
+        .map(|l| {
+            let errors: serde_json::Map<String, Json> = types
+                .iter()
+                .filter_map(|&ty| {
+                    Some((ty.name().to_string(), metrics_json(&l.error(ty)?.metrics())))
+                })
+                .collect();
+            json!({
+                "layer": l.layer, "tensors": l.tensors, "params": l.params,
+                "absmean": num(l.absmean()), "rms": num(l.rms()), "absmax": num(l.absmax),
+                "absmax_over_absmean": num(l.peak_ratio), "peak_tensor": l.peak_tensor,
+                "outliers": l.outliers, "nonfinite": l.nonfinite, "errors": errors,
+            })
+        })
+        .collect();
+    json!({
+        "model": a.model.display().to_string(),
+        "backend": crate::stats::report::StatsEngine::describe(engine),
+        "outlier_k": a.outlier_k,
+        "histogram_bins": {
+            "unit": "row rms", "count": HIST_BINS, "lo": HIST_LO, "width": 1.0 / HIST_PER_UNIT,
+            "note": "bin 0: x < lo; bins 1..count-2: [lo + (i-1)*width, lo + i*width); last: x >= -lo",
+        },
+        "types": types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "tensors": tensors,
+        "layers": layers,
+    })
+}

@@ -1,0 +1,393 @@
+//! Statistics and quantization error of every tensor of a GGUF file, streamed tile by tile
+//! (whole rows; the tile size follows a memory budget), and the per-layer summary.
+
+use super::error::{ErrorAcc, RowError, tile_error};
+use super::fast::tile_stats;
+use super::{Histogram, RowStats, TensorStats};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::formats::gguf::GgufFile;
+use crate::ggml_type::GgmlType;
+
+/// What the statistics pass computes and how.
+#[derive(Clone, Debug)]
+pub struct StatsOptions {
+    /// Outlier threshold in units of the row RMS.
+    pub outlier_k: f32,
+    /// Types to measure the round-trip error of.
+    pub types: Vec<GgmlType>,
+    /// Upper bound on the bytes of one tile's buffers.
+    pub max_memory: u64,
+    /// Keep per-row statistics and errors (for JSON).
+    pub per_row: bool,
+}
+
+impl Default for StatsOptions {
+    fn default() -> Self {
+        StatsOptions {
+            outlier_k: super::DEFAULT_OUTLIER_K,
+            types: Vec::new(),
+            max_memory: 256 << 20,
+            per_row: false,
+        }
+    }
+}
+
+/// The compute behind the pass: decoding the source, the round trip, and the reductions.
+/// [`CpuStats`] is the native path; the GPU engine implements it too.
+pub trait StatsEngine {
+    /// What runs where, one line.
+    fn describe(&self) -> String;
+    /// Decodes rows of `ty` to f32 (ggml's dequantize_row).
+    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()>;
+    /// `dst = decode(encode(src))` through `ty`.
+    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()>;
+    /// Per-row statistics of a tile and its histogram.
+    fn tile_stats(
+        &self,
+        data: &[f32],
+        row_len: usize,
+        k: f32,
+    ) -> Result<(Vec<RowStats>, Histogram)> {
+        Ok(tile_stats(data, row_len, k))
+    }
+    /// Per-row error sums of a tile.
+    fn tile_error(&self, src: &[f32], decoded: &[f32], row_len: usize) -> Result<Vec<RowError>> {
+        Ok(tile_error(src, decoded, row_len))
+    }
+}
+
+/// The native CPU path: [`codec::encode_rows`] / [`codec::decode_rows`] and [`super::fast`].
+pub struct CpuStats;
+
+impl StatsEngine for CpuStats {
+    fn describe(&self) -> String {
+        "cpu (codecs and statistics on the CPU)".into()
+    }
+    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        Ok(codec::decode_rows(ty, src, row_len, dst)?)
+    }
+    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        let row_bytes = ty.row_bytes(row_len as u64).unwrap_or(0) as usize;
+        let mut bytes = vec![0u8; src.len() / row_len.max(1) * row_bytes];
+        codec::encode_rows(ty, src, row_len, None, &mut bytes)?;
+        Ok(codec::decode_rows(ty, &bytes, row_len, dst)?)
+    }
+}
+
+/// The error of one tensor under one type, or why it was not measured.
+#[derive(Clone, Debug)]
+pub enum TypeError {
+    Measured {
+        acc: ErrorAcc,
+        rows: Option<Vec<RowError>>,
+    },
+    Skipped(String),
+}
+
+/// One tensor's report.
+#[derive(Clone, Debug)]
+pub struct TensorReport {
+    pub name: String,
+    /// ne0 first.
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+    pub layer: Option<u32>,
+    pub stats: TensorStats,
+    /// Per-row statistics, when asked for.
+    pub rows: Option<Vec<RowStats>>,
+    /// One entry per requested type, in order.
+    pub errors: Vec<(GgmlType, TypeError)>,
+}
+
+impl TensorReport {
+    /// True for weight matrices (two or more dimensions).
+    pub fn is_matrix(&self) -> bool {
+        self.dims.len() >= 2
+    }
+
+    pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
+        self.errors
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .and_then(|(_, e)| match e {
+                TypeError::Measured { acc, .. } => Some(acc),
+                TypeError::Skipped(_) => None,
+            })
+    }
+
+    /// The largest relative Frobenius error over the measured types (for `--sort worst`).
+    pub fn worst_error(&self) -> Option<f64> {
+        self.errors
+            .iter()
+            .filter_map(|(t, _)| self.error(*t))
+            .map(|e| e.metrics().rel_frobenius)
+            .fold(None, |m, x| Some(m.map_or(x, |m: f64| m.max(x))))
+    }
+}
+
+/// The layer number of a tensor named `blk.N.…`.
+pub fn layer_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("blk.")?;
+    let (n, _) = rest.split_once('.')?;
+    n.parse().ok()
+}
+
+/// Why `ty` cannot measure a tensor, if it cannot.
+fn skip_reason(dims: &[u64], ty: GgmlType) -> Option<String> {
+    if dims.len() < 2 {
+        return Some("1-D tensor (llama-quantize keeps these in F32)".into());
+    }
+    if !codec::can_encode(ty) || !codec::can_decode(ty) {
+        return Some(format!("gpuq has no {ty} codec"));
+    }
+    let row_len = dims[0];
+    if ty.row_bytes(row_len).is_none_or(|b| b == 0) {
+        return Some(format!(
+            "row length {row_len} is not a multiple of {ty}'s block of {}",
+            ty.block_elems()
+        ));
+    }
+    None
+}
+
+/// Rows per tile under `max_memory`: the f32 source, the round trip and the largest encoded row.
+pub fn tile_rows(max_memory: u64, row_len: u64, extra_row_bytes: u64, n_rows: u64) -> u64 {
+    let per_row = row_len * 8 + extra_row_bytes;
+    (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
+}
+
+/// Computes the report of tensor `index` of `file`, streaming it in tiles of whole rows.
+pub fn analyze_tensor(
+    file: &GgufFile,
+    index: usize,
+    opts: &StatsOptions,
+    eng: &dyn StatsEngine,
+) -> Result<TensorReport> {
+    let t = file
+        .tensors
+        .get(index)
+        .ok_or_else(|| Error::Invalid(format!("{}: no tensor #{index}", file.path().display())))?;
+    let bad = |what: String| {
+        Error::Invalid(format!(
+            "{}: tensor {}: {what}",
+            file.path().display(),
+            t.name
+        ))
+    };
+    let row_len = t.dims.first().copied().unwrap_or(1);
+    let n_rows: u64 = t.dims.iter().skip(1).product();
+    let row_bytes = t.ty.row_bytes(row_len).filter(|&b| b > 0).ok_or_else(|| {
+        bad(format!(
+            "row length {row_len} is not a whole number of {} blocks",
+            t.ty
+        ))
+    })?;
+    if !codec::can_decode(t.ty) {
+        return Err(bad(format!("gpuq cannot decode {} tensors", t.ty)));
+    }
+    let data = file.tensor_data(t);
+    let want = n_rows
+        .checked_mul(row_bytes)
+        .ok_or_else(|| bad("size overflows".into()))?;
+    if data.len() as u64 != want {
+        return Err(bad(format!(
+            "holds {} bytes, its shape needs {want}",
+            data.len()
+        )));
+    }
+    let errors_for: Vec<(GgmlType, Option<String>)> = opts
+        .types
+        .iter()
+        .map(|&ty| (ty, skip_reason(&t.dims, ty)))
+        .collect();
+    let extra = errors_for
+        .iter()
+        .filter(|(_, s)| s.is_none())
+        .filter_map(|(ty, _)| ty.row_bytes(row_len))
+        .max()
+        .unwrap_or(0);
+    let tile = tile_rows(opts.max_memory, row_len, extra + row_bytes, n_rows);
+    let rl = row_len as usize;
+
+    let mut stats = TensorStats::default();
+    let mut rows_out = opts.per_row.then(Vec::new);
+    let mut accs: Vec<(ErrorAcc, Option<Vec<RowError>>)> = errors_for
+        .iter()
+        .map(|_| (ErrorAcc::default(), opts.per_row.then(Vec::new)))
+        .collect();
+    let mut src = Vec::new();
+    let mut rt = Vec::new();
+    let abs_start = file.data_offset + t.offset;
+    let mut r0 = 0u64;
+    while r0 < n_rows {
+        let n = tile.min(n_rows - r0);
+        let (a, b) = ((r0 * row_bytes) as usize, ((r0 + n) * row_bytes) as usize);
+        let bytes = &data[a..b];
+        src.resize((n * row_len) as usize, 0.0);
+        eng.decode(t.ty, bytes, rl, &mut src)?;
+        let (rows, hist) = eng.tile_stats(&src, rl, opts.outlier_k)?;
+        stats.add_tile(r0, &rows, &hist);
+        if let Some(v) = rows_out.as_mut() {
+            v.extend_from_slice(&rows);
+        }
+        for ((ty, skip), (acc, per_row)) in errors_for.iter().zip(accs.iter_mut()) {
+            if skip.is_some() {
+                continue;
+            }
+            rt.resize(src.len(), 0.0);
+            eng.round_trip(*ty, &src, rl, &mut rt)?;
+            let errs = eng.tile_error(&src, &rt, rl)?;
+            acc.add_tile(r0, &errs);
+            if let Some(v) = per_row.as_mut() {
+                v.extend_from_slice(&errs);
+            }
+        }
+        file.advise(abs_start + a as u64, (b - a) as u64, false);
+        r0 += n;
+    }
+    let errors = errors_for
+        .into_iter()
+        .zip(accs)
+        .map(|((ty, skip), (acc, rows))| {
+            (
+                ty,
+                match skip {
+                    Some(why) => TypeError::Skipped(why),
+                    None => TypeError::Measured { acc, rows },
+                },
+            )
+        })
+        .collect();
+    Ok(TensorReport {
+        name: t.name.clone(),
+        dims: t.dims.clone(),
+        ty: t.ty,
+        layer: layer_of(&t.name),
+        stats,
+        rows: rows_out,
+        errors,
+    })
+}
+
+/// A layer's summary: its weight matrices taken together (1-D tensors are left out).
+#[derive(Clone, Debug)]
+pub struct LayerSummary {
+    /// `None` for the tensors outside `blk.N.` (embeddings, output).
+    pub layer: Option<u32>,
+    pub tensors: usize,
+    pub params: u64,
+    pub finite: u64,
+    pub sum_abs: f64,
+    pub sum_sq: f64,
+    pub absmax: f64,
+    /// The largest `absmax / absmean` of the layer's matrices.
+    pub peak_ratio: f64,
+    /// The tensor with that ratio.
+    pub peak_tensor: String,
+    pub outliers: u64,
+    pub nonfinite: u64,
+    pub errors: Vec<(GgmlType, ErrorAcc)>,
+}
+
+impl LayerSummary {
+    pub fn absmean(&self) -> f64 {
+        self.sum_abs / self.finite as f64
+    }
+    pub fn rms(&self) -> f64 {
+        (self.sum_sq / self.finite as f64).sqrt()
+    }
+    pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
+        self.errors
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, e)| e)
+            .filter(|e| e.n > 0)
+    }
+    pub fn worst_error(&self) -> Option<f64> {
+        self.errors
+            .iter()
+            .filter(|(_, e)| e.n > 0)
+            .map(|(_, e)| e.metrics().rel_frobenius)
+            .fold(None, |m, x| Some(m.map_or(x, |m: f64| m.max(x))))
+    }
+}
+
+/// Per-layer summaries in layer order (the non-layer group last), over the matrices.
+pub fn layer_summaries(tensors: &[TensorReport], types: &[GgmlType]) -> Vec<LayerSummary> {
+    let mut out: Vec<LayerSummary> = Vec::new();
+    for t in tensors.iter().filter(|t| t.is_matrix()) {
+        let i = match out.iter().position(|l| l.layer == t.layer) {
+            Some(i) => i,
+            None => {
+                out.push(LayerSummary {
+                    layer: t.layer,
+                    tensors: 0,
+                    params: 0,
+                    finite: 0,
+                    sum_abs: 0.0,
+                    sum_sq: 0.0,
+                    absmax: 0.0,
+                    peak_ratio: 0.0,
+                    peak_tensor: String::new(),
+                    outliers: 0,
+                    nonfinite: 0,
+                    errors: types.iter().map(|&ty| (ty, ErrorAcc::default())).collect(),
+                });
+                out.len() - 1
+            }
+        };
+        let l = &mut out[i];
+        let s = &t.stats;
+        l.tensors += 1;
+        l.params += s.n;
+        l.finite += s.finite;
+        l.sum_abs += s.sum_abs.value();
+        l.sum_sq += s.sum_sq.value();
+        if s.absmax() > l.absmax {
+            l.absmax = s.absmax();
+        }
+        let pr = s.peak_ratio();
+        if pr > l.peak_ratio {
+            l.peak_ratio = pr;
+            l.peak_tensor = t.name.clone();
+        }
+        l.outliers += s.outliers;
+        l.nonfinite += s.nan + s.inf;
+        for (ty, acc) in l.errors.iter_mut() {
+            if let Some(e) = t.error(*ty) {
+                acc.merge(e);
+            }
+        }
+    }
+    out.sort_by_key(|l| l.layer.map_or(u64::MAX, u64::from));
+    out
+}
+
+/// The [`crate::Engine`]: decode and round trip on its backend (GPU kernels where the type has
+/// one, else the CPU codec); the reductions on the GPU when the engine has one
+/// (`shaders/stats.wgsl`), else [`super::fast`].
+impl StatsEngine for crate::Engine {
+    fn describe(&self) -> String {
+        self.describe()
+    }
+    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        self.decode_into(ty, src, row_len, dst)
+    }
+    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
+        let bytes = self.encode(ty, src, row_len, None)?;
+        self.decode_into(ty, &bytes, row_len, dst)
+    }
+    fn tile_stats(
+        &self,
+        data: &[f32],
+        row_len: usize,
+        k: f32,
+    ) -> Result<(Vec<RowStats>, Histogram)> {
+        #[cfg(feature = "gpu")]
+        if let Some(runner) = self.gpu() {
+            return super::gpu::tile_stats(runner, data, row_len, k);
+        }
+        Ok(tile_stats(data, row_len, k))
+    }
+}
