@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod info;
 pub mod inspect;
 pub mod progress;
@@ -26,6 +27,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
     Quantize(quantize::Args),
+    /// Benchmarks: `gpuq bench codecs` (GB/s per type, CPU vs GPU), `gpuq bench quantize` (vs llama.cpp: time, peak RSS).
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> crate::Result<()> {
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
