@@ -6,7 +6,9 @@
 //! tiles. Sample counts are criterion's minimum (10) so a full run takes minutes on 2 cores;
 //! `gpuq bench codecs` prints the same measurements as one table with GPU/CPU ratios.
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use gpuq::cli::bench::codecs::{DEFAULT_TYPES, takes_weights};
 use gpuq::cli::bench::synth;
 use gpuq::{Backend, Engine, GgmlType};
@@ -27,7 +29,10 @@ fn label(bytes: usize) -> String {
 }
 
 fn engines() -> Vec<(&'static str, Engine)> {
-    let mut v = vec![("cpu", Engine::new(Backend::Cpu).expect("the CPU backend always exists"))];
+    let mut v = vec![(
+        "cpu",
+        Engine::new(Backend::Cpu).expect("the CPU backend always exists"),
+    )];
     match Engine::new(Backend::Gpu) {
         Ok(e) => {
             eprintln!("codecs bench: {}", e.describe());
@@ -39,7 +44,12 @@ fn engines() -> Vec<(&'static str, Engine)> {
 }
 
 fn on_backend(name: &str, e: &Engine, ty: GgmlType, encode: bool) -> bool {
-    name == "cpu" || if encode { e.encodes_on_gpu(ty) } else { e.decodes_on_gpu(ty) }
+    name == "cpu"
+        || if encode {
+            e.encodes_on_gpu(ty)
+        } else {
+            e.decodes_on_gpu(ty)
+        }
 }
 
 fn codecs(c: &mut Criterion) {
@@ -49,14 +59,15 @@ fn codecs(c: &mut Criterion) {
         let src = synth::weights_f32(n, ROW_LEN, 1);
         let imatrix = synth::importance(ROW_LEN, 2);
         let long = bytes >= 16 << 20;
-        let configure = |g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
-            g.sample_size(10);
-            g.warm_up_time(Duration::from_millis(if long { 10 } else { 200 }));
-            g.measurement_time(Duration::from_secs(if long { 2 } else { 1 }));
-            if long {
-                g.sampling_mode(SamplingMode::Flat);
-            }
-        };
+        let configure =
+            |g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
+                g.sample_size(10);
+                g.warm_up_time(Duration::from_millis(if long { 10 } else { 200 }));
+                g.measurement_time(Duration::from_secs(if long { 2 } else { 1 }));
+                if long {
+                    g.sampling_mode(SamplingMode::Flat);
+                }
+            };
 
         let mut g = c.benchmark_group(format!("encode/{}", label(bytes)));
         configure(&mut g);
@@ -64,7 +75,11 @@ fn codecs(c: &mut Criterion) {
         for &ty in DEFAULT_TYPES {
             let out = ty.row_bytes(ROW_LEN as u64).unwrap() as usize * (n / ROW_LEN);
             let mut dst = vec![0u8; out];
-            let variants: &[bool] = if takes_weights(ty) { &[false, true] } else { &[false] };
+            let variants: &[bool] = if takes_weights(ty) {
+                &[false, true]
+            } else {
+                &[false]
+            };
             for &weighted in variants {
                 let w = weighted.then_some(imatrix.as_slice());
                 for (name, e) in &engines {

@@ -51,7 +51,10 @@ fn peak_rss_stays_within_budget_plus_fixed_overhead() {
     let shape = LlamaShape::for_f16_bytes(300 << 20);
     write_llama_f16(&model, &shape, 3).unwrap();
     let size = std::fs::metadata(&model).unwrap().len();
-    assert!(size > 4 * BUDGET, "the model ({size} bytes) must be larger than the budget");
+    assert!(
+        size > 4 * BUDGET,
+        "the model ({size} bytes) must be larger than the budget"
+    );
     let limit = BUDGET + OVERHEAD;
 
     let m = quantize_measured(&model, &dir.path().join("small.gguf"), BUDGET);
@@ -73,7 +76,10 @@ fn peak_rss_stays_within_budget_plus_fixed_overhead() {
 
     // control: with a budget that holds the largest tensor whole, the same limit is exceeded
     let big = quantize_measured(&model, &dir.path().join("big.gguf"), 1 << 30);
-    eprintln!("control (--max-memory 1G): peak RSS {} MiB", big.peak_rss >> 20);
+    eprintln!(
+        "control (--max-memory 1G): peak RSS {} MiB",
+        big.peak_rss >> 20
+    );
     assert!(
         big.peak_rss > limit,
         "control run peaked at {} MiB, within the {} MiB limit: the measurement cannot see the tile buffers",

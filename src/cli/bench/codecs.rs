@@ -159,10 +159,7 @@ pub fn measure(
                     v
                 }
             };
-            let same = want
-                .iter()
-                .zip(&f)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
+            let same = want.iter().zip(&f).all(|(a, b)| a.to_bits() == b.to_bits());
             row.dec_gpu = Cell {
                 gbps: Some(in_dec / s / 1e9),
                 mismatch: !same,

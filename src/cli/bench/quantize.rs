@@ -237,7 +237,11 @@ fn bench(a: &Args, mixture: &Mixture, threads: usize, dir: &Path) -> Result<()> 
         "gpuq quantize",
     )?;
     rows.push(Result1 {
-        tool: format!("gpuq ({} threads, --max-memory {})", threads, size_name(a.max_memory)),
+        tool: format!(
+            "gpuq ({} threads, --max-memory {})",
+            threads,
+            size_name(a.max_memory)
+        ),
         m,
         input,
         output: file_len(&out_gpuq)?,
@@ -335,7 +339,8 @@ pub fn compare(a: &Path, b: &Path) -> Result<(usize, Vec<String>)> {
     for t in &fa.tensors {
         let same = match fb.tensor(&t.name) {
             Some(u) => {
-                let same = u.ty == t.ty && u.dims == t.dims && fa.tensor_data(t) == fb.tensor_data(u);
+                let same =
+                    u.ty == t.ty && u.dims == t.dims && fa.tensor_data(t) == fb.tensor_data(u);
                 fa.advise(0, fa.file_len(), false);
                 fb.advise(0, fb.file_len(), false);
                 same

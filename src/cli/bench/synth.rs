@@ -254,24 +254,22 @@ pub fn write_llama_f16(path: &Path, shape: &LlamaShape, seed: u64) -> Result<()>
             let rows = rows_per_chunk.min(n_rows - r0);
             buf.resize(rows as usize * row_bytes, 0);
             let (scale, ty) = (*scale, t.ty);
-            buf.par_chunks_mut(row_bytes)
-                .enumerate()
-                .for_each_init(
-                    || vec![0f32; row_len],
-                    |f, (i, out)| {
-                        fill_row(f, seed, ti as u64, r0 + i as u64, scale);
-                        if ty == GgmlType::F16 {
-                            for (o, x) in out.chunks_exact_mut(2).zip(f.iter()) {
-                                o.copy_from_slice(&f32_to_f16_bits(*x).to_le_bytes());
-                            }
-                        } else {
-                            // a norm: 1 + 0.1 * noise
-                            for (o, x) in out.chunks_exact_mut(4).zip(f.iter()) {
-                                o.copy_from_slice(&(1.0 + 0.1 * x).to_le_bytes());
-                            }
+            buf.par_chunks_mut(row_bytes).enumerate().for_each_init(
+                || vec![0f32; row_len],
+                |f, (i, out)| {
+                    fill_row(f, seed, ti as u64, r0 + i as u64, scale);
+                    if ty == GgmlType::F16 {
+                        for (o, x) in out.chunks_exact_mut(2).zip(f.iter()) {
+                            o.copy_from_slice(&f32_to_f16_bits(*x).to_le_bytes());
                         }
-                    },
-                );
+                    } else {
+                        // a norm: 1 + 0.1 * noise
+                        for (o, x) in out.chunks_exact_mut(4).zip(f.iter()) {
+                            o.copy_from_slice(&(1.0 + 0.1 * x).to_le_bytes());
+                        }
+                    }
+                },
+            );
             w.write_next(&buf)?;
             r0 += rows;
         }
