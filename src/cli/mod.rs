@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod convert;
 pub mod dequantize;
+pub mod bench;
 pub mod info;
 pub mod inspect;
 pub mod progress;
@@ -35,6 +36,8 @@ pub enum Command {
     Quantize(quantize::Args),
     /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
     Stats(stats::Args),
+    /// Benchmarks: `gpuq bench codecs` (GB/s per type, CPU vs GPU), `gpuq bench quantize` (vs llama.cpp: time, peak RSS).
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> crate::Result<()> {
@@ -45,5 +48,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Quantize(a) => quantize::run(a),
         Command::Dequantize(a) => dequantize::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
