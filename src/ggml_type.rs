@@ -43,6 +43,11 @@ pub enum GgmlType {
     BF16 = 30,
     TQ1_0 = 34,
     TQ2_0 = 35,
+    /// bitnet.cpp's 2-bit ternary type (microsoft/BitNet's ggml fork; not in upstream ggml,
+    /// where id 36 is the retired Q4_0_4_4). Only bitnet.cpp reads such files. The tensor's
+    /// bytes are its packed rows followed by one f32 scale and padding to 32 bytes (see
+    /// [`GgmlType::tensor_bytes`] and `codec::i2s`).
+    I2_S = 36,
     MXFP4 = 39,
     NVFP4 = 40,
     Q1_0 = 41,
@@ -100,6 +105,8 @@ pub const TYPES: &[TypeInfo] = &[
     info!(BF16, 1, 2, false),
     info!(TQ1_0, 256, 54, true),
     info!(TQ2_0, 256, 66, true),
+    // x86 layout: 128 elements in 32 bytes; + 32 bytes per tensor (scale), see tensor_bytes
+    info!(I2_S, 128, 32, true),
     info!(MXFP4, 32, 17, true),
     info!(NVFP4, 64, 36, true),
     info!(Q1_0, 128, 18, true),
@@ -156,6 +163,10 @@ impl GgmlType {
         let mut bytes = self.row_bytes(ne0)?;
         for &d in dims.iter().skip(1) {
             bytes = bytes.checked_mul(d)?;
+        }
+        if self == GgmlType::I2_S {
+            // bitnet.cpp's ggml_nbytes: packed data, then the f32 tensor scale in 32 bytes
+            bytes = bytes.checked_add(crate::codec::i2s::TRAILER_BYTES as u64)?;
         }
         Some(bytes)
     }

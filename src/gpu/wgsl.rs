@@ -20,8 +20,14 @@ pub const FLOAT: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/float.wgsl"),
 };
 
+/// TQ1_0 / TQ2_0 encode and decode, BitNet absmean block sums and scaled encoders.
+pub const TERNARY: ShaderFile = ShaderFile {
+    name: "ternary.wgsl",
+    body: include_str!("../../shaders/ternary.wgsl"),
+};
+
 /// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT];
+pub const SHADERS: &[ShaderFile] = &[FLOAT, TERNARY];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {
