@@ -213,7 +213,13 @@ mod tests {
             }
         }
         assert_eq!(GgmlType::from_id(4), None);
-        assert_eq!(GgmlType::from_id(36), None);
+        // 36: retired upstream (Q4_0_4_4), bitnet.cpp's I2_S; 37 (its I8_S) stays unknown
+        assert_eq!(GgmlType::from_id(36), Some(GgmlType::I2_S));
+        assert_eq!(GgmlType::from_id(37), None);
+        assert_eq!(
+            GgmlType::I2_S.tensor_bytes(&[2560, 6912]),
+            Some(2560 * 6912 / 4 + 32)
+        );
         assert_eq!(GgmlType::Q4_K.row_bytes(512), Some(288));
         assert_eq!(GgmlType::Q4_K.row_bytes(100), None);
         assert_eq!(GgmlType::Q8_0.tensor_bytes(&[64, 3]), Some(204));

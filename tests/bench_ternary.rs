@@ -44,7 +44,7 @@ fn ternarize_pack_gbps() {
                 "{name} {ty}: absmean per-channel ternarize+pack {:.3} GB/s; block absmax encode {:.3} GB/s ({} MiB f32)",
                 gb / dt,
                 gb / dt2,
-                x.len() * 4 >> 20
+                (x.len() * 4) >> 20
             );
         }
     }

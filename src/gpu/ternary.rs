@@ -5,7 +5,7 @@
 use super::codecs::{CodecRunner, GpuCodec};
 use super::wgsl;
 use crate::codec::CodecError;
-use crate::codec::absmean::{self, RowScale};
+use crate::codec::absmean::RowScale;
 use crate::codec::ternary::QK_K;
 use crate::ggml_type::GgmlType;
 
@@ -125,7 +125,6 @@ impl CodecRunner {
             )?;
             r0 += rows;
         }
-        let _ = absmean::MIN_SCALE;
         Ok(())
     }
 }
