@@ -210,6 +210,62 @@ impl Engine {
         Ok(())
     }
 
+    /// BitNet absmean block sums (`codec::absmean::block_abs_sum` of every 256-element block,
+    /// rows of `row_len`): the reduction pass of the absmean ternarization, on the GPU when
+    /// this engine has one. Both backends give the same bits.
+    pub fn absmean_block_sums(&self, src: &[f32], row_len: usize) -> Result<Vec<f32>> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.absmean_block_sums(src, row_len);
+        }
+        check_absmean_rows(GgmlType::TQ2_0, src.len(), row_len)?;
+        use rayon::prelude::*;
+        Ok(src
+            .par_chunks(crate::codec::ternary::QK_K)
+            .map(crate::codec::absmean::block_abs_sum)
+            .collect())
+    }
+
+    /// Encodes rows into TQ1_0 / TQ2_0 with one absmean scale per row (`scales[r]`, guarded,
+    /// see `codec::absmean`): BitNet's ternarization, packed as ggml packs the blocks.
+    pub fn encode_absmean(
+        &self,
+        ty: GgmlType,
+        src: &[f32],
+        row_len: usize,
+        scales: &[f32],
+        dst: &mut [u8],
+    ) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.encode_absmean(ty, src, row_len, scales, dst);
+        }
+        let n_rows = check_absmean_rows(ty, src.len(), row_len)?;
+        let row_bytes = row_len / crate::codec::ternary::QK_K * ty.block_bytes() as usize;
+        if !crate::codec::absmean::supports(ty)
+            || scales.len() != n_rows
+            || dst.len() != n_rows * row_bytes
+        {
+            return Err(CodecError::BadLength {
+                ty,
+                what: format!(
+                    "absmean encode: {n_rows} rows, {} scales, {} output bytes",
+                    scales.len(),
+                    dst.len()
+                ),
+            }
+            .into());
+        }
+        use rayon::prelude::*;
+        src.par_chunks(row_len)
+            .zip(dst.par_chunks_mut(row_bytes))
+            .zip(scales.par_iter())
+            .for_each(|((x, d), &s)| {
+                crate::codec::absmean::encode_scaled(ty, x, row_len, &[s], d);
+            });
+        Ok(())
+    }
+
     /// Decodes bytes of `ty` in rows of `row_len` elements to f32 (ggml's dequantize_row).
     pub fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize) -> Result<Vec<f32>> {
         let row_bytes = ty.row_bytes(row_len as u64).filter(|&b| b > 0).ok_or(
@@ -279,4 +335,25 @@ fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
             }
             .into()
         })
+}
+
+/// Rows of a multiple of 256 elements for the absmean passes; the number of rows.
+fn check_absmean_rows(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
+    let qk = crate::codec::ternary::QK_K;
+    if row_len == 0 || row_len % qk != 0 {
+        return Err(CodecError::RowNotBlockMultiple {
+            ty,
+            row_len,
+            block: qk as u64,
+        }
+        .into());
+    }
+    if n_elems % row_len != 0 {
+        return Err(CodecError::BadLength {
+            ty,
+            what: format!("{n_elems} elements is not a whole number of rows of {row_len}"),
+        }
+        .into());
+    }
+    Ok(n_elems / row_len)
 }

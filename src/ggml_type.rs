@@ -43,6 +43,11 @@ pub enum GgmlType {
     BF16 = 30,
     TQ1_0 = 34,
     TQ2_0 = 35,
+    /// bitnet.cpp's 2-bit ternary type (microsoft/BitNet's ggml fork; not in upstream ggml,
+    /// where id 36 is the retired Q4_0_4_4). Only bitnet.cpp reads such files. The tensor's
+    /// bytes are its packed rows followed by one f32 scale and padding to 32 bytes (see
+    /// [`GgmlType::tensor_bytes`] and `codec::i2s`).
+    I2_S = 36,
     MXFP4 = 39,
     NVFP4 = 40,
     Q1_0 = 41,
@@ -100,6 +105,8 @@ pub const TYPES: &[TypeInfo] = &[
     info!(BF16, 1, 2, false),
     info!(TQ1_0, 256, 54, true),
     info!(TQ2_0, 256, 66, true),
+    // x86 layout: 128 elements in 32 bytes; + 32 bytes per tensor (scale), see tensor_bytes
+    info!(I2_S, 128, 32, true),
     info!(MXFP4, 32, 17, true),
     info!(NVFP4, 64, 36, true),
     info!(Q1_0, 128, 18, true),
@@ -157,6 +164,10 @@ impl GgmlType {
         for &d in dims.iter().skip(1) {
             bytes = bytes.checked_mul(d)?;
         }
+        if self == GgmlType::I2_S {
+            // bitnet.cpp's ggml_nbytes: packed data, then the f32 tensor scale in 32 bytes
+            bytes = bytes.checked_add(crate::codec::i2s::TRAILER_BYTES as u64)?;
+        }
         Some(bytes)
     }
 }
@@ -202,7 +213,13 @@ mod tests {
             }
         }
         assert_eq!(GgmlType::from_id(4), None);
-        assert_eq!(GgmlType::from_id(36), None);
+        // 36: retired upstream (Q4_0_4_4), bitnet.cpp's I2_S; 37 (its I8_S) stays unknown
+        assert_eq!(GgmlType::from_id(36), Some(GgmlType::I2_S));
+        assert_eq!(GgmlType::from_id(37), None);
+        assert_eq!(
+            GgmlType::I2_S.tensor_bytes(&[2560, 6912]),
+            Some(2560 * 6912 / 4 + 32)
+        );
         assert_eq!(GgmlType::Q4_K.row_bytes(512), Some(288));
         assert_eq!(GgmlType::Q4_K.row_bytes(100), None);
         assert_eq!(GgmlType::Q8_0.tensor_bytes(&[64, 3]), Some(204));

@@ -6,6 +6,7 @@
 //! and the input pages of a tile are prefetched before and released after it is used, so
 //! resident memory does not grow with the model.
 
+use crate::codec::absmean::{self, TensorMean, TernaryScale};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
@@ -81,6 +82,18 @@ pub struct PipelineOptions {
     pub allow_nonfinite: bool,
     /// `general.file_type` to write, and whether to write `general.quantization_version`.
     pub file_type: Option<u32>,
+    /// TQ1_0 / TQ2_0 targets: BitNet absmean scaling instead of llama.cpp's block absmax.
+    pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
+    /// TQ1_0 / TQ2_0 targets: measure per-channel vs per-tensor absmean error (Summary).
+    pub ternary_report: bool,
+}
+
+/// Relative (Frobenius) error of absmean ternarization of one tensor, both scalings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TernaryReport {
+    pub name: String,
+    pub per_channel: f64,
+    pub per_tensor: f64,
 }
 
 /// What a run did.
@@ -92,6 +105,8 @@ pub struct Summary {
     pub output_bytes: u64,
     pub parameters: u64,
     pub seconds: f64,
+    /// One entry per TQ1_0 / TQ2_0 tensor when `ternary_report` was asked.
+    pub ternary_report: Vec<TernaryReport>,
 }
 
 impl Summary {
@@ -238,7 +253,9 @@ pub fn run(
                     continue;
                 }
                 summary.converted += 1;
-                convert_tensor(&mut io, t, p, engine, opts, &mut f32_buf)?;
+                if let Some(r) = convert_tensor(&mut io, t, p, engine, opts, &mut f32_buf)? {
+                    summary.ternary_report.push(r);
+                }
             }
             Ok(())
         };
@@ -325,7 +342,7 @@ fn convert_tensor(
     engine: &Engine,
     opts: &PipelineOptions,
     f32_buf: &mut [f32],
-) -> Result<()> {
+) -> Result<Option<TernaryReport>> {
     let src = io.src;
     let row_len = t.row_len();
     let n_rows = t.n_rows();
@@ -359,6 +376,27 @@ fn convert_tensor(
         // tiles stay inside one expert slice, which has its own weights
         tile = tile.min(rows_per_slice);
     }
+    // BitNet absmean (TQ1_0 / TQ2_0 only): a first pass over the tiles for the tensor's mean
+    let absmean_ty = absmean::supports(p.target);
+    let scale_mode = opts.ternary_scale.filter(|_| absmean_ty);
+    let report = opts.ternary_report && absmean_ty;
+    let mut tensor_s = None;
+    if scale_mode == Some(TernaryScale::PerTensor) || report {
+        let mut mean = TensorMean::default();
+        let mut r0 = 0u64;
+        while r0 < n_rows {
+            check_interrupt()?;
+            let rows = tile.min(n_rows - r0);
+            let n = (rows * row_len) as usize;
+            let f = &mut f32_buf[..n];
+            let data = src.read_rows(io.index, r0, rows, io.scratch)?;
+            engine.decode_into(t.ty, data, row_len as usize, f)?;
+            mean.add(&engine.absmean_block_sums(f, row_len as usize)?);
+            r0 += rows;
+        }
+        tensor_s = Some(mean.finish());
+    }
+    let (mut err_pc, mut err_pt, mut norm) = (0f64, 0f64, 0f64);
     let mut r0 = 0u64;
     while r0 < n_rows {
         check_interrupt()?;
@@ -396,12 +434,42 @@ fn convert_tensor(
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        engine.encode_into(p.target, f, row_len as usize, w, &mut buf[..len])?;
+        let row_scales = if scale_mode == Some(TernaryScale::PerChannel) || report {
+            let sums = engine.absmean_block_sums(f, row_len as usize)?;
+            Some(absmean::row_scales(&sums, row_len as usize))
+        } else {
+            None
+        };
+        match (scale_mode, &row_scales, tensor_s) {
+            (Some(TernaryScale::PerChannel), Some(s), _) => {
+                engine.encode_absmean(p.target, f, row_len as usize, s, &mut buf[..len])?
+            }
+            (Some(TernaryScale::PerTensor), _, Some(s)) => engine.encode_absmean(
+                p.target,
+                f,
+                row_len as usize,
+                &vec![s; rows as usize],
+                &mut buf[..len],
+            )?,
+            _ => engine.encode_into(p.target, f, row_len as usize, w, &mut buf[..len])?,
+        }
+        if let (true, Some(rs), Some(ts)) = (report, &row_scales, tensor_s) {
+            for (x, &s) in f.chunks_exact(row_len as usize).zip(rs) {
+                err_pc += absmean::squared_error(x, s);
+                err_pt += absmean::squared_error(x, ts);
+                norm += x.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+            }
+        }
         io.send(r0 * out_row as u64, len, buf)?;
         io.progress.advance(in_len as u64);
         r0 += rows;
     }
-    Ok(())
+    let rel = |e: f64| if norm > 0.0 { (e / norm).sqrt() } else { 0.0 };
+    Ok(report.then(|| TernaryReport {
+        name: t.name.clone(),
+        per_channel: rel(err_pc),
+        per_tensor: rel(err_pt),
+    }))
 }
 
 #[cfg(test)]

@@ -32,6 +32,12 @@ pub struct QuantizeOptions {
     pub max_memory: u64,
     /// Per-column importance weights by tensor name.
     pub imatrix: Option<HashMap<String, Vec<f32>>>,
+    /// `--ternary-scale`: TQ1_0 / TQ2_0 tensors get BitNet's absmean ternarization with one
+    /// scale per row or per tensor; `None` keeps llama-quantize's block absmax, byte for byte.
+    pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
+    /// `--report`: per TQ1_0 / TQ2_0 tensor, the relative error of per-channel vs per-tensor
+    /// absmean scaling (in the returned `Summary::ternary_report`).
+    pub ternary_report: bool,
 }
 
 impl QuantizeOptions {
@@ -48,6 +54,8 @@ impl QuantizeOptions {
             allow_nonfinite: false,
             max_memory: 2 << 30,
             imatrix: None,
+            ternary_scale: None,
+            ternary_report: false,
         })
     }
 }
@@ -159,6 +167,8 @@ pub fn quantize(
         imatrix: opts.imatrix.clone(),
         allow_nonfinite: opts.allow_nonfinite,
         file_type: Some(opts.mixture.ftype),
+        ternary_scale: opts.ternary_scale,
+        ternary_report: opts.ternary_report,
     };
     pipeline::run(src, &plans, output, engine, &popts, progress)
 }

@@ -293,8 +293,8 @@ fn gguf_lies() {
         ),
         (
             "unknown_type",
-            Box::new(move |b| put_u32(b, off(1, "type"), 36)),
-            vec!["'t1'", "unknown ggml type id 36"],
+            Box::new(move |b| put_u32(b, off(1, "type"), 100)),
+            vec!["'t1'", "unknown ggml type id 100"],
         ),
         (
             "shape_overflow",

@@ -84,6 +84,8 @@ pub fn run(a: Args) -> Result<()> {
         imatrix: None,
         allow_nonfinite: true,
         file_type: Some(file_type),
+        ternary_scale: None,
+        ternary_report: false,
     };
     let _ = ctrlc::set_handler(|| {
         pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)

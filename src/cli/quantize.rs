@@ -58,6 +58,14 @@ pub struct Args {
     #[arg(long, default_value = "2G", value_parser = parse_size)]
     pub max_memory: u64,
     /// Print the plan (tensor, from, to, bytes) and the output size; write nothing.
+    /// TQ1_0 / TQ2_0: BitNet b1.58 absmean ternarization, one scale per row (per-channel) or
+    /// per tensor (per-tensor), instead of llama-quantize's block absmax.
+    #[arg(long, value_name = "per-channel|per-tensor")]
+    pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
+    /// Print, per TQ1_0 / TQ2_0 tensor, the relative (Frobenius) error of per-channel vs
+    /// per-tensor absmean scaling on the same weights.
+    #[arg(long)]
+    pub report: bool,
     #[arg(long)]
     pub dry_run: bool,
     /// No progress output.
@@ -150,6 +158,8 @@ pub fn run(a: Args) -> Result<()> {
         allow_nonfinite: a.allow_nonfinite,
         max_memory: a.max_memory,
         imatrix: None,
+        ternary_scale: a.ternary_scale,
+        ternary_report: a.report,
     };
     let plans = quantize::plan(src.as_ref(), &opts)?;
     if a.dry_run {
@@ -166,6 +176,9 @@ pub fn run(a: Args) -> Result<()> {
         pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
     });
     let s = quantize::quantize(src.as_ref(), &output, &engine, &opts, &reporter)?;
+    if a.report {
+        print_ternary_report(&s.ternary_report);
+    }
     if !a.quiet {
         eprintln!(
             "gpuq: {} -> {} ({}): {} tensors ({} converted), {:.2} MiB -> {:.2} MiB, {:.2} bits/weight, {:.2} s, {:.3} GB/s",
@@ -182,6 +195,24 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `--report` table: relative error of absmean ternarization, per-channel vs per-tensor.
+fn print_ternary_report(rows: &[pipeline::TernaryReport]) {
+    if rows.is_empty() {
+        println!("ternary report: no TQ1_0 / TQ2_0 tensor");
+        return;
+    }
+    println!(
+        "{:<44} {:>14} {:>14}",
+        "tensor", "rel err p-chan", "rel err p-tens"
+    );
+    for r in rows {
+        println!(
+            "{:<44} {:>14.6} {:>14.6}",
+            r.name, r.per_channel, r.per_tensor
+        );
+    }
 }
 
 fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -10,7 +10,9 @@
 use crate::ggml_type::GgmlType;
 use rayon::prelude::*;
 
+pub mod absmean;
 pub mod float;
+pub mod i2s;
 pub mod kquants;
 pub mod legacy;
 pub mod ternary;

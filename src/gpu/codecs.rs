@@ -72,6 +72,20 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         decode: Some("decode_bf16"),
         blocks_per_invocation: 2,
     },
+    GpuCodec {
+        ty: GgmlType::TQ1_0,
+        shader: wgsl::TERNARY,
+        encode: Some("encode_tq1_0"),
+        decode: Some("decode_tq1_0"),
+        blocks_per_invocation: 2,
+    },
+    GpuCodec {
+        ty: GgmlType::TQ2_0,
+        shader: wgsl::TERNARY,
+        encode: Some("encode_tq2_0"),
+        decode: Some("decode_tq2_0"),
+        blocks_per_invocation: 2,
+    },
 ];
 
 pub fn gpu_codec(ty: GgmlType) -> Option<&'static GpuCodec> {
@@ -301,7 +315,7 @@ impl CodecRunner {
 
     /// Rows per tile: whole rows whose source and destination each fit one storage binding
     /// (and `max_tile_bytes`), with all buffers of a tile within half the pool budget.
-    fn rows_per_tile(
+    pub(crate) fn rows_per_tile(
         &self,
         ty: GgmlType,
         row_len: usize,
@@ -365,7 +379,7 @@ impl CodecRunner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run(
+    pub(crate) fn run(
         &self,
         codec: &GpuCodec,
         entry: &'static str,

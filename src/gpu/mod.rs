@@ -13,6 +13,8 @@ pub mod context;
 pub mod kernels;
 #[cfg(feature = "gpu")]
 pub mod staging;
+#[cfg(feature = "gpu")]
+pub mod ternary;
 
 use crate::ggml_type::GgmlType;
 

@@ -28,6 +28,14 @@ pub const STATS: ShaderFile = ShaderFile {
 
 /// Every shader file the runtime knows.
 pub const SHADERS: &[ShaderFile] = &[FLOAT, STATS];
+/// TQ1_0 / TQ2_0 encode and decode, BitNet absmean block sums and scaled encoders.
+pub const TERNARY: ShaderFile = ShaderFile {
+    name: "ternary.wgsl",
+    body: include_str!("../../shaders/ternary.wgsl"),
+};
+
+/// Every shader file the runtime knows.
+pub const SHADERS: &[ShaderFile] = &[FLOAT, TERNARY];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {

@@ -1,0 +1,289 @@
+//! BitNet b1.58 absmean ternarization into TQ1_0 / TQ2_0 blocks: `q = clamp(round(w / s), -1,
+//! 1)` with `s = mean(|w|)` per row (`per-channel`) or per tensor (`per-tensor`), and `s`
+//! written as every block's f16 scale.
+//!
+//! BitNet's reference (`weight_quant` in the 1bitLLM / microsoft checkpoints' utils_quant.py,
+//! repeated by llama.cpp's `convert_hf_to_gguf.py` for `BitnetModel`) computes
+//! `iscale = 1 / s.clamp(min=1e-5)`, `(w * iscale).round().clamp(-1, 1)` with torch's round
+//! (half to even). We do the same: `id = 1 / s` (one correctly rounded division per row),
+//! `v = w * id`, trit = `1 + (v > 0.5) - (v < -0.5)` (that is round half to even clamped to
+//! [-1, 1]; NaN gives 0), `s` guarded below by 1e-5 (NaN too).
+//!
+//! The mean is defined so that the GPU (shaders/ternary.wgsl `absmean_block_sums`) and the CPU
+//! compute the very same number, independent of summation order:
+//! 1. per 256-element block, [`block_abs_sum`]: each |w| = m * 2^(e-150) becomes the integer
+//!    `(m << 8) >> (E - e)` in units of 2^(E-158), E the block's largest exponent (terms are
+//!    truncated to 32 bits below the largest element: relative error < 2^-24 per block); the
+//!    256 integers are added exactly (64-bit) and the total rounded once to f32. Integer sums
+//!    are associative, so no reduction order or compiler reassociation can change the result;
+//! 2. on the host, for both backends: a row's (or the tensor's) block sums are added in f64 in
+//!    block order and divided by the element count in f64, then rounded to f32
+//!    ([`row_scales`], [`tensor_scale`]).
+
+use super::float::f32_to_f16_bits;
+use super::legacy::blocks::store;
+use super::ternary::{BlockTq1_0, BlockTq2_0, QK_K};
+use crate::ggml_type::GgmlType;
+
+/// Lower bound of the absmean scale (BitNet's `clamp(min=1e-5)`).
+pub const MIN_SCALE: f32 = 1e-5;
+
+/// Where one absmean scale applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TernaryScale {
+    /// One scale per output channel (row).
+    PerChannel,
+    /// One scale for the whole tensor (how BitNet b1.58 is trained).
+    PerTensor,
+}
+
+impl std::str::FromStr for TernaryScale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "per-channel" | "per-row" => Ok(TernaryScale::PerChannel),
+            "per-tensor" => Ok(TernaryScale::PerTensor),
+            _ => Err(format!(
+                "unknown ternary scale '{s}' (per-channel or per-tensor)"
+            )),
+        }
+    }
+}
+
+/// True for the types the absmean encoders write.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::TQ1_0 | GgmlType::TQ2_0)
+}
+
+/// Order-independent sum of |x| over one block (any length up to 2^24); see the module doc.
+/// Any non-finite element makes it +inf. GPU twin: `block_abs_sum` in shaders/ternary.wgsl.
+pub fn block_abs_sum(x: &[f32]) -> f32 {
+    let exp = |a: u32| ((a >> 23) as i32).max(1);
+    let sig = |a: u32| {
+        if a >> 23 == 0 {
+            a & 0x7f_ffff
+        } else {
+            (a & 0x7f_ffff) | 0x80_0000
+        }
+    };
+    let mut e_max = 1;
+    for &v in x {
+        let a = v.to_bits() & 0x7fff_ffff;
+        if a >= 0x7f80_0000 {
+            return f32::INFINITY;
+        }
+        e_max = e_max.max(exp(a));
+    }
+    let mut n = 0u64;
+    for &v in x {
+        let a = v.to_bits() & 0x7fff_ffff;
+        let sh = e_max - exp(a);
+        if sh < 32 {
+            n += ((sig(a) as u64) << 8) >> sh;
+        }
+    }
+    // n < 2^40 is exact in f64 and so is the power of two: one rounding, in the cast
+    (n as f64 * 2f64.powi(e_max - 158)) as f32
+}
+
+/// [`block_abs_sum`] of every 256-element block of `src`, in order.
+pub fn block_sums(src: &[f32]) -> Vec<f32> {
+    src.chunks(QK_K).map(block_abs_sum).collect()
+}
+
+fn guard(mean: f32) -> f32 {
+    if mean >= MIN_SCALE { mean } else { MIN_SCALE }
+}
+
+/// Per-row absmean scales from the block sums of whole rows of `row_len` elements.
+pub fn row_scales(block_sums: &[f32], row_len: usize) -> Vec<f32> {
+    let bpr = (row_len / QK_K).max(1);
+    block_sums
+        .chunks(bpr)
+        .map(|r| {
+            let s: f64 = r.iter().map(|&b| b as f64).sum();
+            guard((s / row_len as f64) as f32)
+        })
+        .collect()
+}
+
+/// Running per-tensor absmean: feed the block sums of every tile in order, then [`finish`].
+///
+/// [`finish`]: TensorMean::finish
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TensorMean {
+    sum: f64,
+    elems: u64,
+}
+
+impl TensorMean {
+    pub fn add(&mut self, block_sums: &[f32]) {
+        for &b in block_sums {
+            self.sum += b as f64;
+        }
+        self.elems += (block_sums.len() * QK_K) as u64;
+    }
+
+    /// The guarded scale.
+    pub fn finish(&self) -> f32 {
+        guard((self.sum / self.elems.max(1) as f64) as f32)
+    }
+}
+
+/// Per-tensor absmean of `src` (all blocks in order).
+pub fn tensor_scale(src: &[f32]) -> f32 {
+    let mut m = TensorMean::default();
+    m.add(&block_sums(src));
+    m.finish()
+}
+
+/// Trit code (0, 1, 2 for -1, 0, 1) of `v = w * id`: round half to even, clamped. NaN -> 1.
+/// GPU twin: `trit_absmean`.
+#[inline]
+pub fn trit_absmean(v: f32) -> u8 {
+    1 + (v > 0.5) as u8 - (v < -0.5) as u8
+}
+
+/// What the scaled encoders need per row: `id = 1/s` and the f16 bits of `s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowScale {
+    pub id: f32,
+    pub d: u16,
+}
+
+impl RowScale {
+    pub fn new(s: f32) -> Self {
+        RowScale {
+            id: 1.0 / s,
+            d: f32_to_f16_bits(s),
+        }
+    }
+}
+
+fn tq1_block(x: &[f32], s: RowScale) -> BlockTq1_0 {
+    let t = |v: f32| trit_absmean(v * s.id);
+    let mut b = BlockTq1_0 {
+        qs: [0; 48],
+        qh: [0; 4],
+        d: s.d.to_le(),
+    };
+    let pack = |q: u8| (q as u16 * 256).div_ceil(243) as u8;
+    for m in 0..32 {
+        let q = (0..5).fold(0u8, |q, n| q * 3 + t(x[m + n * 32]));
+        b.qs[m] = pack(q);
+    }
+    for m in 0..16 {
+        let q = (0..5).fold(0u8, |q, n| q * 3 + t(x[160 + m + n * 16]));
+        b.qs[32 + m] = pack(q);
+    }
+    for j in 0..4 {
+        let q = (0..4).fold(0u8, |q, m| q * 3 + t(x[240 + j + m * 4]));
+        b.qh[j] = pack(q * 3);
+    }
+    b
+}
+
+fn tq2_block(x: &[f32], s: RowScale) -> BlockTq2_0 {
+    let mut b = BlockTq2_0 {
+        qs: [0; 64],
+        d: s.d.to_le(),
+    };
+    for j in (0..64).step_by(32) {
+        for m in 0..32 {
+            b.qs[j + m] = (0..4).fold(0u8, |q, n| {
+                q | (trit_absmean(x[j * 4 + m + n * 32] * s.id) << (2 * n))
+            });
+        }
+    }
+    b
+}
+
+/// Encodes rows of `row_len` (a multiple of 256) into TQ1_0 / TQ2_0 with one absmean scale
+/// per row (`scales[r]`, already guarded). Packing as ggml's `quantize_row_tq*_0_ref`.
+/// GPU twin: `absmean_encode_tq1_0` / `_tq2_0`.
+pub fn encode_scaled(ty: GgmlType, src: &[f32], row_len: usize, scales: &[f32], dst: &mut [u8]) {
+    let bb = ty.block_bytes() as usize;
+    let bpr = row_len / QK_K;
+    for (r, (x, d)) in src
+        .chunks_exact(row_len)
+        .zip(dst.chunks_exact_mut(bpr * bb))
+        .enumerate()
+    {
+        let s = RowScale::new(scales[r]);
+        for (xb, db) in x.chunks_exact(QK_K).zip(d.chunks_exact_mut(bb)) {
+            match ty {
+                GgmlType::TQ1_0 => store(&tq1_block(xb, s), db),
+                _ => store(&tq2_block(xb, s), db),
+            }
+        }
+    }
+}
+
+/// Sum of squared errors of the absmean ternarization of `x` with scale `s` (guarded): the
+/// decoded values are `trit * f16(s)`, as a TQ1_0 / TQ2_0 block stores them.
+pub fn squared_error(x: &[f32], s: f32) -> f64 {
+    let r = RowScale::new(s);
+    let d = super::float::f16_bits_to_f32(r.d) as f64;
+    x.iter()
+        .map(|&v| {
+            let q = trit_absmean(v * r.id) as f64 - 1.0;
+            let e = v as f64 - q * d;
+            e * e
+        })
+        .sum()
+}
+
+/// Frobenius relative error ||w - dq||_F / ||w||_F, summed in f64 (0 for a zero tensor).
+pub fn relative_error(w: &[f32], dq: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&a, &b) in w.iter().zip(dq) {
+        let e = a as f64 - b as f64;
+        num += e * e;
+        den += a as f64 * a as f64;
+    }
+    if den > 0.0 { (num / den).sqrt() } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sum_is_order_independent_and_close() {
+        let mut x: Vec<f32> = (0..256)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3 * (1.0 + (i % 13) as f32))
+            .collect();
+        let s = block_abs_sum(&x);
+        let exact: f64 = x.iter().map(|v| v.abs() as f64).sum();
+        assert!(((s as f64 - exact) / exact).abs() < 1e-6, "{s} vs {exact}");
+        x.reverse();
+        assert_eq!(block_abs_sum(&x).to_bits(), s.to_bits());
+        x.swap(3, 200);
+        assert_eq!(block_abs_sum(&x).to_bits(), s.to_bits());
+        assert_eq!(block_abs_sum(&[0.0; 256]), 0.0);
+        let mut y = x.clone();
+        y[9] = f32::NAN;
+        assert_eq!(block_abs_sum(&y), f32::INFINITY);
+    }
+
+    #[test]
+    fn trit_rounds_half_to_even_and_clamps() {
+        for (v, t) in [
+            (0.5, 1),
+            (0.5000001, 2),
+            (-0.5, 1),
+            (-0.50001, 0),
+            (7.0, 2),
+            (-3.0, 0),
+            (f32::NAN, 1),
+        ] {
+            assert_eq!(trit_absmean(v), t, "{v}");
+        }
+    }
+
+    #[test]
+    fn scale_is_guarded() {
+        assert_eq!(tensor_scale(&[0.0; 512]), MIN_SCALE);
+        assert_eq!(row_scales(&[0.0, 0.0], 256), vec![MIN_SCALE; 2]);
+    }
+}
