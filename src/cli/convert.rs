@@ -107,6 +107,8 @@ pub fn run(a: Args) -> Result<()> {
         imatrix: None,
         allow_nonfinite: true,
         file_type: Some(file_type_of(outtype)),
+        ternary_scale: None,
+        ternary_report: false,
     };
     let reporter = ProgressReporter::new(a.quiet);
     let _ = ctrlc::set_handler(|| {

@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod convert;
 pub mod dequantize;
-pub mod bench;
 pub mod info;
 pub mod inspect;
 pub mod progress;

@@ -26,8 +26,6 @@ pub const STATS: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/stats.wgsl"),
 };
 
-/// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT, STATS];
 /// TQ1_0 / TQ2_0 encode and decode, BitNet absmean block sums and scaled encoders.
 pub const TERNARY: ShaderFile = ShaderFile {
     name: "ternary.wgsl",
@@ -35,7 +33,7 @@ pub const TERNARY: ShaderFile = ShaderFile {
 };
 
 /// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT, TERNARY];
+pub const SHADERS: &[ShaderFile] = &[FLOAT, STATS, TERNARY];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {
