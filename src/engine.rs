@@ -90,10 +90,7 @@ impl Engine {
     }
 
     #[cfg(feature = "gpu")]
-    fn build(
-        backend: Backend,
-        opts: Option<crate::gpu::codecs::RunnerOptions>,
-    ) -> Result<Engine> {
+    fn build(backend: Backend, opts: Option<crate::gpu::codecs::RunnerOptions>) -> Result<Engine> {
         use crate::gpu::codecs::CodecRunner;
         use crate::gpu::context::GpuContext;
         use std::sync::Arc;
@@ -159,13 +156,20 @@ impl Engine {
         self.gpu.as_deref()
     }
 
-    /// True when `ty` is encoded by a GPU kernel on this engine (else the CPU codec runs).
+    /// True when `ty` is encoded by a GPU kernel on this engine without importance weights
+    /// (else the CPU codec runs).
     pub fn encodes_on_gpu(&self, ty: GgmlType) -> bool {
+        self.encodes_on_gpu_with(ty, false)
+    }
+
+    /// True when `ty` is encoded by a GPU kernel on this engine, for a call with importance
+    /// weights when `weighted` (kernels that do not take weights leave those to the CPU).
+    pub fn encodes_on_gpu_with(&self, ty: GgmlType, weighted: bool) -> bool {
         #[cfg(feature = "gpu")]
         if self.gpu.is_some() {
-            return crate::gpu::codecs::can_encode(ty);
+            return crate::gpu::codecs::can_encode_with(ty, weighted);
         }
-        let _ = ty;
+        let _ = (ty, weighted);
         false
     }
 
@@ -205,7 +209,7 @@ impl Engine {
     ) -> Result<()> {
         #[cfg(feature = "gpu")]
         if let Some(g) = &self.gpu {
-            if crate::gpu::codecs::can_encode(ty) {
+            if crate::gpu::codecs::can_encode_with(ty, weights.is_some()) {
                 return g.encode(ty, src, row_len, weights, dst);
             }
         }
@@ -215,18 +219,20 @@ impl Engine {
 
     /// Decodes bytes of `ty` in rows of `row_len` elements to f32 (ggml's dequantize_row).
     pub fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize) -> Result<Vec<f32>> {
-        let row_bytes = ty
-            .row_bytes(row_len as u64)
-            .filter(|&b| b > 0)
-            .ok_or(CodecError::RowNotBlockMultiple {
+        let row_bytes = ty.row_bytes(row_len as u64).filter(|&b| b > 0).ok_or(
+            CodecError::RowNotBlockMultiple {
                 ty,
                 row_len,
                 block: ty.block_elems(),
-            })? as usize;
+            },
+        )? as usize;
         if src.len() % row_bytes != 0 {
             return Err(CodecError::BadLength {
                 ty,
-                what: format!("{} bytes is not a whole number of {row_bytes}-byte rows", src.len()),
+                what: format!(
+                    "{} bytes is not a whole number of {row_bytes}-byte rows",
+                    src.len()
+                ),
             }
             .into());
         }
@@ -256,14 +262,13 @@ impl Engine {
 
 /// Encoded size of `n_elems` elements in rows of `row_len`.
 fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
-    let row_bytes = ty
-        .row_bytes(row_len as u64)
-        .filter(|_| row_len > 0)
-        .ok_or(CodecError::RowNotBlockMultiple {
+    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
+        CodecError::RowNotBlockMultiple {
             ty,
             row_len,
             block: ty.block_elems(),
-        })?;
+        },
+    )?;
     if n_elems % row_len != 0 {
         return Err(CodecError::BadLength {
             ty,
@@ -271,5 +276,5 @@ fn out_bytes(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<usize> {
         }
         .into());
     }
-    Ok((n_elems / row_len) as usize * row_bytes as usize)
+    Ok(n_elems / row_len * row_bytes as usize)
 }

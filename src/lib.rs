@@ -3,15 +3,15 @@
 
 pub mod cli;
 pub mod codec;
+pub mod engine;
 pub mod error;
 pub mod formats;
-pub mod engine;
 pub mod ggml_type;
 pub mod gpu;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
 
-pub use error::{Error, Result};
 pub use engine::{Backend, Engine};
+pub use error::{Error, Result};
 pub use ggml_type::GgmlType;

@@ -51,7 +51,13 @@ pub trait ModelSource: Sync {
     /// The bytes of rows `r0..r0 + n` of tensor `index` (rows of `dims[0]` elements in the
     /// tensor's type). A source that stores the rows contiguously returns a slice of its map;
     /// one that must transform them (a row permutation) fills `scratch` and returns it.
-    fn read_rows<'a>(&'a self, index: usize, r0: u64, n: u64, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]>;
+    fn read_rows<'a>(
+        &'a self,
+        index: usize,
+        r0: u64,
+        n: u64,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]>;
     /// A hint that `data[range]` of tensor `index` is needed soon.
     fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
     /// A hint that `data[range]` of tensor `index` will not be read again.
@@ -84,10 +90,18 @@ pub struct Summary {
 
 impl Summary {
     pub fn bits_per_weight(&self) -> f64 {
-        if self.parameters == 0 { 0.0 } else { self.output_bytes as f64 * 8.0 / self.parameters as f64 }
+        if self.parameters == 0 {
+            0.0
+        } else {
+            self.output_bytes as f64 * 8.0 / self.parameters as f64
+        }
     }
     pub fn input_gbps(&self) -> f64 {
-        if self.seconds > 0.0 { self.input_bytes as f64 / self.seconds / 1e9 } else { 0.0 }
+        if self.seconds > 0.0 {
+            self.input_bytes as f64 / self.seconds / 1e9
+        } else {
+            0.0
+        }
     }
 }
 
@@ -107,7 +121,11 @@ impl Progress for Quiet {}
 /// quantization version set; split keys removed).
 pub fn output_metadata(input: &[(String, Value)], file_type: Option<u32>) -> Vec<(String, Value)> {
     const SPLIT_KEYS: &[&str] = &["split.no", "split.count", "split.tensors.count"];
-    let mut md: Vec<(String, Value)> = input.iter().filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str())).cloned().collect();
+    let mut md: Vec<(String, Value)> = input
+        .iter()
+        .filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
     let mut set = |key: &str, v: Value| match md.iter_mut().find(|(k, _)| k == key) {
         Some(slot) => slot.1 = v,
         None => md.push((key.to_string(), v)),
@@ -150,7 +168,11 @@ pub fn run(
     let specs: Vec<TensorSpec> = tensors
         .iter()
         .zip(plans)
-        .map(|(t, p)| TensorSpec { name: t.name.clone(), ty: p.target, dims: t.dims.clone() })
+        .map(|(t, p)| TensorSpec {
+            name: t.name.clone(),
+            ty: p.target,
+            dims: t.dims.clone(),
+        })
         .collect();
     let metadata = output_metadata(src.metadata(), opts.file_type);
     let writer = GgufWriter::create(out, &metadata, &specs)?;
@@ -171,11 +193,16 @@ pub fn run(
     let mut scratch = Vec::new();
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..N_TILE_BUFFERS {
-        free_tx.send(vec![0u8; max_tile_out as usize]).map_err(|_| Error::Invalid("buffer pool closed".into()))?;
+        free_tx
+            .send(vec![0u8; max_tile_out as usize])
+            .map_err(|_| Error::Invalid("buffer pool closed".into()))?;
     }
     let (full_tx, full_rx) = mpsc::sync_channel::<Tile>(N_TILE_BUFFERS);
 
-    let mut summary = Summary { tensors: tensors.len(), ..Default::default() };
+    let mut summary = Summary {
+        tensors: tensors.len(),
+        ..Default::default()
+    };
     let result: Result<()> = std::thread::scope(|s| {
         let writer_ref = &writer;
         let free_back = free_tx.clone();
@@ -192,7 +219,14 @@ pub fn run(
             for (i, (t, p)) in tensors.iter().zip(plans).enumerate() {
                 progress.tensor(i, &t.name, t.ty, p.target);
                 summary.parameters += t.n_elements();
-                let mut io = TileIo { src, index: i, full_tx: &full_tx, free_rx: &free_rx, scratch: &mut scratch, progress };
+                let mut io = TileIo {
+                    src,
+                    index: i,
+                    full_tx: &full_tx,
+                    free_rx: &free_rx,
+                    scratch: &mut scratch,
+                    progress,
+                };
                 if !p.convert {
                     copy_tensor(&mut io, t, max_tile_out.max(1 << 20))?;
                     continue;
@@ -204,7 +238,9 @@ pub fn run(
         };
         let produced = produce();
         drop(full_tx);
-        let written = write_thread.join().map_err(|_| Error::Invalid("the writer thread panicked".into()))?;
+        let written = write_thread
+            .join()
+            .map_err(|_| Error::Invalid("the writer thread panicked".into()))?;
         produced.and(written)
     });
     result?;
@@ -224,7 +260,9 @@ fn check_interrupt() -> Result<()> {
 }
 
 fn take_buffer(free_rx: &mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>> {
-    free_rx.recv().map_err(|_| Error::Invalid("the writer stopped early".into()))
+    free_rx
+        .recv()
+        .map_err(|_| Error::Invalid("the writer stopped early".into()))
 }
 
 /// What moving one tensor's tiles needs: the source, the buffer pool and the writer queue.
@@ -240,7 +278,12 @@ struct TileIo<'a, 's> {
 impl TileIo<'_, '_> {
     fn send(&self, out_offset: u64, len: usize, buf: Vec<u8>) -> Result<()> {
         self.full_tx
-            .send(Tile { tensor: self.index, out_offset, len, buf })
+            .send(Tile {
+                tensor: self.index,
+                out_offset,
+                len,
+                buf,
+            })
             .map_err(|_| Error::Invalid("the writer stopped early".into()))
     }
 }
@@ -282,7 +325,12 @@ fn convert_tensor(
     let n_rows = t.n_rows();
     let in_row = t.ty.row_bytes(row_len).unwrap_or(0) as usize;
     let out_row = p.target.row_bytes(row_len).ok_or_else(|| {
-        Error::Invalid(format!("{}: tensor {}: row of {row_len} does not fit {}", src.describe(), t.name, p.target))
+        Error::Invalid(format!(
+            "{}: tensor {}: row of {row_len} does not fit {}",
+            src.describe(),
+            t.name,
+            p.target
+        ))
     })? as usize;
     let rows_per_slice = t.dims.get(1).copied().unwrap_or(1).max(1);
     let weights = opts.imatrix.as_ref().and_then(|m| m.get(&t.name));
@@ -367,13 +415,19 @@ mod tests {
     #[test]
     fn metadata_gets_file_type_and_loses_split_keys() {
         let md = vec![
-            ("general.architecture".to_string(), Value::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                Value::String("llama".into()),
+            ),
             ("general.file_type".to_string(), Value::U32(1)),
             ("split.count".to_string(), Value::U16(3)),
         ];
         let out = output_metadata(&md, Some(15));
         assert_eq!(out[1], ("general.file_type".to_string(), Value::U32(15)));
         assert!(out.iter().all(|(k, _)| k != "split.count"));
-        assert!(out.iter().any(|(k, v)| k == "general.quantization_version" && *v == Value::U32(2)));
+        assert!(
+            out.iter()
+                .any(|(k, v)| k == "general.quantization_version" && *v == Value::U32(2))
+        );
     }
 }

@@ -68,7 +68,10 @@ fn every_shader_validates_and_translates_to_msl_and_spirv() {
             failures.push(e);
         }
     }
-    assert!(found >= 2, "expected common.wgsl and at least one shader in {dir:?}");
+    assert!(
+        found >= 2,
+        "expected common.wgsl and at least one shader in {dir:?}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

@@ -39,13 +39,35 @@ fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&
     for (name, ftype) in mixtures {
         let theirs = dir.join(format!("llama-{name}.gguf"));
         let ours = dir.join(format!("gpuq-{name}.gguf"));
-        fixture(&["quantize", model.to_str().unwrap(), theirs.to_str().unwrap(), &ftype.to_string()]);
-        let mut args = vec!["quantize", model.to_str().unwrap(), "-o", ours.to_str().unwrap(), "--type", name, "-q"];
+        fixture(&[
+            "quantize",
+            model.to_str().unwrap(),
+            theirs.to_str().unwrap(),
+            &ftype.to_string(),
+        ]);
+        let mut args = vec![
+            "quantize",
+            model.to_str().unwrap(),
+            "-o",
+            ours.to_str().unwrap(),
+            "--type",
+            name,
+            "-q",
+        ];
         args.extend_from_slice(extra);
         let out = run_gpuq(&args);
-        assert!(out.status.success(), "gpuq quantize {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gpuq quantize {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let diff = compare(&ours, &theirs);
-        assert!(diff.is_empty(), "{name}: {} tensors differ from llama.cpp:\n{}", diff.len(), diff.join("\n"));
+        assert!(
+            diff.is_empty(),
+            "{name}: {} tensors differ from llama.cpp:\n{}",
+            diff.len(),
+            diff.join("\n")
+        );
     }
 }
 
@@ -55,11 +77,28 @@ fn mixtures_match_llama_quantize_byte_for_byte() {
     let model = dir.path().join("model-f16.gguf");
     // 12 layers (so layer order matters for the use_more_bits rules), n_ff 640 (not a multiple
     // of 256: ffn_down falls back), GQA 4.
-    fixture(&["make", model.to_str().unwrap(), "--layers", "12", "--ff", "640", "--seed", "11"]);
+    fixture(&[
+        "make",
+        model.to_str().unwrap(),
+        "--layers",
+        "12",
+        "--ff",
+        "640",
+        "--seed",
+        "11",
+    ]);
     check_mixtures(
         dir.path(),
         &model,
-        &[("Q8_0", 7), ("Q4_0", 2), ("Q4_K_M", 15), ("Q5_K_M", 17), ("Q6_K", 18), ("Q2_K", 10), ("Q3_K_M", 12)],
+        &[
+            ("Q8_0", 7),
+            ("Q4_0", 2),
+            ("Q4_K_M", 15),
+            ("Q5_K_M", 17),
+            ("Q6_K", 18),
+            ("Q2_K", 10),
+            ("Q3_K_M", 12),
+        ],
         &["--backend", "cpu"],
     );
 }
@@ -86,7 +125,16 @@ fn more_mixtures_from_bf16_with_tied_embeddings() {
     check_mixtures(
         dir.path(),
         &model,
-        &[("Q4_1", 3), ("Q5_0", 8), ("Q5_1", 9), ("Q3_K_S", 11), ("Q3_K_L", 13), ("Q4_K_S", 14), ("Q5_K_S", 16), ("F16", 1)],
+        &[
+            ("Q4_1", 3),
+            ("Q5_0", 8),
+            ("Q5_1", 9),
+            ("Q3_K_S", 11),
+            ("Q3_K_L", 13),
+            ("Q4_K_S", 14),
+            ("Q5_K_S", 16),
+            ("F16", 1),
+        ],
         &["--backend", "cpu"],
     );
 }
@@ -95,24 +143,70 @@ fn more_mixtures_from_bf16_with_tied_embeddings() {
 fn gpu_backend_gives_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model-f16.gguf");
-    fixture(&["make", model.to_str().unwrap(), "--layers", "2", "--seed", "13"]);
-    check_mixtures(dir.path(), &model, &[("Q8_0", 7), ("Q4_K_M", 15)], &["--backend", "gpu", "--max-memory", "1M"]);
+    fixture(&[
+        "make",
+        model.to_str().unwrap(),
+        "--layers",
+        "2",
+        "--seed",
+        "13",
+    ]);
+    check_mixtures(
+        dir.path(),
+        &model,
+        &[("Q8_0", 7), ("Q4_K_M", 15)],
+        &["--backend", "gpu", "--max-memory", "1M"],
+    );
 }
 
 #[test]
 fn refusals_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.gguf");
-    fixture(&["make", model.to_str().unwrap(), "--layers", "1", "--seed", "14"]);
+    fixture(&[
+        "make",
+        model.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--seed",
+        "14",
+    ]);
     let q = dir.path().join("q8.gguf");
-    let out = run_gpuq(&["quantize", model.to_str().unwrap(), "-o", q.to_str().unwrap(), "--type", "Q8_0", "-q"]);
+    let out = run_gpuq(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        q.to_str().unwrap(),
+        "--type",
+        "Q8_0",
+        "-q",
+    ]);
     assert!(out.status.success());
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["quantize", q.to_str().unwrap(), "--type", "Q4_K_M"], "--allow-requantize"),
-        (vec!["quantize", model.to_str().unwrap(), "--type", "Q4_K_M", "--tensor-type", "nothing_like_this=q8_0"], "matches no"),
-        (vec!["quantize", model.to_str().unwrap(), "--type", "Q9_X"], "unknown quantization type"),
-        (vec!["quantize", model.to_str().unwrap(), "--type", "IQ2_XXS"], "importance matrix"),
+        (
+            vec!["quantize", q.to_str().unwrap(), "--type", "Q4_K_M"],
+            "--allow-requantize",
+        ),
+        (
+            vec![
+                "quantize",
+                model.to_str().unwrap(),
+                "--type",
+                "Q4_K_M",
+                "--tensor-type",
+                "nothing_like_this=q8_0",
+            ],
+            "matches no",
+        ),
+        (
+            vec!["quantize", model.to_str().unwrap(), "--type", "Q9_X"],
+            "unknown quantization type",
+        ),
+        (
+            vec!["quantize", model.to_str().unwrap(), "--type", "IQ2_XXS"],
+            "importance matrix",
+        ),
     ];
     for (args, msg) in cases {
         let target = dir.path().join("out.gguf");
@@ -122,19 +216,53 @@ fn refusals_leave_no_output() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(msg), "{args:?}: expected '{msg}' in: {err}");
-        assert!(!target.exists() && !dir.path().join("out.gguf.tmp").exists(), "{args:?} left a file");
+        assert!(
+            !target.exists() && !dir.path().join("out.gguf.tmp").exists(),
+            "{args:?} left a file"
+        );
     }
-    let out = run_gpuq(&["quantize", model.to_str().unwrap(), "-o", model.to_str().unwrap(), "--type", "Q8_0"]);
+    let out = run_gpuq(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+        "--type",
+        "Q8_0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
 
     // --allow-requantize does it, and --dry-run prints the plan without writing
     let rq = dir.path().join("rq.gguf");
-    let out = run_gpuq(&["quantize", q.to_str().unwrap(), "-o", rq.to_str().unwrap(), "--type", "Q4_0", "--allow-requantize", "-q"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_gpuq(&[
+        "quantize",
+        q.to_str().unwrap(),
+        "-o",
+        rq.to_str().unwrap(),
+        "--type",
+        "Q4_0",
+        "--allow-requantize",
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dry = dir.path().join("dry.gguf");
-    let out = run_gpuq(&["quantize", model.to_str().unwrap(), "-o", dry.to_str().unwrap(), "--type", "Q4_K_M", "--dry-run"]);
+    let out = run_gpuq(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        dry.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--dry-run",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("blk.0.attn_v.weight") && text.contains("Q6_K"), "{text}");
+    assert!(
+        out.status.success() && text.contains("blk.0.attn_v.weight") && text.contains("Q6_K"),
+        "{text}"
+    );
     assert!(!dry.exists());
 }

@@ -50,7 +50,9 @@ fn print_adapter(backend: Backend) -> crate::Result<()> {
             println!("gpu kernels: {}", kernels.join(", "));
             Ok(())
         }
-        Err(e) if backend == Backend::Auto && !matches!(e, crate::gpu::GpuError::BadBackendEnv(_)) => {
+        Err(e)
+            if backend == Backend::Auto && !matches!(e, crate::gpu::GpuError::BadBackendEnv(_)) =>
+        {
             println!("adapter:     none ({e})");
             Ok(())
         }

@@ -26,7 +26,11 @@ impl ProgressReporter {
             );
             b
         });
-        ProgressReporter { bar, plain: !quiet && !tty, n_tensors: AtomicUsize::new(0) }
+        ProgressReporter {
+            bar,
+            plain: !quiet && !tty,
+            n_tensors: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -40,7 +44,11 @@ impl Progress for ProgressReporter {
 
     fn tensor(&self, index: usize, name: &str, from: GgmlType, to: GgmlType) {
         let n = self.n_tensors.load(Ordering::Relaxed);
-        let what = if from == to { format!("{from} (copy)") } else { format!("{from} -> {to}") };
+        let what = if from == to {
+            format!("{from} (copy)")
+        } else {
+            format!("{from} -> {to}")
+        };
         if let Some(b) = &self.bar {
             b.set_message(format!("[{}/{n}] {name} {what}", index + 1));
         } else if self.plain {

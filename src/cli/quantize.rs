@@ -68,14 +68,21 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size (try 512M or 2G)"))?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 512M or 2G)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        u => return Err(format!("unknown size unit '{u}' in '{s}' (use K, M, G or T)")),
+        u => {
+            return Err(format!(
+                "unknown size unit '{u}' in '{s}' (use K, M, G or T)"
+            ));
+        }
     };
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("'{s}' is not a positive size"));
@@ -84,10 +91,14 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 }
 
 fn parse_override(s: &str) -> Result<(String, GgmlType)> {
-    let (pat, ty) = s
-        .rsplit_once('=')
-        .ok_or_else(|| Error::Invalid(format!("--tensor-type '{s}': expected REGEX=TYPE, e.g. attn_v=q8_0")))?;
-    let ty: GgmlType = ty.parse().map_err(|e| Error::Invalid(format!("--tensor-type '{s}': {e}")))?;
+    let (pat, ty) = s.rsplit_once('=').ok_or_else(|| {
+        Error::Invalid(format!(
+            "--tensor-type '{s}': expected REGEX=TYPE, e.g. attn_v=q8_0"
+        ))
+    })?;
+    let ty: GgmlType = ty
+        .parse()
+        .map_err(|e| Error::Invalid(format!("--tensor-type '{s}': {e}")))?;
     Ok((pat.to_string(), ty))
 }
 
@@ -97,15 +108,15 @@ pub fn run(a: Args) -> Result<()> {
         .clone()
         .or(a.output_pos.clone())
         .ok_or_else(|| Error::Invalid("no output file: pass -o OUT.gguf".into()))?;
-    let ty_name = a
-        .ty
-        .clone()
-        .or(a.type_pos.clone())
-        .ok_or_else(|| Error::Invalid("no quantization type: pass --type Q4_K_M (or Q8_0, Q6_K, …)".into()))?;
+    let ty_name = a.ty.clone().or(a.type_pos.clone()).ok_or_else(|| {
+        Error::Invalid("no quantization type: pass --type Q4_K_M (or Q8_0, Q6_K, …)".into())
+    })?;
     let mixture = Mixture::parse(&ty_name).map_err(Error::Invalid)?;
     if let Some(n) = a.threads {
         // the global pool can be configured once; a second call (tests) keeps the first
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
     }
 
     let src = open_source(&a.input)?;
@@ -118,14 +129,23 @@ pub fn run(a: Args) -> Result<()> {
     opts.output_tensor_type = a.output_tensor_type;
     opts.token_embedding_type = a.token_embedding_type;
     opts.leave_output_tensor = a.leave_output_tensor;
-    opts.overrides = a.tensor_type.iter().map(|s| parse_override(s)).collect::<Result<_>>()?;
+    opts.overrides = a
+        .tensor_type
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<_>>()?;
     let descs: Vec<TensorDesc> = src
         .tensors()
         .iter()
-        .map(|t| TensorDesc { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty })
+        .map(|t| TensorDesc {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ty: t.ty,
+        })
         .collect();
     let hp = hparams(src.metadata());
-    let plans = plan_types(&descs, &hp, &opts).map_err(|e| Error::Invalid(format!("{}: {e}", src.describe())))?;
+    let plans = plan_types(&descs, &hp, &opts)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", src.describe())))?;
 
     // Refuse what llama-quantize refuses, before any output exists.
     for (t, p) in src.tensors().iter().zip(&plans) {
@@ -152,7 +172,12 @@ pub fn run(a: Args) -> Result<()> {
             )));
         }
         if p.convert && !crate::codec::can_decode(t.ty) {
-            return Err(Error::Invalid(format!("{}: tensor {}: gpuq cannot decode {}", src.describe(), t.name, t.ty)));
+            return Err(Error::Invalid(format!(
+                "{}: tensor {}: gpuq cannot decode {}",
+                src.describe(),
+                t.name,
+                t.ty
+            )));
         }
     }
 
@@ -165,9 +190,16 @@ pub fn run(a: Args) -> Result<()> {
     if !a.quiet {
         eprintln!("gpuq: {}", engine.describe());
     }
-    let popts = PipelineOptions { max_memory: a.max_memory, imatrix: None, allow_nonfinite: a.allow_nonfinite, file_type: Some(mixture.ftype) };
+    let popts = PipelineOptions {
+        max_memory: a.max_memory,
+        imatrix: None,
+        allow_nonfinite: a.allow_nonfinite,
+        file_type: Some(mixture.ftype),
+    };
     let reporter = ProgressReporter::new(a.quiet);
-    let _ = ctrlc::set_handler(|| pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed));
+    let _ = ctrlc::set_handler(|| {
+        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
+    });
     let s = pipeline::run(src.as_ref(), &plans, &output, &engine, &popts, &reporter)?;
     if !a.quiet {
         eprintln!(
@@ -190,17 +222,23 @@ pub fn run(a: Args) -> Result<()> {
 /// Model facts for the mixture rules, from GGUF metadata.
 pub fn hparams(md: &[(String, crate::formats::gguf::Value)]) -> Hparams {
     let get = |k: &str| md.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let arch = get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let arch = get("general.architecture")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
     let num = |suffix: &str| {
         get(&format!("{arch}.{suffix}")).and_then(|v| {
-            v.as_u64().or_else(|| v.as_array().and_then(|a| a.get(0)).and_then(|x| x.as_u64()))
+            v.as_u64()
+                .or_else(|| v.as_array().and_then(|a| a.get(0)).and_then(|x| x.as_u64()))
         })
     };
     let n_head = num("attention.head_count").unwrap_or(0) as u32;
     Hparams {
         n_layer: num("block_count").unwrap_or(0) as u32,
         n_head,
-        n_head_kv: num("attention.head_count_kv").map(|v| v as u32).unwrap_or(n_head),
+        n_head_kv: num("attention.head_count_kv")
+            .map(|v| v as u32)
+            .unwrap_or(n_head),
         n_expert: num("expert_count").unwrap_or(0) as u32,
         arch,
     }
@@ -212,7 +250,10 @@ fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result
         _ => false,
     };
     if same {
-        return Err(Error::Invalid(format!("{}: refusing to overwrite the input file; choose another -o", output.display())));
+        return Err(Error::Invalid(format!(
+            "{}: refusing to overwrite the input file; choose another -o",
+            output.display()
+        )));
     }
     Ok(())
 }
@@ -220,19 +261,33 @@ fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result
 fn print_plan(src: &dyn pipeline::ModelSource, plans: &[crate::policy::TensorPlan]) {
     let mut in_total = 0u64;
     let mut out_total = 0u64;
-    println!("{:<44} {:>8} {:>8} {:>14} {:>14}  note", "tensor", "from", "to", "bytes in", "bytes out");
+    println!(
+        "{:<44} {:>8} {:>8} {:>14} {:>14}  note",
+        "tensor", "from", "to", "bytes in", "bytes out"
+    );
     for (i, (t, p)) in src.tensors().iter().zip(plans).enumerate() {
         let bytes_in = src.tensor_len(i);
         let bytes_out = p.target.tensor_bytes(&t.dims).unwrap_or(0);
         in_total += bytes_in;
         out_total += bytes_out;
-        let note = [(p.overridden, "override"), (p.fallback, "fallback"), (!p.convert, "copy")]
-            .iter()
-            .filter(|(b, _)| *b)
-            .map(|(_, s)| *s)
-            .collect::<Vec<_>>()
-            .join(",");
-        println!("{:<44} {:>8} {:>8} {:>14} {:>14}  {note}", t.name, t.ty.name(), p.target.name(), bytes_in, bytes_out);
+        let note = [
+            (p.overridden, "override"),
+            (p.fallback, "fallback"),
+            (!p.convert, "copy"),
+        ]
+        .iter()
+        .filter(|(b, _)| *b)
+        .map(|(_, s)| *s)
+        .collect::<Vec<_>>()
+        .join(",");
+        println!(
+            "{:<44} {:>8} {:>8} {:>14} {:>14}  {note}",
+            t.name,
+            t.ty.name(),
+            p.target.name(),
+            bytes_in,
+            bytes_out
+        );
     }
     println!(
         "total: {} tensors, {:.2} MiB -> {:.2} MiB",

@@ -11,8 +11,8 @@ use crate::ggml_type::GgmlType;
 use rayon::prelude::*;
 
 pub mod float;
-pub mod legacy;
 pub mod kquants;
+pub mod legacy;
 pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.

@@ -172,11 +172,12 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice {
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            GpuError::RequestDevice {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
 
         let incidents = Arc::new(Mutex::new(Incidents::default()));
         let inc = incidents.clone();
@@ -283,7 +284,11 @@ impl GpuContext {
             i.backend,
             i.device_type,
             if i.driver.is_empty() { "?" } else { &i.driver },
-            if i.driver_info.is_empty() { "-" } else { &i.driver_info },
+            if i.driver_info.is_empty() {
+                "-"
+            } else {
+                &i.driver_info
+            },
             i.vendor,
             i.device,
             l.max_storage_buffer_binding_size,

@@ -29,7 +29,11 @@ pub struct KernelKey {
 
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}[wg={}]", self.shader.name, self.entry, self.workgroup_size)
+        write!(
+            f,
+            "{}:{}[wg={}]",
+            self.shader.name, self.entry, self.workgroup_size
+        )
     }
 }
 

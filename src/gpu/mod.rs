@@ -26,7 +26,9 @@ pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver; on Li
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GpuError {
     /// This build has no wgpu backend.
-    #[error("gpuq was built without the `gpu` feature; rebuild with default features or use --backend cpu")]
+    #[error(
+        "gpuq was built without the `gpu` feature; rebuild with default features or use --backend cpu"
+    )]
     NotBuilt,
     /// No adapter on the backends asked for.
     #[error("no GPU adapter found (wgpu backends: {backends}{detail}); {hint}")]
@@ -57,7 +59,9 @@ pub enum GpuError {
     #[error("mapping a {what} buffer failed: {message}")]
     Map { what: &'static str, message: String },
     /// The staging pool cannot hold a buffer of this size within its budget.
-    #[error("staging pool: a {size}-byte {role} buffer does not fit the {budget}-byte budget ({in_use} bytes in use)")]
+    #[error(
+        "staging pool: a {size}-byte {role} buffer does not fit the {budget}-byte budget ({in_use} bytes in use)"
+    )]
     PoolExhausted {
         role: &'static str,
         size: u64,
@@ -65,7 +69,9 @@ pub enum GpuError {
         in_use: u64,
     },
     /// One row does not fit a storage binding or the staging budget.
-    #[error("{ty}: one row of {row_len} elements needs {bytes} bytes, more than the {limit}-byte limit ({which})")]
+    #[error(
+        "{ty}: one row of {row_len} elements needs {bytes} bytes, more than the {limit}-byte limit ({which})"
+    )]
     RowTooLarge {
         ty: GgmlType,
         row_len: usize,

@@ -107,7 +107,11 @@ impl Drop for Lease<'_> {
 fn size_class(n: u64, max: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     let n = n.max(256);
-    let c = if n <= MIB { n.next_power_of_two() } else { n.div_ceil(MIB) * MIB };
+    let c = if n <= MIB {
+        n.next_power_of_two()
+    } else {
+        n.div_ceil(MIB) * MIB
+    };
     c.min(max).max(n)
 }
 

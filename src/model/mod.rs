@@ -18,7 +18,11 @@ impl GgufSource {
         let tensors = file
             .tensors
             .iter()
-            .map(|t| InputTensor { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty })
+            .map(|t| InputTensor {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+            })
             .collect();
         Ok(GgufSource { file, tensors })
     }
@@ -45,13 +49,24 @@ impl ModelSource for GgufSource {
     fn tensor_len(&self, index: usize) -> u64 {
         self.file.tensors[index].size
     }
-    fn read_rows<'a>(&'a self, index: usize, r0: u64, n: u64, _scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+    fn read_rows<'a>(
+        &'a self,
+        index: usize,
+        r0: u64,
+        n: u64,
+        _scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
         let t = &self.file.tensors[index];
         let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
         let data = self.file.tensor_data(t);
         let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
         data.get(a..b).ok_or_else(|| {
-            Error::Invalid(format!("{}: tensor {}: rows {r0}..{} are outside the tensor", self.describe(), t.name, r0 + n))
+            Error::Invalid(format!(
+                "{}: tensor {}: rows {r0}..{} are outside the tensor",
+                self.describe(),
+                t.name,
+                r0 + n
+            ))
         })
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {

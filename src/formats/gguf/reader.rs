@@ -84,7 +84,9 @@ impl GgufFile {
     /// otherwise its pages are dropped from this process (they are re-read if touched again).
     /// Hints only; failures are ignored.
     pub fn advise(&self, offset: u64, len: u64, need: bool) {
-        let (Some(map), Ok(off), Ok(len)) = (&self.map, usize::try_from(offset), usize::try_from(len)) else {
+        let (Some(map), Ok(off), Ok(len)) =
+            (&self.map, usize::try_from(offset), usize::try_from(len))
+        else {
             return;
         };
         if len == 0 || off.checked_add(len).is_none_or(|end| end > map.len()) {
@@ -95,7 +97,8 @@ impl GgufFile {
         } else {
             // SAFETY: the map is a read-only file mapping; dropping its pages only means they are
             // read from the file again if used later, so no data can be lost or changed.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
+            let _ =
+                unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
         }
     }
 
