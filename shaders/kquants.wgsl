@@ -550,9 +550,11 @@ fn make_qp_quants_8() -> f32 {
 // ---------------------------------------------------------------- encoders
 
 // quantize_row_q4_K_ref / quantize_row_q5_K_ref (q5 true), or with `weighted` the
-// quantize_row_qX_K_impl paths (NOT yet byte-exact: some all-equal / one-outlier blocks end
-// with 6-bit scales of 0 where the CPU has 63; gpu::codecs routes weighted Q4_K/Q5_K to the
-// CPU until fixed), for block b, bytes at `o` of out_words. CPU twins:
+// quantize_row_qX_K_impl paths. The weighted path matches the CPU byte for byte on lavapipe
+// at workgroup size 1 but not at 4 or more, where whole SIMD groups of lanes (4 or 8
+// consecutive blocks) come out wrong (6-bit scales of 0): a lavapipe miscompile of divergent
+// control flow is suspected, not proven; gpu::codecs routes weighted Q4_K/Q5_K to the CPU
+// until it is understood. for block b, bytes at `o` of out_words. CPU twins:
 // q4_k::quantize_block_ref / quantize_block_weighted, q5_k::quantize_block_ref /
 // quantize_block_weighted.
 fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
@@ -586,17 +588,25 @@ fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
         qp_w = sw;
         qp_x = scales;
         let d_block = make_qp_quants_8();
-        ls = qp_l;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            ls[j] = qp_l[j];
+        }
         qp_x = mins;
         let m_block = make_qp_quants_8();
-        lm = qp_l;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            lm[j] = qp_l[j];
+        }
         if (q5) {
             for (var j = 0u; j < 8u; j = j + 1u) {
                 ls[j] = min(ls[j], 63u);
                 lm[j] = min(lm[j], 63u);
             }
         }
-        finish_q45_k(b, o, q5, &ls, &lm, d_block, m_block);
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            fin_ls[j] = ls[j];
+            fin_lm[j] = lm[j];
+        }
+        finish_q45_k(b, o, q5, d_block, m_block);
         return;
     }
     var max_scale = 0.0;
@@ -639,17 +649,25 @@ fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
         ls[j] = min(u32(nearest_int(fmul(inv_scale, scales[j]))) & 0xffu, 63u);
         lm[j] = min(u32(nearest_int(fmul(inv_min, mins[j]))) & 0xffu, 63u);
     }
-    finish_q45_k(b, o, q5, &ls, &lm, soft_div(max_scale, 63.0), soft_div(max_min, 63.0));
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        fin_ls[j] = ls[j];
+        fin_lm[j] = lm[j];
+    }
+    finish_q45_k(b, o, q5, soft_div(max_scale, 63.0), soft_div(max_min, 63.0));
 }
 
 // The tail shared by the Q4_K/Q5_K encoders: pack scales/mins (pack_scale_min_k4), the f16
 // super-scales, requantize against them (qX_k::requantize) and pack the levels
 // (qX_k::pack_levels).
-fn finish_q45_k(b: u32, o: u32, q5: bool, ls: ptr<function, array<u32, 8>>, lm: ptr<function, array<u32, 8>>, d_block: f32, m_block: f32) {
+// The 6-bit scales and mins handed to finish_q45_k.
+var<private> fin_ls: array<u32, 8>;
+var<private> fin_lm: array<u32, 8>;
+
+fn finish_q45_k(b: u32, o: u32, q5: bool, d_block: f32, m_block: f32) {
     let nmax = select(15, 31, q5);
     for (var j = 0u; j < 8u; j = j + 1u) {
-        let s = (*ls)[j];
-        let m = (*lm)[j];
+        let s = fin_ls[j];
+        let m = fin_lm[j];
         if (j < 4u) {
             put_byte(o + 4u + j, s);
             put_byte(o + 8u + j, m);
@@ -667,11 +685,11 @@ fn finish_q45_k(b: u32, o: u32, q5: bool, ls: ptr<function, array<u32, 8>>, lm: 
     let dmin_all = f32_of_f16(mh);
     for (var j = 0u; j < 8u; j = j + 1u) {
         // products of an f16 and a 6-bit integer: exact
-        let d = d_all * f32((*ls)[j]);
+        let d = d_all * f32(fin_ls[j]);
         if (d == 0.0) {
             continue;
         }
-        let dm = dmin_all * f32((*lm)[j]);
+        let dm = dmin_all * f32(fin_lm[j]);
         for (var i = 0u; i < 32u; i = i + 1u) {
             let q = nearest_int(soft_div(fadd(x_at(b, 32u * j + i), dm), d));
             lq[32u * j + i] = u32(clamp(q, 0, nmax));
