@@ -24,7 +24,8 @@ struct CodecParams {
     dst_offset: u32,
     // 1 when binding 3 holds row_len per-column importance weights, else 0 (dummy buffer)
     has_weights: u32,
-    _pad: u32,
+    // always 0 (Rust: `_pad`); an opaque zero the compiler cannot fold (kquants.wgsl `keep`)
+    zero: u32,
 }
 
 // The flat index of this invocation in a dispatch that may be split in 2-D
@@ -113,3 +114,213 @@ fn f32_bits_to_bf16_bits(u: u32) -> u32 {
 fn bf16_bits_to_f32_bits(h: u32) -> u32 {
     return (h & 0xffffu) << 16u;
 }
+
+// ---------------------------------------------------------------- integer IEEE arithmetic
+// IEEE binary32 operations in integer arithmetic (round to nearest even, subnormals kept), for
+// the values bytes depend on: WGSL's `/` may be off by 2.5 ULP, `sqrt` is loosely specified,
+// and Metal may fuse `a*b + c`. Rust twins: tests/codec_legacy_wgsl.rs (`soft`) and
+// tests/gpu_kquants.rs (`soft_sqrt`).
+
+// Rounds `sig` (leading bit at bit 26, 3 guard/round/sticky bits below the 24-bit
+// significand) with biased exponent `e` (value = sig * 2^(e - 153)) to nearest even and packs.
+fn round_pack(sign: u32, e_in: i32, sig_in: u32) -> u32 {
+    var e = e_in;
+    var sig = sig_in;
+    if (e >= 255) {
+        return sign | 0x7f800000u;
+    }
+    if (e <= 0) {
+        // subnormal result: shift right by 1 - e, keeping a sticky bit
+        let sh = u32(1 - e);
+        if (sh >= 27u) {
+            sig = select(0u, 1u, sig != 0u);
+        } else {
+            let lost = sig & ((1u << sh) - 1u);
+            sig = (sig >> sh) | select(0u, 1u, lost != 0u);
+        }
+        e = 1;
+    }
+    let low = sig & 7u;
+    var m = sig >> 3u;
+    if (low > 4u || (low == 4u && (m & 1u) == 1u)) {
+        m = m + 1u;
+    }
+    // (e - 1) << 23 plus the significand with its implicit bit: a carry out of the
+    // significand bumps the exponent, as it must.
+    let bits = (u32(e - 1) << 23u) + m;
+    if (bits >= 0x7f800000u) {
+        return sign | 0x7f800000u;
+    }
+    return sign | bits;
+}
+
+// Significand (with implicit bit, 24 bits) and unbiased-style exponent of a finite nonzero
+// f32 magnitude `a`, subnormals normalised: value = m * 2^(e - 150).
+fn unpack_sig(a: u32) -> vec2<i32> {
+    let ef = i32(a >> 23u);
+    var m = a & 0x7fffffu;
+    if (ef == 0) {
+        // subnormal: normalise so the leading bit is bit 23
+        let sh = countLeadingZeros(m) - 8u;
+        m = m << sh;
+        return vec2<i32>(i32(m), 1 - i32(sh));
+    }
+    return vec2<i32>(i32(m | 0x800000u), ef);
+}
+
+fn is_nan_bits(a: u32) -> bool {
+    return (a & 0x7fffffffu) > 0x7f800000u;
+}
+
+// IEEE binary32 a * b, round to nearest even, in integer arithmetic.
+fn soft_mul(x: f32, y: f32) -> f32 {
+    let a = bitcast<u32>(x);
+    let b = bitcast<u32>(y);
+    let sign = (a ^ b) & 0x80000000u;
+    let aa = a & 0x7fffffffu;
+    let ab = b & 0x7fffffffu;
+    if (is_nan_bits(a)) {
+        return bitcast<f32>(a | 0x400000u);
+    }
+    if (is_nan_bits(b)) {
+        return bitcast<f32>(b | 0x400000u);
+    }
+    if (aa == 0x7f800000u || ab == 0x7f800000u) {
+        if (aa == 0u || ab == 0u) {
+            return bitcast<f32>(0x7fc00000u);
+        }
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (aa == 0u || ab == 0u) {
+        return bitcast<f32>(sign);
+    }
+    let ua = unpack_sig(aa);
+    let ub = unpack_sig(ab);
+    let ma = u32(ua.x);
+    let mb = u32(ub.x);
+    // 24 x 24 -> 48-bit product as hi * 2^24 + lo, from 12-bit limbs
+    let a1 = ma >> 12u;
+    let a0 = ma & 0xfffu;
+    let b1 = mb >> 12u;
+    let b0 = mb & 0xfffu;
+    let mid = a1 * b0 + a0 * b1;
+    let lo_full = a0 * b0 + ((mid & 0xfffu) << 12u);
+    let lo = lo_full & 0xffffffu;
+    let hi = a1 * b1 + (mid >> 12u) + (lo_full >> 24u);
+    // P in [2^46, 2^48): bring its leading bit to bit 26
+    var s = 20u;
+    if (hi >= 0x800000u) {
+        s = 21u;
+    }
+    let sticky = select(0u, 1u, (lo & ((1u << s) - 1u)) != 0u);
+    let sig = (hi << (24u - s)) | (lo >> s) | sticky;
+    let e = ua.y + ub.y - 147 + i32(s);
+    return bitcast<f32>(round_pack(sign, e, sig));
+}
+
+// IEEE binary32 a / b, round to nearest even, by integer long division.
+fn soft_div(x: f32, y: f32) -> f32 {
+    let a = bitcast<u32>(x);
+    let b = bitcast<u32>(y);
+    let sign = (a ^ b) & 0x80000000u;
+    let aa = a & 0x7fffffffu;
+    let ab = b & 0x7fffffffu;
+    if (is_nan_bits(a)) {
+        return bitcast<f32>(a | 0x400000u);
+    }
+    if (is_nan_bits(b)) {
+        return bitcast<f32>(b | 0x400000u);
+    }
+    if (aa == 0x7f800000u) {
+        if (ab == 0x7f800000u) {
+            return bitcast<f32>(0x7fc00000u);
+        }
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (ab == 0x7f800000u) {
+        return bitcast<f32>(sign);
+    }
+    if (ab == 0u) {
+        if (aa == 0u) {
+            return bitcast<f32>(0x7fc00000u);
+        }
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (aa == 0u) {
+        return bitcast<f32>(sign);
+    }
+    let ua = unpack_sig(aa);
+    let ub = unpack_sig(ab);
+    let ma = u32(ua.x);
+    let mb = u32(ub.x);
+    // q = floor(ma * 2^n / mb) with n chosen so q has its leading bit at bit 26
+    var n = 26u;
+    if (ma < mb) {
+        n = 27u;
+    }
+    var rem = ma;
+    var q = 0u;
+    for (var i = 0u; i <= n; i = i + 1u) {
+        q = q << 1u;
+        if (rem >= mb) {
+            rem = rem - mb;
+            q = q | 1u;
+        }
+        rem = rem << 1u;
+    }
+    let sig = q | select(0u, 1u, rem != 0u);
+    let e = ua.y - ub.y - i32(n) + 153;
+    return bitcast<f32>(round_pack(sign, e, sig));
+}
+
+// IEEE binary32 sqrt(x), correctly rounded, by digit-by-digit integer square root.
+// x = m * 2^E with m in [2^23, 2^24); M = m << s (s = 27 or 28, so E - s is even) lies in
+// [2^50, 2^52) and floor(sqrt(M)) has exactly 26 bits: 24 of significand, a guard bit and a
+// round bit, with the remainder as sticky. sqrt(x) = sqrt(M) * 2^((E - s) / 2).
+fn soft_sqrt(x: f32) -> f32 {
+    let a = bitcast<u32>(x);
+    if (is_nan_bits(a)) {
+        return bitcast<f32>(a | 0x400000u);
+    }
+    if ((a & 0x7fffffffu) == 0u) {
+        return x; // +-0
+    }
+    if (a >= 0x80000000u) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    if (a == 0x7f800000u) {
+        return x;
+    }
+    let u = unpack_sig(a);
+    let m = u32(u.x);
+    let e = u.y - 150;
+    var s = 28u;
+    if ((e & 1) != 0) {
+        s = 27u;
+    }
+    let k = (e - i32(s)) / 2;
+    var root = 0u;
+    var rem = 0u;
+    // 26 pairs of bits of M, from bits 51..50 down to 1..0
+    for (var p = 0u; p < 26u; p = p + 1u) {
+        let hi_bit = 51u - 2u * p;
+        var two = 0u;
+        if (hi_bit >= s) {
+            two = ((m >> (hi_bit - s)) & 1u) << 1u;
+        }
+        if (hi_bit - 1u >= s) {
+            two = two | ((m >> (hi_bit - 1u - s)) & 1u);
+        }
+        rem = (rem << 2u) | two;
+        let trial = (root << 2u) | 1u;
+        if (rem >= trial) {
+            rem = rem - trial;
+            root = (root << 1u) | 1u;
+        } else {
+            root = root << 1u;
+        }
+    }
+    let sig = (root << 1u) | select(0u, 1u, rem != 0u);
+    return bitcast<f32>(round_pack(0u, k + 152, sig));
+}
+

@@ -156,13 +156,20 @@ impl Engine {
         self.gpu.as_deref()
     }
 
-    /// True when `ty` is encoded by a GPU kernel on this engine (else the CPU codec runs).
+    /// True when `ty` is encoded by a GPU kernel on this engine without importance weights
+    /// (else the CPU codec runs).
     pub fn encodes_on_gpu(&self, ty: GgmlType) -> bool {
+        self.encodes_on_gpu_with(ty, false)
+    }
+
+    /// True when `ty` is encoded by a GPU kernel on this engine, for a call with importance
+    /// weights when `weighted` (kernels that do not take weights leave those to the CPU).
+    pub fn encodes_on_gpu_with(&self, ty: GgmlType, weighted: bool) -> bool {
         #[cfg(feature = "gpu")]
         if self.gpu.is_some() {
-            return crate::gpu::codecs::can_encode(ty);
+            return crate::gpu::codecs::can_encode_with(ty, weighted);
         }
-        let _ = ty;
+        let _ = (ty, weighted);
         false
     }
 
@@ -202,7 +209,7 @@ impl Engine {
     ) -> Result<()> {
         #[cfg(feature = "gpu")]
         if let Some(g) = &self.gpu {
-            if crate::gpu::codecs::can_encode(ty) {
+            if crate::gpu::codecs::can_encode_with(ty, weights.is_some()) {
                 return g.encode(ty, src, row_len, weights, dst);
             }
         }

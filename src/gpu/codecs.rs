@@ -29,8 +29,10 @@
 //!   b*block_elems ..]`.
 //!
 //! G must make `G * block_bytes` a multiple of 4 so every output word of an encoder has one
-//! writer (F16: G = 2; Q8_0, 34 bytes: G = 2, 17 words; Q4_1, 20 bytes: G = 1). A unit test
-//! checks the table. Rows may hold any whole number of blocks, tiles any number of rows.
+//! writer (F16: G = 2; Q8_0, 34 bytes: G = 2, 17 words; Q4_1, 20 bytes: G = 1). Decoders have
+//! their own G (`decode_blocks_per_invocation`; their f32 output never shares a word). A unit
+//! test checks the table. Encoders that do not read binding 3 have `encode_weighted: false`
+//! and weighted calls for their type go to the CPU codec ([`can_encode_with`]). Rows may hold any whole number of blocks, tiles any number of rows.
 
 use super::GpuError;
 use super::context::GpuContext;
@@ -50,50 +52,188 @@ pub struct GpuCodec {
     pub shader: ShaderFile,
     /// Entry point: f32 rows -> packed blocks.
     pub encode: Option<&'static str>,
+    /// Whether the encode kernel honours per-column importance weights (binding 3,
+    /// `params.has_weights`). When false, a weighted (imatrix) encode runs on the CPU codec:
+    /// the routing is explicit here, never a silent drop of the weights.
+    pub encode_weighted: bool,
     /// Entry point: packed blocks -> f32.
     pub decode: Option<&'static str>,
-    /// Blocks one invocation handles (G); `G * block_bytes % 4 == 0`.
+    /// Blocks one encode invocation handles (G); `G * block_bytes % 4 == 0`.
     pub blocks_per_invocation: u32,
+    /// Blocks one decode invocation handles (f32 output words never share a writer).
+    pub decode_blocks_per_invocation: u32,
+}
+
+const fn row(
+    ty: GgmlType,
+    shader: ShaderFile,
+    encode: &'static str,
+    encode_weighted: bool,
+    decode: &'static str,
+    blocks_per_invocation: u32,
+    decode_blocks_per_invocation: u32,
+) -> GpuCodec {
+    GpuCodec {
+        ty,
+        shader,
+        encode: Some(encode),
+        encode_weighted,
+        decode: Some(decode),
+        blocks_per_invocation,
+        decode_blocks_per_invocation,
+    }
 }
 
 /// Every GPU codec kernel; the single place that lists them.
 pub const GPU_CODECS: &[GpuCodec] = &[
+    row(
+        GgmlType::F16,
+        wgsl::FLOAT,
+        "encode_f16",
+        false,
+        "decode_f16",
+        2,
+        2,
+    ),
+    row(
+        GgmlType::BF16,
+        wgsl::FLOAT,
+        "encode_bf16",
+        false,
+        "decode_bf16",
+        2,
+        2,
+    ),
+    // legacy.wgsl: the `_ref` encoders only (weighted `_impl` encodes go to the CPU codec).
+    row(
+        GgmlType::Q4_0,
+        wgsl::LEGACY,
+        "encode_q4_0",
+        false,
+        "decode_q4_0",
+        2,
+        1,
+    ),
+    row(
+        GgmlType::Q4_1,
+        wgsl::LEGACY,
+        "encode_q4_1",
+        false,
+        "decode_q4_1",
+        1,
+        1,
+    ),
+    row(
+        GgmlType::Q5_0,
+        wgsl::LEGACY,
+        "encode_q5_0",
+        false,
+        "decode_q5_0",
+        2,
+        1,
+    ),
+    row(
+        GgmlType::Q5_1,
+        wgsl::LEGACY,
+        "encode_q5_1",
+        false,
+        "decode_q5_1",
+        1,
+        1,
+    ),
+    row(
+        GgmlType::Q8_0,
+        wgsl::LEGACY,
+        "encode_q8_0",
+        false,
+        "decode_q8_0",
+        2,
+        1,
+    ),
+    // kquants.wgsl. Q6_K (210 bytes) two blocks per encode invocation, Q4_K (144) and Q5_K
+    // (176) one. Q6_K's weighted `_impl` runs on the GPU; Q4_K/Q5_K weighted encodes go to
+    // the CPU: their kernel path (make_qkx3 + make_qp_quants, in kquants.wgsl) equals the CPU
+    // on lavapipe only at workgroup size 1 (see kquants.wgsl, enc_q45_k).
+    row(
+        GgmlType::Q4_K,
+        wgsl::KQUANTS,
+        "encode_q4_k",
+        false,
+        "decode_q4_k",
+        1,
+        1,
+    ),
+    row(
+        GgmlType::Q5_K,
+        wgsl::KQUANTS,
+        "encode_q5_k",
+        false,
+        "decode_q5_k",
+        1,
+        1,
+    ),
+    row(
+        GgmlType::Q6_K,
+        wgsl::KQUANTS,
+        "encode_q6_k",
+        true,
+        "decode_q6_k",
+        2,
+        1,
+    ),
     GpuCodec {
-        ty: GgmlType::F16,
-        shader: wgsl::FLOAT,
-        encode: Some("encode_f16"),
-        decode: Some("decode_f16"),
-        blocks_per_invocation: 2,
+        ty: GgmlType::Q2_K,
+        shader: wgsl::KQUANTS,
+        encode: None,
+        encode_weighted: false,
+        decode: Some("decode_q2_k"),
+        blocks_per_invocation: 1,
+        decode_blocks_per_invocation: 1,
     },
     GpuCodec {
-        ty: GgmlType::BF16,
-        shader: wgsl::FLOAT,
-        encode: Some("encode_bf16"),
-        decode: Some("decode_bf16"),
+        ty: GgmlType::Q3_K,
+        shader: wgsl::KQUANTS,
+        encode: None,
+        encode_weighted: false,
+        decode: Some("decode_q3_k"),
         blocks_per_invocation: 2,
+        decode_blocks_per_invocation: 1,
     },
-    GpuCodec {
-        ty: GgmlType::TQ1_0,
-        shader: wgsl::TERNARY,
-        encode: Some("encode_tq1_0"),
-        decode: Some("decode_tq1_0"),
-        blocks_per_invocation: 2,
-    },
-    GpuCodec {
-        ty: GgmlType::TQ2_0,
-        shader: wgsl::TERNARY,
-        encode: Some("encode_tq2_0"),
-        decode: Some("decode_tq2_0"),
-        blocks_per_invocation: 2,
-    },
+    // ternary.wgsl: llama.cpp's block-absmax encoders, which take no weights (ggml ignores them).
+    row(
+        GgmlType::TQ1_0,
+        wgsl::TERNARY,
+        "encode_tq1_0",
+        false,
+        "decode_tq1_0",
+        2,
+        2,
+    ),
+    // ternary.wgsl: llama.cpp's block-absmax encoders, which take no weights (ggml ignores them).
+    row(
+        GgmlType::TQ2_0,
+        wgsl::TERNARY,
+        "encode_tq2_0",
+        false,
+        "decode_tq2_0",
+        2,
+        2,
+    ),
 ];
 
 pub fn gpu_codec(ty: GgmlType) -> Option<&'static GpuCodec> {
     GPU_CODECS.iter().find(|c| c.ty == ty)
 }
 
+/// True when `ty` has a GPU encoder (unweighted).
 pub fn can_encode(ty: GgmlType) -> bool {
     gpu_codec(ty).is_some_and(|c| c.encode.is_some())
+}
+
+/// True when `ty` has a GPU encoder for this call: with `weighted`, one that takes
+/// importance weights.
+pub fn can_encode_with(ty: GgmlType, weighted: bool) -> bool {
+    gpu_codec(ty).is_some_and(|c| c.encode.is_some() && (!weighted || c.encode_weighted))
 }
 
 pub fn can_decode(ty: GgmlType) -> bool {
@@ -111,6 +251,7 @@ pub struct CodecParams {
     pub src_offset: u32,
     pub dst_offset: u32,
     pub has_weights: u32,
+    /// Always 0: WGSL `zero`, an opaque zero (kquants.wgsl `keep`).
     pub _pad: u32,
 }
 
@@ -133,6 +274,9 @@ pub struct RunnerOptions {
     /// Fill each tile's output buffer with 0xa5 bytes before the dispatch (tests: an output
     /// word the kernel forgets to write then shows up instead of stale or zero data).
     pub poison_output: bool,
+    /// Run weighted encodes on kernels whose table row has `encode_weighted: false` but that
+    /// read the weights anyway (Q4_K, Q5_K): for tests of those kernels only.
+    pub unverified_weighted_kernels: bool,
 }
 
 impl Default for RunnerOptions {
@@ -148,6 +292,7 @@ impl Default for RunnerOptions {
             max_tile_bytes: None,
             max_workgroups_x: None,
             poison_output: false,
+            unverified_weighted_kernels: false,
         }
     }
 }
@@ -256,6 +401,13 @@ impl CodecRunner {
             direction: "encode",
         })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, src.len(), dst.len())?;
+        if weights.is_some() && !codec.encode_weighted && !self.opts.unverified_weighted_kernels {
+            return Err(GpuError::NoKernel {
+                ty,
+                direction: "weighted (importance) encode",
+            }
+            .into());
+        }
         if let Some(w) = weights {
             if w.len() != row_len {
                 return Err(CodecError::BadLength {
@@ -269,6 +421,7 @@ impl CodecRunner {
         self.run(
             codec,
             entry,
+            codec.blocks_per_invocation,
             src_bytes,
             row_len as u64 * 4,
             dst,
@@ -302,6 +455,7 @@ impl CodecRunner {
         self.run(
             codec,
             entry,
+            codec.decode_blocks_per_invocation,
             src,
             row_bytes,
             dst_bytes,
@@ -383,6 +537,7 @@ impl CodecRunner {
         &self,
         codec: &GpuCodec,
         entry: &'static str,
+        blocks_per_invocation: u32,
         src: &[u8],
         src_row: u64,
         dst: &mut [u8],
@@ -407,7 +562,7 @@ impl CodecRunner {
         let label = key.to_string();
         let block_elems = ty.block_elems();
         let blocks_per_row = row_len as u64 / block_elems;
-        let g = codec.blocks_per_invocation as u64;
+        let g = blocks_per_invocation as u64;
         let w_bytes: &[u8] = weights.map(bytemuck::cast_slice).unwrap_or(&[]);
         let w_len = w_bytes.len() as u64;
         let rows_per_tile = self.rows_per_tile(ty, row_len, src_row, dst_row, w_len)?;
@@ -444,7 +599,8 @@ impl CodecRunner {
             {
                 let slice = upload.buffer().slice(0..up_size);
                 let rx = map(&slice, wgpu::MapMode::Write);
-                recv_map(&self.ctx, rx, "upload", &label)?;
+                let waited = self.ctx.wait(&format!("{label}: mapping an upload buffer"));
+                mapped(&self.ctx, waited, rx, "upload", upload.buffer())?;
                 let mut view = slice.get_mapped_range_mut().map_err(|e| GpuError::Map {
                     what: "upload",
                     message: e.to_string(),
@@ -538,7 +694,8 @@ impl CodecRunner {
 
             let slice = readback.buffer().slice(0..d_pad);
             let rx = map(&slice, wgpu::MapMode::Read);
-            recv_map(&self.ctx, rx, "readback", &label)?;
+            let waited = self.ctx.wait(&format!("{label}: running {rows} rows"));
+            mapped(&self.ctx, waited, rx, "readback", readback.buffer())?;
             {
                 let view = slice.get_mapped_range().map_err(|e| GpuError::Map {
                     what: "readback",
@@ -571,39 +728,46 @@ fn map(slice: &wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> mpsc::Receiver<Res
     rx
 }
 
-/// Waits for a map callback. The callback normally runs inside our own poll; when another
-/// thread polls the same device at that moment it may run on that thread a little later, so
-/// keep polling until it arrives or the context's timeout passes.
-fn recv_map(
+/// Waits for the map callback of `buffer` after `waited` (the device poll). Another thread's
+/// poll may be the one that runs our callback (several runners share one device), so a
+/// callback that has not arrived yet is waited for, polling again, instead of failing. On any
+/// failure the buffer is unmapped (cancelling a pending map), so it goes back to the pool
+/// unmapped and cannot poison a later submission.
+fn mapped(
     ctx: &GpuContext,
+    waited: Result<(), GpuError>,
     rx: mpsc::Receiver<Result<(), String>>,
     what: &'static str,
-    label: &str,
+    buffer: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    ctx.wait(&format!("{label}: mapping a {what} buffer"))?;
-    let start = std::time::Instant::now();
-    loop {
-        match rx.recv_timeout(std::time::Duration::from_millis(5)) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(message)) => return Err(GpuError::Map { what, message }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(GpuError::Map {
-                    what,
-                    message: "the map callback was dropped".into(),
-                });
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if start.elapsed() > ctx.wait_timeout() {
-                    return Err(GpuError::Timeout {
-                        what: format!("{label}: mapping a {what} buffer"),
-                        secs: ctx.wait_timeout().as_secs(),
+    let r = waited.and_then(|()| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(message)) => return Err(GpuError::Map { what, message }),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(GpuError::Map {
+                        what,
+                        message: "the map callback was dropped".into(),
                     });
                 }
-                ctx.check(label)?;
-                let _ = ctx.device.poll(wgpu::PollType::Poll);
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(GpuError::Map {
+                            what,
+                            message: "the map callback did not run within 60 s of the poll".into(),
+                        });
+                    }
+                    let _ = ctx.device.poll(wgpu::PollType::Poll);
+                }
             }
         }
+    });
+    if r.is_err() {
+        buffer.unmap();
     }
+    r
 }
 
 #[cfg(test)]
@@ -614,6 +778,7 @@ mod tests {
     fn every_output_word_has_one_writer() {
         for c in GPU_CODECS {
             assert!(c.blocks_per_invocation > 0, "{}", c.ty);
+            assert!(c.decode_blocks_per_invocation > 0, "{}", c.ty);
             assert_eq!(
                 (c.blocks_per_invocation as u64 * c.ty.block_bytes()) % 4,
                 0,

@@ -34,14 +34,17 @@ impl CodecRunner {
             ty: GgmlType::TQ2_0,
             shader: wgsl::TERNARY,
             encode: Some("absmean_block_sums"),
+            encode_weighted: false,
             decode: None,
             blocks_per_invocation: 1,
+            decode_blocks_per_invocation: 1,
         };
         let bpr = row_len / QK_K;
         let mut out = vec![0f32; n_rows * bpr];
         self.run(
             &codec,
             "absmean_block_sums",
+            1,
             bytemuck::cast_slice(src),
             row_len as u64 * 4,
             bytemuck::cast_slice_mut(&mut out),
@@ -91,8 +94,11 @@ impl CodecRunner {
             ty,
             shader: wgsl::TERNARY,
             encode: Some(entry),
+            // the weights binding carries the per-row scales
+            encode_weighted: true,
             decode: None,
             blocks_per_invocation: 2,
+            decode_blocks_per_invocation: 2,
         };
         // per row: [bits of 1/s, f16 bits of s], computed here once (CPU division is exact)
         let words: Vec<f32> = scales
@@ -115,6 +121,7 @@ impl CodecRunner {
             self.run(
                 &codec,
                 entry,
+                2,
                 bytemuck::cast_slice(&src[r0 * row_len..(r0 + rows) * row_len]),
                 row_len as u64 * 4,
                 &mut dst[r0 * row_bytes as usize..(r0 + rows) * row_bytes as usize],

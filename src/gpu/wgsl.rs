@@ -32,8 +32,20 @@ pub const TERNARY: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/ternary.wgsl"),
 };
 
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 encode and decode.
+pub const LEGACY: ShaderFile = ShaderFile {
+    name: "legacy.wgsl",
+    body: include_str!("../../shaders/legacy.wgsl"),
+};
+
+/// Q2_K..Q6_K decode, and the k-quant encoders.
+pub const KQUANTS: ShaderFile = ShaderFile {
+    name: "kquants.wgsl",
+    body: include_str!("../../shaders/kquants.wgsl"),
+};
+
 /// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT, STATS, TERNARY];
+pub const SHADERS: &[ShaderFile] = &[FLOAT, LEGACY, KQUANTS, STATS, TERNARY];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {

@@ -1,0 +1,364 @@
+//! shaders/kquants.wgsl on the GPU (lavapipe in CI) against the CPU references in
+//! src/codec/kquants/, through `Engine` with `Backend::Gpu`: decode bit for bit for all five
+//! k-quants (encoder output and random blocks), encode byte for byte for the types with a GPU
+//! encoder (unweighted `quantize_row_qX_K_ref`; weighted `_impl` where the table says the
+//! kernel takes weights, else the call must land on the CPU codec), on every `Dist`, rows of
+//! 256..16384 elements. Also the Rust twin of common.wgsl's integer `soft_sqrt` against IEEE.
+//!
+//! `GPUQ_TEST_SEED=<u64>` draws fresh data; the seed in use is printed.
+
+mod common;
+mod gpu_diff;
+
+use common::{Dist, rng, sample};
+use gpu_diff::{decode_diff, encode_diff, gpu_engine, random_blocks, report};
+use gpuq::GgmlType;
+use gpuq::gpu::codecs::{RunnerOptions, can_encode, can_encode_with};
+
+/// (type, byte offsets of its f16 fields)
+const TYPES: [(GgmlType, &[usize]); 5] = [
+    (GgmlType::Q2_K, &[80, 82]),
+    (GgmlType::Q3_K, &[108]),
+    (GgmlType::Q4_K, &[0, 2]),
+    (GgmlType::Q5_K, &[0, 2]),
+    (GgmlType::Q6_K, &[208]),
+];
+
+/// (row_len, rows): 1 block, odd block counts (Q6_K/Q3_K pairs end half full), long rows.
+const SHAPES: [(usize, usize); 4] = [(256, 1), (768, 3), (2560, 5), (16384, 2)];
+
+fn seed() -> u64 {
+    let s = std::env::var("GPUQ_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x006b_0a17);
+    eprintln!("GPUQ_TEST_SEED={s}");
+    s
+}
+
+/// Importance weights for a row: positive, spread over decades, with some exact zeros.
+fn weights(row_len: usize, r: &mut rand::rngs::StdRng) -> Vec<f32> {
+    sample(Dist::HeavyTailed, row_len, r)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 37 == 5 { 0.0 } else { v * v + 1e-3 })
+        .collect()
+}
+
+#[test]
+fn kquants_gpu_decode_equals_cpu() {
+    let eng = gpu_engine(RunnerOptions::default());
+    let mut r = rng(seed());
+    let (mut failures, mut checks) = (Vec::new(), 0);
+    for (ty, f16_offsets) in TYPES {
+        assert!(eng.decodes_on_gpu(ty), "{ty}: no GPU decoder");
+        for dist in Dist::all(256) {
+            for (row_len, rows) in SHAPES {
+                let data = sample(dist, row_len * rows, &mut r);
+                let mut bytes = vec![0u8; rows * ty.row_bytes(row_len as u64).unwrap() as usize];
+                gpuq::codec::encode_rows(ty, &data, row_len, None, &mut bytes).unwrap();
+                checks += 1;
+                let label = format!("{dist:?} rows {rows}x{row_len}");
+                if let Err(e) = decode_diff(&eng, ty, &bytes, row_len, &label) {
+                    failures.push(e);
+                }
+            }
+        }
+        let raw = random_blocks(ty, 3 * 331, f16_offsets, &mut r);
+        checks += 1;
+        if let Err(e) = decode_diff(&eng, ty, &raw, 768, "random blocks") {
+            failures.push(e);
+        }
+    }
+    report(&failures, checks);
+}
+
+#[test]
+fn kquants_gpu_encode_equals_cpu() {
+    let eng = gpu_engine(RunnerOptions::default());
+    let mut r = rng(seed() ^ 0xe4c0);
+    let (mut failures, mut checks, mut blocks) = (Vec::new(), 0, 0);
+    let mut on_gpu = Vec::new();
+    for (ty, _) in TYPES {
+        if !can_encode(ty) {
+            continue;
+        }
+        on_gpu.push(ty);
+        for weighted in [false, true] {
+            let gpu_path = can_encode_with(ty, weighted);
+            assert_eq!(eng.encodes_on_gpu_with(ty, weighted), gpu_path);
+            for dist in Dist::all(256) {
+                for (row_len, rows) in SHAPES {
+                    let data = sample(dist, row_len * rows, &mut r);
+                    let w = weighted.then(|| weights(row_len, &mut r));
+                    let label = format!(
+                        "{dist:?} rows {rows}x{row_len} {} ({})",
+                        if weighted { "weighted" } else { "unweighted" },
+                        if gpu_path {
+                            "GPU kernel"
+                        } else {
+                            "routed to CPU"
+                        }
+                    );
+                    checks += 1;
+                    match encode_diff(&eng, ty, &data, row_len, w.as_deref(), &label) {
+                        Ok(n) => blocks += n,
+                        Err(e) => failures.push(e),
+                    }
+                }
+            }
+        }
+    }
+    assert!(on_gpu.contains(&GgmlType::Q4_K) && on_gpu.contains(&GgmlType::Q6_K));
+    eprintln!("GPU encoders {on_gpu:?}: {blocks} blocks compared");
+    report(&failures, checks);
+}
+
+/// The weighted Q4_K/Q5_K kernels (routed to the CPU by the table): byte-exact on lavapipe at
+/// workgroup size 1; at 64 the differing blocks are counted and printed (whole SIMD groups of
+/// lanes go wrong there; see kquants.wgsl `enc_q45_k`).
+#[test]
+fn kquants_weighted_q4k_q5k_kernels_at_workgroup_1() {
+    let mut r = rng(seed() ^ 0x0057_e1a1);
+    for wg in [1u32, 64] {
+        let eng = gpu_engine(RunnerOptions {
+            workgroup_size: wg,
+            unverified_weighted_kernels: true,
+            ..RunnerOptions::default()
+        });
+        let (mut failures, mut checks, mut blocks) = (Vec::new(), 0, 0);
+        for ty in [GgmlType::Q4_K, GgmlType::Q5_K] {
+            assert!(
+                !can_encode_with(ty, true),
+                "{ty}: the table now routes weights to the GPU"
+            );
+            for dist in Dist::all(256) {
+                let (row_len, rows) = (4096, 2);
+                let data = sample(dist, row_len * rows, &mut r);
+                let w = weights(row_len, &mut r);
+                checks += 1;
+                let label = format!("{dist:?} weighted, workgroup size {wg}");
+                match encode_diff(&eng, ty, &data, row_len, Some(&w), &label) {
+                    Ok(n) => blocks += n,
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        if wg == 1 {
+            eprintln!("workgroup size 1: {blocks} weighted Q4_K/Q5_K blocks agree");
+            report(&failures, checks);
+        } else {
+            eprintln!(
+                "workgroup size {wg} (known lavapipe problem, not asserted): {} of {checks} checks differ\n{}",
+                failures.len(),
+                failures.join("\n")
+            );
+        }
+    }
+}
+
+/// Edge data: constant rows, zero rows, single spikes, sub-f16 and beyond-f16 magnitudes.
+#[test]
+fn kquants_gpu_encode_edge_cases() {
+    let eng = gpu_engine(RunnerOptions::default());
+    let mut r = rng(seed() ^ 0xed6e);
+    let row_len = 1024;
+    let mut cases: Vec<(&str, Vec<f32>)> = vec![
+        ("zeros", vec![0.0; row_len]),
+        ("constant", vec![0.37; row_len]),
+        ("negative constant", vec![-2.5; row_len]),
+    ];
+    let mut spike = vec![0.0f32; row_len];
+    spike[300] = 7.0;
+    spike[900] = -1e-3;
+    cases.push(("spikes", spike));
+    cases.push((
+        "sub-f16",
+        sample(Dist::Normal, row_len, &mut r)
+            .iter()
+            .map(|v| v * 1e-9)
+            .collect(),
+    ));
+    cases.push((
+        "beyond-f16",
+        sample(Dist::Normal, row_len, &mut r)
+            .iter()
+            .map(|v| v * 1e6)
+            .collect(),
+    ));
+    cases.push((
+        "integers",
+        (0..row_len)
+            .map(|i| ((i * 7919) % 17) as f32 - 8.0)
+            .collect(),
+    ));
+    let (mut failures, mut checks) = (Vec::new(), 0);
+    for (ty, _) in TYPES {
+        if !can_encode(ty) {
+            continue;
+        }
+        for (name, data) in &cases {
+            for weighted in [false, true] {
+                let w = weighted.then(|| weights(row_len, &mut r));
+                checks += 1;
+                if let Err(e) = encode_diff(&eng, ty, data, row_len, w.as_deref(), name) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    report(&failures, checks);
+}
+
+/// Rough GPU (lavapipe) vs CPU throughput, once; `cargo test --test gpu_kquants -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn kquants_throughput() {
+    let eng = gpu_engine(RunnerOptions::default());
+    let cpu = gpuq::Engine::new(gpuq::Backend::Cpu).unwrap();
+    let mut r = rng(1);
+    let row_len = 4096;
+    let data = sample(Dist::Normal, row_len * 256, &mut r);
+    let in_bytes = data.len() * 4;
+    for (ty, _) in TYPES {
+        let enc = cpu.encode(ty, &data, row_len, None).unwrap();
+        let mut line = format!("{ty}:");
+        if can_encode(ty) {
+            let ge = gpu_diff::gbps(in_bytes, || {
+                drop(eng.encode(ty, &data, row_len, None).unwrap())
+            });
+            let ce = gpu_diff::gbps(in_bytes, || {
+                drop(cpu.encode(ty, &data, row_len, None).unwrap())
+            });
+            line += &format!(" encode GPU {ge:.4} CPU {ce:.4} GB/s (f32 in);");
+        }
+        let gd = gpu_diff::gbps(enc.len(), || drop(eng.decode(ty, &enc, row_len).unwrap()));
+        let cd = gpu_diff::gbps(enc.len(), || drop(cpu.decode(ty, &enc, row_len).unwrap()));
+        line += &format!(" decode GPU {gd:.3} CPU {cd:.3} GB/s (blocks in)");
+        eprintln!("{line}");
+    }
+}
+
+/// Rust twin of common.wgsl's `soft_sqrt` (with `round_pack` and `unpack_sig`), line by line.
+mod soft {
+    fn round_pack(sign: u32, e_in: i32, sig_in: u32) -> u32 {
+        let (mut e, mut sig) = (e_in, sig_in);
+        if e >= 255 {
+            return sign | 0x7f80_0000;
+        }
+        if e <= 0 {
+            let sh = (1 - e) as u32;
+            if sh >= 27 {
+                sig = (sig != 0) as u32;
+            } else {
+                let lost = sig & ((1u32 << sh) - 1);
+                sig = (sig >> sh) | (lost != 0) as u32;
+            }
+            e = 1;
+        }
+        let low = sig & 7;
+        let mut m = sig >> 3;
+        if low > 4 || (low == 4 && (m & 1) == 1) {
+            m += 1;
+        }
+        let bits = (((e - 1) as u32) << 23) + m;
+        if bits >= 0x7f80_0000 {
+            return sign | 0x7f80_0000;
+        }
+        sign | bits
+    }
+
+    fn unpack_sig(a: u32) -> (u32, i32) {
+        let ef = (a >> 23) as i32;
+        let m = a & 0x7f_ffff;
+        if ef == 0 {
+            let sh = m.leading_zeros() - 8;
+            return (m << sh, 1 - sh as i32);
+        }
+        (m | 0x80_0000, ef)
+    }
+
+    pub fn sqrt(a: u32) -> u32 {
+        if (a & 0x7fff_ffff) > 0x7f80_0000 {
+            return a | 0x40_0000;
+        }
+        if (a & 0x7fff_ffff) == 0 {
+            return a;
+        }
+        if a >= 0x8000_0000 {
+            return 0x7fc0_0000;
+        }
+        if a == 0x7f80_0000 {
+            return a;
+        }
+        let (m, eb) = unpack_sig(a);
+        let e = eb - 150;
+        let s: u32 = if (e & 1) != 0 { 27 } else { 28 };
+        let k = (e - s as i32) / 2;
+        let (mut root, mut rem) = (0u32, 0u32);
+        for p in 0..26u32 {
+            let hi_bit = 51 - 2 * p;
+            let mut two = 0;
+            if hi_bit >= s {
+                two = ((m >> (hi_bit - s)) & 1) << 1;
+            }
+            if hi_bit > s {
+                two |= (m >> (hi_bit - 1 - s)) & 1;
+            }
+            rem = (rem << 2) | two;
+            let trial = (root << 2) | 1;
+            if rem >= trial {
+                rem -= trial;
+                root = (root << 1) | 1;
+            } else {
+                root <<= 1;
+            }
+        }
+        let sig = (root << 1) | (rem != 0) as u32;
+        round_pack(0, k + 152, sig)
+    }
+}
+
+#[test]
+fn wgsl_integer_sqrt_equals_ieee() {
+    use rand::Rng;
+    let mut r = rng(0x0005_09e7);
+    let check = |a: u32| {
+        let want = f32::from_bits(a).sqrt();
+        let got = soft::sqrt(a);
+        assert!(
+            want.to_bits() == got || (want.is_nan() && f32::from_bits(got).is_nan()),
+            "sqrt({:e} = {a:#010x}): ieee {want:e}, soft {:e}",
+            f32::from_bits(a),
+            f32::from_bits(got)
+        );
+    };
+    for a in [
+        0u32,
+        1,
+        2,
+        3,
+        0x7f_ffff,
+        0x80_0000,
+        0x3f80_0000,
+        0x4080_0000,
+        0x7f7f_ffff,
+        0x7f80_0000,
+        0x8000_0000,
+        0xbf80_0000,
+        0x7fc0_0000,
+    ] {
+        check(a);
+    }
+    for _ in 0..1_000_000 {
+        check(r.random::<u32>() & 0x7fff_ffff);
+    }
+    // perfect squares and their neighbours (exact results, ties cannot occur)
+    for i in 1..100_000u32 {
+        let sq = (i as f32) * (i as f32);
+        for d in [-1i32, 0, 1] {
+            check((sq.to_bits() as i32 + d) as u32);
+        }
+    }
+}
