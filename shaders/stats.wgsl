@@ -43,10 +43,6 @@ fn is_finite_bits(b: u32) -> bool {
     return (b & 0x7f800000u) != 0x7f800000u;
 }
 
-fn is_nan_bits(b: u32) -> bool {
-    return (b & 0x7fffffffu) > 0x7f800000u;
-}
-
 // [first, end) element indices of segment `s` of the tile.
 fn segment(s: u32) -> vec2<u32> {
     let row = s / params.blocks_per_row;
