@@ -17,6 +17,7 @@
 use super::CpuCodec;
 use crate::ggml_type::GgmlType;
 
+pub mod k4;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_k;

@@ -2,7 +2,8 @@
 //! 6-bit scale and a 6-bit min against the f16 super-scales `d` and `dmin`:
 //! `x = d*sc*q - dmin*m`, q in 0..=15.
 
-use super::search::{ScaleMin, make_qp_quants, nearest_int};
+use super::k4::{self, K4Header};
+use super::search::make_qp_quants;
 use super::search_lanes::{Qkx, QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
 use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le, f16_le_to_f32};
 use super::{get_scale_min_k4, pack_scale_min_k4};
@@ -34,39 +35,8 @@ fn pack_levels(l: &[u8; QK_K], qs: &mut [u8; QK_K / 2]) {
     }
 }
 
-/// Re-quantizes every sub-block against its f16-rounded scale and min (the common tail of
-/// `quantize_row_q4_K_ref` and `_impl`); sub-blocks whose scale rounds to zero keep the
-/// levels of the search.
-#[inline(always)]
-fn requantize(x: &[f32; QK_K], y: &BlockQ4K, l: &mut [u8; QK_K]) {
-    let d_all = f16_le_to_f32(y.d);
-    let dmin_all = f16_le_to_f32(y.dmin);
-    for j in 0..QK_K / 32 {
-        let (sc, m) = get_scale_min_k4(j, &y.scales);
-        let d = d_all * sc as f32;
-        if d == 0.0 {
-            continue;
-        }
-        let dm = dmin_all * m as f32;
-        for ii in 0..32 {
-            let q = nearest_int((x[32 * j + ii] + dm) / d);
-            l[32 * j + ii] = q.clamp(0, 15) as u8;
-        }
-    }
-}
-
 /// ggml's `quantize_row_q4_K_ref` for one block.
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ4K {
-    let xt = transpose_in::<32, 8, f32>(x);
-    let mut sum_x2 = [0.0f32; 8];
-    for row in &xt {
-        for k in 0..8 {
-            sum_x2[k] += row[k] * row[k];
-        }
-    }
-    let av_x = sum_x2.map(|s| (s / 32.0).sqrt());
-    let weights = xt.map(|row| std::array::from_fn(|k| av_x[k] + row[k].abs()));
-    let mut lt = [[0u8; 8]; 32];
     let params = QkxParams {
         variant: Qkx::V2,
         nmax: 15,
@@ -75,40 +45,11 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ4K {
         nstep: 20,
         use_mad: false,
     };
-    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
-    let mut l = [0u8; QK_K];
-    transpose_out(&lt, &mut l);
-    let mut mins = [0.0f32; 8];
-    let mut scales = [0.0f32; 8];
-    let mut max_scale = 0.0f32;
-    let mut max_min = 0.0f32;
-    for (j, &ScaleMin { scale, min }) in found.iter().enumerate() {
-        scales[j] = scale;
-        mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
-        }
-        if min > max_min {
-            max_min = min;
-        }
-    }
-    let inv_scale = if max_scale > 0.0 {
-        63.0 / max_scale
-    } else {
-        0.0
-    };
-    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-    let mut ls = [0u8; 8];
-    let mut lm = [0u8; 8];
-    for j in 0..QK_K / 32 {
-        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
-    }
+    let (h, l) = k4::quantize_ref(x, params);
     let mut y = BlockQ4K::zeroed();
-    y.scales = pack_scale_min_k4(&ls, &lm);
-    y.d = f16_le(max_scale / 63.0);
-    y.dmin = f16_le(max_min / 63.0);
-    requantize(x, &y, &mut l);
+    y.d = h.d;
+    y.dmin = h.dmin;
+    y.scales = h.scales;
     pack_levels(&l, &mut y.qs);
     y
 }
@@ -154,7 +95,16 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ4K {
     y.scales = pack_scale_min_k4(&ls, &lm);
     y.d = f16_le(d_block);
     y.dmin = f16_le(m_block);
-    requantize(x, &y, &mut l);
+    k4::requantize(
+        x,
+        &K4Header {
+            d: y.d,
+            dmin: y.dmin,
+            scales: y.scales,
+        },
+        15,
+        &mut l,
+    );
     pack_levels(&l, &mut y.qs);
     y
 }
