@@ -130,7 +130,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         }
         if p.requires_imatrix && opts.imatrix.is_none() {
             return Err(Error::Invalid(format!(
-                "{}: would be {}, which needs an importance matrix (--imatrix)",
+                "{}: would be {}, which needs an importance matrix, and gpuq does not read imatrix files yet; choose a K-quant or legacy type",
                 here(),
                 p.target
             )));
