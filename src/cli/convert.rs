@@ -1,9 +1,9 @@
 //! `gpuq convert`: llama.cpp's `convert_hf_to_gguf.py` job, streamed: a Hugging Face folder to
 //! a GGUF in one of the converter's output types, with no intermediate file.
 
-use crate::cli::progress::ProgressReporter;
+use crate::cli::progress::run_job;
 use crate::cli::quantize::parse_size;
-use crate::engine::{Backend, Engine};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::model::hf::{HfOptions, HfSource, converter_type, file_type_of};
@@ -98,10 +98,6 @@ pub fn run(a: Args) -> Result<()> {
     let src = HfSource::open(&a.input, &opts)?;
     let outtype = a.outtype.ggml();
     let plans = plans(&src, outtype);
-    let engine = Engine::new(a.backend)?;
-    if !a.quiet {
-        eprintln!("gpuq: {}", engine.describe());
-    }
     let popts = PipelineOptions {
         max_memory: a.max_memory,
         imatrix: None,
@@ -110,11 +106,9 @@ pub fn run(a: Args) -> Result<()> {
         ternary_scale: None,
         ternary_report: false,
     };
-    let reporter = ProgressReporter::new(a.quiet);
-    let _ = ctrlc::set_handler(|| {
-        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
-    });
-    let s = pipeline::run(&src, &plans, &a.output, &engine, &popts, &reporter)?;
+    let s = run_job(a.backend, a.quiet, |engine, progress| {
+        pipeline::run(&src, &plans, &a.output, engine, &popts, progress)
+    })?;
     if !a.quiet {
         eprintln!(
             "gpuq: {} -> {} ({:?}): {} tensors, {:.2} MiB -> {:.2} MiB, {:.2} s",

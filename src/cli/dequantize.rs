@@ -1,8 +1,8 @@
 //! `gpuq dequantize IN.gguf -o OUT.gguf --type F32|F16|BF16`: every quantized tensor (and
 //! every 2-D float weight) back to one float type, streamed tile by tile.
 
-use crate::cli::progress::ProgressReporter;
-use crate::engine::{Backend, Engine};
+use crate::cli::progress::run_job;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::model::open_source;
@@ -75,10 +75,6 @@ pub fn run(a: Args) -> Result<()> {
     };
     let src = open_source(&a.input)?;
     let plans = dequantize_plan(src.as_ref(), a.ty)?;
-    let engine = Engine::new(a.backend)?;
-    if !a.quiet {
-        eprintln!("gpuq: {}", engine.describe());
-    }
     let opts = PipelineOptions {
         max_memory: a.max_memory,
         imatrix: None,
@@ -87,17 +83,9 @@ pub fn run(a: Args) -> Result<()> {
         ternary_scale: None,
         ternary_report: false,
     };
-    let _ = ctrlc::set_handler(|| {
-        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
-    });
-    let s = pipeline::run(
-        src.as_ref(),
-        &plans,
-        &a.output,
-        &engine,
-        &opts,
-        &ProgressReporter::new(a.quiet),
-    )?;
+    let s = run_job(a.backend, a.quiet, |engine, progress| {
+        pipeline::run(src.as_ref(), &plans, &a.output, engine, &opts, progress)
+    })?;
     if !a.quiet {
         eprintln!(
             "gpuq: {} -> {}: {} tensors ({} converted), {:.2} MiB -> {:.2} MiB, {:.2} s",

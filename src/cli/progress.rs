@@ -1,8 +1,9 @@
 //! Progress for long runs: an indicatif bar on a terminal, plain lines otherwise, nothing
 //! with `-q`.
 
+use crate::engine::{Backend, Engine};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::Progress;
+use crate::pipeline::{self, Progress, Summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,4 +68,23 @@ impl Progress for ProgressReporter {
             b.finish_and_clear();
         }
     }
+}
+
+/// The common frame of a long CLI job (quantize, dequantize, convert): builds the engine and
+/// says which backend was chosen, makes Ctrl-C stop the pipeline between tiles (so no output
+/// is left), and shows progress unless `quiet`.
+pub fn run_job(
+    backend: Backend,
+    quiet: bool,
+    job: impl FnOnce(&Engine, &dyn Progress) -> crate::Result<Summary>,
+) -> crate::Result<Summary> {
+    let engine = Engine::new(backend)?;
+    if !quiet {
+        eprintln!("gpuq: {}", engine.describe());
+    }
+    // a second handler (tests run several jobs in one process) is refused; the first one stays
+    let _ = ctrlc::set_handler(|| {
+        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
+    });
+    job(&engine, &ProgressReporter::new(quiet))
 }

@@ -1,7 +1,7 @@
 //! `gpuq quantize`: llama-quantize's job, streamed through the pipeline.
 
-use crate::cli::progress::ProgressReporter;
-use crate::engine::{Backend, Engine};
+use crate::cli::progress::run_job;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::model::open_source_with;
@@ -167,15 +167,9 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    let engine = Engine::new(a.backend)?;
-    if !a.quiet {
-        eprintln!("gpuq: {}", engine.describe());
-    }
-    let reporter = ProgressReporter::new(a.quiet);
-    let _ = ctrlc::set_handler(|| {
-        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
-    });
-    let s = quantize::quantize(src.as_ref(), &output, &engine, &opts, &reporter)?;
+    let s = run_job(a.backend, a.quiet, |engine, progress| {
+        quantize::quantize(src.as_ref(), &output, engine, &opts, progress)
+    })?;
     if a.report {
         print_ternary_report(&s.ternary_report);
     }
