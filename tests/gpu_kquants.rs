@@ -6,6 +6,7 @@
 //! 256..16384 elements. Also the Rust twin of common.wgsl's integer `soft_sqrt` against IEEE.
 //!
 //! `GPUQ_TEST_SEED=<u64>` draws fresh data; the seed in use is printed.
+#![cfg(feature = "gpu")]
 
 mod common;
 mod gpu_diff;

@@ -6,6 +6,7 @@
 //! routed to the CPU codec (the legacy kernels take no weights).
 //!
 //! `GPUQ_TEST_SEED=<u64>` draws fresh data; the seed in use is printed.
+#![cfg(feature = "gpu")]
 
 mod common;
 mod gpu_diff;
