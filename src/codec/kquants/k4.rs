@@ -3,8 +3,8 @@
 //! re-quantization of every element against the rounded header. The two types differ only in
 //! the number of levels (`nmax` 15 or 31), the search parameters and how levels are packed.
 
-use super::search::{ScaleMin, nearest_int};
-use super::search_lanes::{QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
+use super::search::{ScaleMin, make_qp_quants, nearest_int};
+use super::search_lanes::{Qkx, QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
 use super::{K_SCALE_SIZE, QK_K, f16_le, f16_le_to_f32, get_scale_min_k4, pack_scale_min_k4};
 
 /// The header fields of a Q4_K / Q5_K block (f16 fields as little-endian bits).
@@ -86,5 +86,64 @@ pub fn quantize_ref(x: &[f32; QK_K], params: QkxParams) -> (K4Header, [u8; QK_K]
         scales: pack_scale_min_k4(&ls, &lm),
     };
     requantize(x, &h, params.nmax, &mut l);
+    (h, l)
+}
+
+/// The imatrix path of ggml's `quantize_row_q4_K_impl` / `quantize_row_q5_K_impl` for one
+/// block: per sub-block a `make_qkx3_quants` search weighted by `qw * sqrt(sigma2 + x²)`, the
+/// scales and mins quantized by `make_qp_quants` against the sub-block weight sums, then every
+/// element re-quantized. `clamp_scales` caps the 6-bit levels at 63 before packing, as the
+/// Q5_K routine does (the Q4_K one does not). Returns the header and the levels.
+pub fn quantize_weighted(
+    x: &[f32; QK_K],
+    qw: &[f32; QK_K],
+    nmax: i32,
+    clamp_scales: bool,
+) -> (K4Header, [u8; QK_K]) {
+    let mut sum_x2 = 0.0f32;
+    for &v in x {
+        sum_x2 += v * v;
+    }
+    let sigma2 = 2.0 * sum_x2 / QK_K as f32;
+    let xt = transpose_in::<32, 8, f32>(x);
+    let qwt = transpose_in::<32, 8, f32>(qw);
+    let mut weights = [[0.0f32; 8]; 32];
+    let mut sw = [0.0f32; 8];
+    for i in 0..32 {
+        for k in 0..8 {
+            let v = xt[i][k];
+            weights[i][k] = qwt[i][k] * (sigma2 + v * v).sqrt();
+            sw[k] += weights[i][k];
+        }
+    }
+    let mut lt = [[0u8; 8]; 32];
+    let params = QkxParams {
+        variant: Qkx::V3,
+        nmax,
+        rmin: -0.9,
+        rdelta: 0.05,
+        nstep: 36,
+        use_mad: false,
+    };
+    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
+    let mut l = [0u8; QK_K];
+    transpose_out(&lt, &mut l);
+    let scales = found.map(|r| r.scale);
+    let mins = found.map(|r| r.min);
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    if clamp_scales {
+        for v in ls.iter_mut().chain(lm.iter_mut()) {
+            *v = (*v).min(63);
+        }
+    }
+    let h = K4Header {
+        d: f16_le(d_block),
+        dmin: f16_le(m_block),
+        scales: pack_scale_min_k4(&ls, &lm),
+    };
+    requantize(x, &h, nmax, &mut l);
     (h, l)
 }

@@ -2,11 +2,10 @@
 //! 6-bit scale and a 6-bit min against the f16 super-scales `d` and `dmin`:
 //! `x = d*sc*q - dmin*m`, q in 0..=31 (low 4 bits in `qs`, the 5th in `qh`).
 
-use super::k4::{self, K4Header};
-use super::search::make_qp_quants;
-use super::search_lanes::{Qkx, QkxParams, make_qkx_quants_lanes, transpose_in, transpose_out};
-use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le, f16_le_to_f32};
-use super::{get_scale_min_k4, pack_scale_min_k4};
+use super::get_scale_min_k4;
+use super::k4;
+use super::search_lanes::{Qkx, QkxParams};
+use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le_to_f32};
 use bytemuck::{Pod, Zeroable};
 
 /// ggml's `block_q5_K`.
@@ -73,57 +72,11 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ5K {
 /// ggml's `quantize_row_q5_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ5K {
-    let mut ls = [0u8; 8];
-    let mut lm = [0u8; 8];
-    let mut sum_x2 = 0.0f32;
-    for &v in x {
-        sum_x2 += v * v;
-    }
-    let sigma2 = 2.0 * sum_x2 / QK_K as f32;
-    let xt = transpose_in::<32, 8, f32>(x);
-    let qwt = transpose_in::<32, 8, f32>(qw);
-    let mut weights = [[0.0f32; 8]; 32];
-    let mut sw = [0.0f32; 8];
-    for i in 0..32 {
-        for k in 0..8 {
-            let v = xt[i][k];
-            weights[i][k] = qwt[i][k] * (sigma2 + v * v).sqrt();
-            sw[k] += weights[i][k];
-        }
-    }
-    let mut lt = [[0u8; 8]; 32];
-    let params = QkxParams {
-        variant: Qkx::V3,
-        nmax: 31,
-        rmin: -0.9,
-        rdelta: 0.05,
-        nstep: 36,
-        use_mad: false,
-    };
-    let found = make_qkx_quants_lanes(params, &xt, &weights, &mut lt);
-    let mut l = [0u8; QK_K];
-    transpose_out(&lt, &mut l);
-    let scales = found.map(|r| r.scale);
-    let mins = found.map(|r| r.min);
-    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
-    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
-    for v in ls.iter_mut().chain(lm.iter_mut()) {
-        *v = (*v).min(63);
-    }
+    let (h, l) = k4::quantize_weighted(x, qw, 31, true);
     let mut y = BlockQ5K::zeroed();
-    y.scales = pack_scale_min_k4(&ls, &lm);
-    y.d = f16_le(d_block);
-    y.dmin = f16_le(m_block);
-    k4::requantize(
-        x,
-        &K4Header {
-            d: y.d,
-            dmin: y.dmin,
-            scales: y.scales,
-        },
-        31,
-        &mut l,
-    );
+    y.d = h.d;
+    y.dmin = h.dmin;
+    y.scales = h.scales;
     pack_levels(&l, &mut y);
     y
 }
