@@ -7,7 +7,8 @@
 //   params.blocks_per_row segments per row
 //   src                   the tile's f32 elements as bits
 //   dst                   one record per segment (layouts below)
-//   weights               stats_counts only: per row, [rms, k * rms] (computed by the host)
+//   weights               stats_counts: per row, [rms, k * rms] (computed by the host);
+//                         stats_error: the decoded tile y (f32), element for element with src
 //
 // One workgroup per segment (flat over a 2-D dispatch). WG must be a power of two <= 256.
 // Each invocation sums at most seg_len / WG elements left to right, then the workgroup adds
@@ -25,6 +26,9 @@ const HIST_BINS: u32 = 66u;
 const MOMENTS_WORDS: u32 = 9u;
 // Record of stats_counts: 66 histogram bins, then the outlier count.
 const COUNTS_WORDS: u32 = 67u;
+// Record of stats_error: sum (x-y)^2, sum x^2, sum y^2, sum xy, max |x-y| (f32 bits), pairs
+// compared, poisoned (finite x whose y is NaN/Inf).
+const ERROR_WORDS: u32 = 7u;
 
 @group(0) @binding(0) var<uniform> params: CodecParams;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
@@ -37,6 +41,7 @@ var<workgroup> w_sq: array<f32, MAX_WG>;
 var<workgroup> w_min: array<f32, MAX_WG>;
 var<workgroup> w_max: array<f32, MAX_WG>;
 var<workgroup> w_cnt: array<vec4<u32>, MAX_WG>;
+var<workgroup> w_xy: array<f32, MAX_WG>;
 var<workgroup> w_hist: array<atomic<u32>, COUNTS_WORDS>;
 
 fn is_finite_bits(b: u32) -> bool {
@@ -166,5 +171,71 @@ fn stats_counts(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     workgroupBarrier();
     for (var j = lid; j < COUNTS_WORDS; j = j + WG) {
         dst[params.dst_offset + s * COUNTS_WORDS + j] = atomicLoad(&w_hist[j]);
+    }
+}
+
+// Quantization error of a tile (CPU twin: stats::error::tile_error): src is the source x,
+// weights the round trip y = decode(encode(x)). Pairs with a non-finite x are skipped; a
+// finite x whose y is not finite counts as poisoned and is skipped too.
+@compute @workgroup_size(WG)
+fn stats_error(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let s = wid.x + wid.y * nwg.x;
+    if (s >= params.n_blocks) {
+        return;
+    }
+    let r = segment(s);
+    var sse = 0.0;
+    var sxx = 0.0;
+    var syy = 0.0;
+    var sxy = 0.0;
+    var mx = 0.0;
+    var cnt = vec4<u32>(0u); // pairs, poisoned
+    for (var i = r.x + lid; i < r.y; i = i + WG) {
+        let bx = src[i];
+        if (!is_finite_bits(bx)) {
+            continue;
+        }
+        let y = weights[i];
+        if (!is_finite_bits(bitcast<u32>(y))) {
+            cnt.y = cnt.y + 1u;
+            continue;
+        }
+        let x = bitcast<f32>(bx);
+        let d = x - y;
+        sse = sse + d * d;
+        sxx = sxx + x * x;
+        syy = syy + y * y;
+        sxy = sxy + x * y;
+        mx = max(mx, abs(d));
+        cnt.x = cnt.x + 1u;
+    }
+    w_sum[lid] = sse;
+    w_abs[lid] = sxx;
+    w_sq[lid] = syy;
+    w_xy[lid] = sxy;
+    w_max[lid] = mx;
+    w_cnt[lid] = cnt;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            w_sum[lid] = w_sum[lid] + w_sum[lid + stride];
+            w_abs[lid] = w_abs[lid] + w_abs[lid + stride];
+            w_sq[lid] = w_sq[lid] + w_sq[lid + stride];
+            w_xy[lid] = w_xy[lid] + w_xy[lid + stride];
+            w_max[lid] = max(w_max[lid], w_max[lid + stride]);
+            w_cnt[lid] = w_cnt[lid] + w_cnt[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        let o = params.dst_offset + s * ERROR_WORDS;
+        dst[o] = bitcast<u32>(w_sum[0]);
+        dst[o + 1u] = bitcast<u32>(w_abs[0]);
+        dst[o + 2u] = bitcast<u32>(w_sq[0]);
+        dst[o + 3u] = bitcast<u32>(w_xy[0]);
+        dst[o + 4u] = bitcast<u32>(w_max[0]);
+        dst[o + 5u] = w_cnt[0].x;
+        dst[o + 6u] = w_cnt[0].y;
     }
 }

@@ -493,3 +493,91 @@ fn gpu_stats_match_f64_reference() {
         problems.join("\n")
     );
 }
+
+/// `stats_error` (the GPU compare kernel, through the Engine) against the CPU error pass and a
+/// direct f64 computation, on codec round trips and on planted NaN sources / poisoned decodes,
+/// with rows shorter than, equal to and longer than a segment (4096 elements).
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_error_pass_matches_cpu_and_f64() {
+    let engine = match gpuq::Engine::new(gpuq::Backend::Gpu) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("SKIP gpu_error_pass_matches_cpu_and_f64: {e}");
+            return;
+        }
+    };
+    let mut r = rng(404);
+    let mut compared = 0usize;
+    for (ty, row_len, rows) in [
+        (GgmlType::Q4_0, 32usize, 57usize),
+        (GgmlType::Q4_K, 256, 33),
+        (GgmlType::Q6_K, 4096, 9),
+        (GgmlType::Q8_0, 4128, 7),
+        (GgmlType::Q5_K, 3 * 4096 + 256, 4),
+    ] {
+        for dist in [
+            Dist::Normal,
+            Dist::HeavyTailed,
+            Dist::Huge,
+            Dist::ZeroBlocks(32),
+        ] {
+            let mut x = sample(dist, row_len * rows, &mut r);
+            let mut y = vec![f32::NAN; x.len()];
+            CpuStats.round_trip(ty, &x, row_len, &mut y).unwrap();
+            assert!(
+                y.iter().all(|v| v.is_finite()),
+                "{ty}: every element decoded"
+            );
+            // plant NaN/Inf sources and poisoned decodes in a few rows
+            for _ in 0..rows.div_ceil(3) {
+                let i = r.random_range(0..x.len());
+                x[i] = if r.random_bool(0.5) {
+                    f32::NAN
+                } else {
+                    f32::INFINITY
+                };
+                let j = r.random_range(0..x.len());
+                y[j] = f32::NAN;
+            }
+            let cpu = tile_error(&x, &y, row_len);
+            let gpu = StatsEngine::tile_error(&engine, &x, &y, row_len).unwrap();
+            assert_eq!(gpu.len(), rows, "{ty} {dist:?}: every row reported");
+            for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+                let s = i * row_len..(i + 1) * row_len;
+                let (mut sse, mut sxx, mut syy, mut sxy) = (0f64, 0f64, 0f64, 0f64);
+                for (&a, &b) in x[s.clone()].iter().zip(&y[s]) {
+                    if a.is_finite() && b.is_finite() {
+                        let (a, b) = (a as f64, b as f64);
+                        sse += (a - b) * (a - b);
+                        sxx += a * a;
+                        syy += b * b;
+                        sxy += a * b;
+                    }
+                }
+                let what = format!("{ty} {dist:?} row {i}");
+                assert_eq!((g.n, g.poisoned), (c.n, c.poisoned), "{what}: counts");
+                assert_eq!(g.max_abs, c.max_abs, "{what}: max |x-y|");
+                for (name, gv, cv, d) in [
+                    ("sse", g.sse, c.sse, sse),
+                    ("sxx", g.sxx, c.sxx, sxx),
+                    ("syy", g.syy, c.syy, syy),
+                    ("sxy", g.sxy, c.sxy, sxy),
+                ] {
+                    let tol = 1e-5 * d.abs().max(1e-30);
+                    assert!(
+                        (gv as f64 - d).abs() <= tol,
+                        "{what}: gpu {name} {gv} vs f64 {d}"
+                    );
+                    assert!(
+                        (cv as f64 - d).abs() <= tol,
+                        "{what}: cpu {name} {cv} vs f64 {d}"
+                    );
+                }
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("GPU error pass: {compared} rows equal to the CPU's within 1e-5 of f64");
+    assert_eq!(compared, 4 * (57 + 33 + 9 + 7 + 4));
+}

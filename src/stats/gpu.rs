@@ -6,7 +6,12 @@
 //! workgroup memory); the host combines a row's segments with compensated sums and derives the
 //! row RMS; `stats_counts` then reads the same resident rows again for the outlier counts and
 //! the histogram. Rows wider than a storage binding fall back to [`super::fast`].
+//!
+//! The error pass (`stats_error`) reads a tile and its round trip side by side (the round trip
+//! bound where `stats_counts` takes its thresholds) and gives per-segment error sums, combined
+//! per row on the host like the moments.
 
+use super::error::RowError;
 use super::{CompensatedF32, HIST_BINS, Histogram, RowStats};
 use crate::error::Result;
 use crate::gpu::GpuError;
@@ -23,6 +28,7 @@ pub const STATS_WG: u32 = 256;
 pub const SEG_PER_INVOCATION: u32 = 16;
 const MOMENTS_WORDS: u64 = 9;
 const COUNTS_WORDS: u64 = HIST_BINS as u64 + 1;
+const ERROR_WORDS: u64 = 7;
 
 fn binding(b: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -30,6 +36,18 @@ fn binding(b: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
         offset: 0,
         size: NonZeroU64::new(size),
     })
+}
+
+/// Rows per GPU call for rows of `row_len` f32, or `None` when a row is too wide for a binding.
+fn rows_per_call(runner: &CodecRunner, row_len: usize) -> Option<usize> {
+    let row_bytes = row_len as u64 * 4;
+    let budget = (runner.pool().budget() / 4)
+        .min(runner.context().max_binding())
+        .min(1 << 30);
+    if row_bytes > budget || row_len > u32::MAX as usize / 2 {
+        return None;
+    }
+    Some(((budget / row_bytes) as usize).max(1))
 }
 
 /// Per-row statistics and the histogram of a tile of rows, on the GPU.
@@ -42,15 +60,9 @@ pub fn tile_stats(
     if row_len == 0 || data.is_empty() {
         return Ok((Vec::new(), Histogram::default()));
     }
-    let ctx = runner.context();
-    let row_bytes = row_len as u64 * 4;
-    let budget = (runner.pool().budget() / 4)
-        .min(ctx.max_binding())
-        .min(1 << 30);
-    if row_bytes > budget || row_len > u32::MAX as usize / 2 {
+    let Some(rows_per_call) = rows_per_call(runner, row_len) else {
         return Ok(super::fast::tile_stats(data, row_len, k));
-    }
-    let rows_per_call = ((budget / row_bytes) as usize).max(1);
+    };
     let mut rows = Vec::with_capacity(data.len() / row_len);
     let mut hist = Histogram::default();
     for part in data.chunks(rows_per_call * row_len) {
@@ -59,6 +71,29 @@ pub fn tile_stats(
         hist.add(&h);
     }
     Ok((rows, hist))
+}
+
+/// Per-row error sums of `src` against its round trip `decoded` (same length), on the GPU.
+pub fn tile_error(
+    runner: &CodecRunner,
+    src: &[f32],
+    decoded: &[f32],
+    row_len: usize,
+) -> Result<Vec<RowError>> {
+    if row_len == 0 || src.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(rows_per_call) = rows_per_call(runner, row_len) else {
+        return Ok(super::error::tile_error(src, decoded, row_len));
+    };
+    let mut rows = Vec::with_capacity(src.len() / row_len);
+    for (x, y) in src
+        .chunks(rows_per_call * row_len)
+        .zip(decoded.chunks(rows_per_call * row_len))
+    {
+        rows.extend(error_sub_tile(runner, x, y, row_len)?);
+    }
+    Ok(rows)
 }
 
 struct Dispatch<'a> {
@@ -199,20 +234,25 @@ impl Dispatch<'_> {
     }
 }
 
-fn sub_tile(
-    runner: &CodecRunner,
-    data: &[f32],
-    row_len: usize,
-    k: f32,
-) -> Result<(Vec<RowStats>, Histogram)> {
+/// A tile of rows uploaded once, cut into segments of `STATS_WG * SEG_PER_INVOCATION`.
+struct Resident<'a> {
+    src: crate::gpu::staging::Lease<'a>,
+    size: u64,
+    params: CodecParams,
+    segs_per_row: usize,
+    dispatch: Dispatch<'a>,
+}
+
+fn upload<'a>(runner: &'a CodecRunner, data: &[f32], row_len: usize) -> Result<Resident<'a>> {
     let n_rows = data.len() / row_len;
     let seg_len = (STATS_WG * SEG_PER_INVOCATION) as usize;
     let segs_per_row = row_len.div_ceil(seg_len);
     let n_segments = (n_rows * segs_per_row) as u64;
-    let ctx = runner.context();
-    let src_size = data.len() as u64 * 4;
-    let src = runner.pool().acquire(Role::Storage, src_size)?;
-    ctx.queue
+    let size = data.len() as u64 * 4;
+    let src = runner.pool().acquire(Role::Storage, size)?;
+    runner
+        .context()
+        .queue
         .write_buffer(src.buffer(), 0, bytemuck::cast_slice(data));
     let params = CodecParams {
         n_blocks: n_segments as u32,
@@ -224,22 +264,71 @@ fn sub_tile(
         has_weights: 0,
         _pad: 0,
     };
-    let d = Dispatch { runner, n_segments };
-    let m = d.run(
-        "stats_moments",
-        src.buffer(),
-        src_size,
-        &params,
-        None,
-        MOMENTS_WORDS,
-    )?;
+    Ok(Resident {
+        src,
+        size,
+        params,
+        segs_per_row,
+        dispatch: Dispatch { runner, n_segments },
+    })
+}
+
+impl Resident<'_> {
+    /// Runs `entry` over the tile: `words` u32 per segment.
+    fn run(&self, entry: &'static str, side: Option<&[f32]>, words: u64) -> Result<Vec<u32>> {
+        Ok(self.dispatch.run(
+            entry,
+            self.src.buffer(),
+            self.size,
+            &self.params,
+            side,
+            words,
+        )?)
+    }
+}
+
+fn error_sub_tile(
+    runner: &CodecRunner,
+    src: &[f32],
+    decoded: &[f32],
+    row_len: usize,
+) -> Result<Vec<RowError>> {
+    let t = upload(runner, src, row_len)?;
+    let e = t.run("stats_error", Some(decoded), ERROR_WORDS)?;
+    let rows = e
+        .chunks_exact(ERROR_WORDS as usize * t.segs_per_row)
+        .map(|segs| {
+            let mut sums = [CompensatedF32::default(); 4];
+            let mut r = RowError::default();
+            for w in segs.chunks_exact(ERROR_WORDS as usize) {
+                for (acc, &bits) in sums.iter_mut().zip(&w[..4]) {
+                    acc.add(f32::from_bits(bits));
+                }
+                r.max_abs = r.max_abs.max(f32::from_bits(w[4]));
+                r.n += w[5] as u64;
+                r.poisoned += w[6] as u64;
+            }
+            [r.sse, r.sxx, r.syy, r.sxy] = sums.map(|c| c.value() as f32);
+            r
+        })
+        .collect();
+    Ok(rows)
+}
+
+fn sub_tile(
+    runner: &CodecRunner,
+    data: &[f32],
+    row_len: usize,
+    k: f32,
+) -> Result<(Vec<RowStats>, Histogram)> {
+    let t = upload(runner, data, row_len)?;
+    let n_rows = data.len() / row_len;
+    let segs_per_row = t.segs_per_row;
+    let m = t.run("stats_moments", None, MOMENTS_WORDS)?;
 
     let mut rows = Vec::with_capacity(n_rows);
     let mut rms_thr = Vec::with_capacity(2 * n_rows);
-    for (r, segs) in m
-        .chunks_exact(MOMENTS_WORDS as usize * segs_per_row)
-        .enumerate()
-    {
+    for segs in m.chunks_exact(MOMENTS_WORDS as usize * segs_per_row) {
         let (mut sum, mut sabs, mut sq) = (
             CompensatedF32::default(),
             CompensatedF32::default(),
@@ -265,7 +354,6 @@ fn sub_tile(
             s.nan += w[7] as u64;
             s.inf += w[8] as u64;
         }
-        let _ = r;
         s.sum = sum.value() as f32;
         s.sum_abs = sabs.value() as f32;
         s.sum_sq = sq.value() as f32;
@@ -274,14 +362,7 @@ fn sub_tile(
         rms_thr.push(k * rms);
         rows.push(s);
     }
-    let c = d.run(
-        "stats_counts",
-        src.buffer(),
-        src_size,
-        &params,
-        Some(&rms_thr),
-        COUNTS_WORDS,
-    )?;
+    let c = t.run("stats_counts", Some(&rms_thr), COUNTS_WORDS)?;
     let mut hist = Histogram::default();
     for (s, segs) in rows
         .iter_mut()

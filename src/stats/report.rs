@@ -390,4 +390,11 @@ impl StatsEngine for crate::Engine {
         }
         Ok(tile_stats(data, row_len, k))
     }
+    fn tile_error(&self, src: &[f32], decoded: &[f32], row_len: usize) -> Result<Vec<RowError>> {
+        #[cfg(feature = "gpu")]
+        if let Some(runner) = self.gpu() {
+            return super::gpu::tile_error(runner, src, decoded, row_len);
+        }
+        Ok(tile_error(src, decoded, row_len))
+    }
 }
