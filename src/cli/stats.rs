@@ -220,12 +220,19 @@ fn write_text(
         for r in reports.iter().filter(|r| r.is_matrix()) {
             for (ty, e) in &r.errors {
                 match e {
-                    TypeError::Measured { acc, .. } => {
+                    TypeError::Measured { via, acc, .. } => {
                         let m = acc.metrics();
-                        let worst = acc
+                        let mut worst = acc
                             .worst_row
                             .map(|(row, v)| format!("{row} ({v:.4})"))
                             .unwrap_or_default();
+                        if via != ty {
+                            worst.push_str(&format!(
+                                "  [falls back to {via}: row of {} is not a multiple of {}]",
+                                r.dims[0],
+                                ty.block_elems()
+                            ));
+                        }
                         writeln!(
                             out,
                             "{:<w$}  {:<5} {:>10} {:>10} {:>9.5} {:>10.6} {:>8}  {worst}",
@@ -355,8 +362,9 @@ fn to_json(
             let mut errors = serde_json::Map::new();
             for (ty, e) in &r.errors {
                 let v = match e {
-                    TypeError::Measured { acc, rows } => {
+                    TypeError::Measured { via, acc, rows } => {
                         let mut m = metrics_json(&acc.metrics());
+                        m["measured_as"] = json!(via.name());
                         m["poisoned"] = json!(acc.poisoned);
                         m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": num(v)}));
                         if let Some(rows) = rows {

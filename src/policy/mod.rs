@@ -6,5 +6,7 @@ mod plan;
 mod role;
 
 pub use mixture::{MIXTURES, Mixture};
-pub use plan::{Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, plan_types};
+pub use plan::{
+    Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, fallback_type, plan_types,
+};
 pub use role::{Category, allows_quantization, n_dims};

@@ -402,12 +402,25 @@ impl State<'_> {
 
 /// `tensor_type_fallback`: a type whose block does not divide the row length falls back.
 fn fallback(desc: &TensorDesc, t: GgmlType) -> Result<(GgmlType, bool), PlanError> {
-    use GgmlType as G;
     let ncols = desc.dims[0];
-    if ncols % t.block_elems() == 0 {
-        return Ok((t, false));
+    match fallback_type(ncols, t) {
+        Some(r) => Ok((r, r != t)),
+        None => Err(PlanError::NoFallback {
+            tensor: desc.name.clone(),
+            ncols,
+            ty: t,
+        }),
     }
-    let mut r = match t {
+}
+
+/// The type llama-quantize writes for `t` on rows of `ncols` elements: `t` itself when its
+/// block divides the row, else its fallback (`tensor_type_fallback`); `None` when `t` has none.
+pub fn fallback_type(ncols: u64, t: GgmlType) -> Option<GgmlType> {
+    use GgmlType as G;
+    if ncols % t.block_elems() == 0 {
+        return Some(t);
+    }
+    let r = match t {
         G::IQ1_S
         | G::IQ1_M
         | G::IQ2_XXS
@@ -420,18 +433,13 @@ fn fallback(desc: &TensorDesc, t: GgmlType) -> Result<(GgmlType, bool), PlanErro
         G::Q4_K => G::Q5_0,
         G::Q5_K => G::Q5_1,
         G::Q6_K => G::Q8_0,
-        _ => {
-            return Err(PlanError::NoFallback {
-                tensor: desc.name.clone(),
-                ncols,
-                ty: t,
-            });
-        }
+        _ => return None,
     };
-    if ncols % r.block_elems() != 0 {
-        r = G::F16;
-    }
-    Ok((r, true))
+    Some(if ncols % r.block_elems() != 0 {
+        G::F16
+    } else {
+        r
+    })
 }
 
 /// `tensor_requires_imatrix`.

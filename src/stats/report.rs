@@ -78,7 +78,10 @@ impl StatsEngine for CpuStats {
 /// The error of one tensor under one type, or why it was not measured.
 #[derive(Clone, Debug)]
 pub enum TypeError {
+    /// Measured through `via`: the requested type, or the type llama-quantize falls back to
+    /// when the type's block does not divide the rows (Q4_K -> Q5_0, Q6_K -> Q8_0, …).
     Measured {
+        via: GgmlType,
         acc: ErrorAcc,
         rows: Option<Vec<RowError>>,
     },
@@ -133,22 +136,23 @@ pub fn layer_of(name: &str) -> Option<u32> {
     n.parse().ok()
 }
 
-/// Why `ty` cannot measure a tensor, if it cannot.
-fn skip_reason(dims: &[u64], ty: GgmlType) -> Option<String> {
+/// The type that measures a tensor for `ty`: `ty` itself, or llama-quantize's fallback when
+/// `ty`'s block does not divide the rows; `Err` says why nothing can.
+fn measured_type(dims: &[u64], ty: GgmlType) -> std::result::Result<GgmlType, String> {
     if dims.len() < 2 {
-        return Some("1-D tensor (llama-quantize keeps these in F32)".into());
-    }
-    if !codec::can_encode(ty) || !codec::can_decode(ty) {
-        return Some(format!("gpuq has no {ty} codec"));
+        return Err("1-D tensor (llama-quantize keeps these in F32)".into());
     }
     let row_len = dims[0];
-    if ty.row_bytes(row_len).is_none_or(|b| b == 0) {
-        return Some(format!(
-            "row length {row_len} is not a multiple of {ty}'s block of {}",
+    let via = crate::policy::fallback_type(row_len, ty).ok_or_else(|| {
+        format!(
+            "row length {row_len} is not a multiple of {ty}'s block of {} and {ty} has no fallback",
             ty.block_elems()
-        ));
+        )
+    })?;
+    if !codec::can_encode(via) || !codec::can_decode(via) {
+        return Err(format!("gpuq has no {via} codec"));
     }
-    None
+    Ok(via)
 }
 
 /// Rows per tile under `max_memory`: the f32 source, the round trip and the largest encoded row.
@@ -196,15 +200,15 @@ pub fn analyze_tensor(
             data.len()
         )));
     }
-    let errors_for: Vec<(GgmlType, Option<String>)> = opts
+    let errors_for: Vec<(GgmlType, std::result::Result<GgmlType, String>)> = opts
         .types
         .iter()
-        .map(|&ty| (ty, skip_reason(&t.dims, ty)))
+        .map(|&ty| (ty, measured_type(&t.dims, ty)))
         .collect();
     let extra = errors_for
         .iter()
-        .filter(|(_, s)| s.is_none())
-        .filter_map(|(ty, _)| ty.row_bytes(row_len))
+        .filter_map(|(_, via)| via.as_ref().ok())
+        .filter_map(|via| via.row_bytes(row_len))
         .max()
         .unwrap_or(0);
     let tile = tile_rows(opts.max_memory, row_len, extra + row_bytes, n_rows);
@@ -231,12 +235,12 @@ pub fn analyze_tensor(
         if let Some(v) = rows_out.as_mut() {
             v.extend_from_slice(&rows);
         }
-        for ((ty, skip), (acc, per_row)) in errors_for.iter().zip(accs.iter_mut()) {
-            if skip.is_some() {
+        for ((_, via), (acc, per_row)) in errors_for.iter().zip(accs.iter_mut()) {
+            let Ok(via) = via else {
                 continue;
-            }
+            };
             rt.resize(src.len(), 0.0);
-            eng.round_trip(*ty, &src, rl, &mut rt)?;
+            eng.round_trip(*via, &src, rl, &mut rt)?;
             let errs = eng.tile_error(&src, &rt, rl)?;
             acc.add_tile(r0, &errs);
             if let Some(v) = per_row.as_mut() {
@@ -249,12 +253,12 @@ pub fn analyze_tensor(
     let errors = errors_for
         .into_iter()
         .zip(accs)
-        .map(|((ty, skip), (acc, rows))| {
+        .map(|((ty, via), (acc, rows))| {
             (
                 ty,
-                match skip {
-                    Some(why) => TypeError::Skipped(why),
-                    None => TypeError::Measured { acc, rows },
+                match via {
+                    Err(why) => TypeError::Skipped(why),
+                    Ok(via) => TypeError::Measured { via, acc, rows },
                 },
             )
         })
