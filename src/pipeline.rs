@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
 use crate::ggml_type::GgmlType;
 use crate::policy::TensorPlan;
+use crate::stats::error::ErrorAcc;
+use crate::stats::report::StatsEngine;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -86,6 +88,21 @@ pub struct PipelineOptions {
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
     /// TQ1_0 / TQ2_0 targets: measure per-channel vs per-tensor absmean error (Summary).
     pub ternary_report: bool,
+    /// Every converted tensor: decode the bytes written and measure their error against the
+    /// source ([`Summary::errors`]); one more f32 tile buffer.
+    pub error_report: bool,
+}
+
+/// The quantization error of one converted tensor: its written bytes decoded, against the
+/// source values.
+#[derive(Clone, Debug)]
+pub struct TensorError {
+    pub name: String,
+    /// ne0 first.
+    pub dims: Vec<u64>,
+    pub from: GgmlType,
+    pub to: GgmlType,
+    pub acc: ErrorAcc,
 }
 
 /// Relative (Frobenius) error of absmean ternarization of one tensor, both scalings.
@@ -107,6 +124,8 @@ pub struct Summary {
     pub seconds: f64,
     /// One entry per TQ1_0 / TQ2_0 tensor when `ternary_report` was asked.
     pub ternary_report: Vec<TernaryReport>,
+    /// One entry per converted tensor when `error_report` was asked (input order).
+    pub errors: Vec<TensorError>,
 }
 
 impl Summary {
@@ -169,9 +188,16 @@ struct Tile {
 const N_TILE_BUFFERS: usize = 3;
 
 /// Rows per tile for a tensor: as many as fit the budget split across the buffers.
-fn tile_rows(max_memory: u64, row_len: u64, out_row_bytes: u64, n_rows: u64) -> u64 {
-    // per row: f32 work area + output bytes in each of the buffers
-    let per_row = row_len * 4 + out_row_bytes * N_TILE_BUFFERS as u64;
+/// `f32_areas`: f32 work areas per row (1; 2 with the error report's round trip).
+fn tile_rows(
+    max_memory: u64,
+    row_len: u64,
+    out_row_bytes: u64,
+    n_rows: u64,
+    f32_areas: u64,
+) -> u64 {
+    // per row: f32 work areas + output bytes in each of the buffers
+    let per_row = row_len * 4 * f32_areas + out_row_bytes * N_TILE_BUFFERS as u64;
     (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
 }
 
@@ -203,7 +229,13 @@ pub fn run(
     let mut max_tile_out = 0u64;
     for (t, p) in tensors.iter().zip(plans).filter(|(_, p)| p.convert) {
         let out_row = p.target.row_bytes(t.row_len()).unwrap_or(0);
-        let rows = tile_rows(opts.max_memory, t.row_len(), out_row, t.n_rows());
+        let rows = tile_rows(
+            opts.max_memory,
+            t.row_len(),
+            out_row,
+            t.n_rows(),
+            f32_areas(opts),
+        );
         max_tile_elems = max_tile_elems.max(rows * t.row_len());
         max_tile_out = max_tile_out.max(rows * out_row);
     }
@@ -211,6 +243,14 @@ pub fn run(
     progress.start(total, tensors.len());
 
     let mut f32_buf = vec![0f32; max_tile_elems as usize];
+    let mut round_trip = vec![
+        0f32;
+        if opts.error_report {
+            max_tile_elems as usize
+        } else {
+            0
+        }
+    ];
     let mut scratch = Vec::new();
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..N_TILE_BUFFERS {
@@ -253,9 +293,10 @@ pub fn run(
                     continue;
                 }
                 summary.converted += 1;
-                if let Some(r) = convert_tensor(&mut io, t, p, engine, opts, &mut f32_buf)? {
-                    summary.ternary_report.push(r);
-                }
+                let (ternary, error) =
+                    convert_tensor(&mut io, t, p, engine, opts, &mut f32_buf, &mut round_trip)?;
+                summary.ternary_report.extend(ternary);
+                summary.errors.extend(error);
             }
             Ok(())
         };
@@ -273,6 +314,10 @@ pub fn run(
     progress.finish();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn f32_areas(opts: &PipelineOptions) -> u64 {
+    if opts.error_report { 2 } else { 1 }
 }
 
 fn check_interrupt() -> Result<()> {
@@ -342,7 +387,8 @@ fn convert_tensor(
     engine: &Engine,
     opts: &PipelineOptions,
     f32_buf: &mut [f32],
-) -> Result<Option<TernaryReport>> {
+    round_trip: &mut [f32],
+) -> Result<(Option<TernaryReport>, Option<TensorError>)> {
     let src = io.src;
     let row_len = t.row_len();
     let n_rows = t.n_rows();
@@ -371,7 +417,13 @@ fn convert_tensor(
             )));
         }
     }
-    let mut tile = tile_rows(opts.max_memory, row_len, out_row as u64, n_rows);
+    let mut tile = tile_rows(
+        opts.max_memory,
+        row_len,
+        out_row as u64,
+        n_rows,
+        f32_areas(opts),
+    );
     if weights.is_some() {
         // tiles stay inside one expert slice, which has its own weights
         tile = tile.min(rows_per_slice);
@@ -397,6 +449,14 @@ fn convert_tensor(
         tensor_s = Some(mean.finish());
     }
     let (mut err_pc, mut err_pt, mut norm) = (0f64, 0f64, 0f64);
+    let mut error =
+        (opts.error_report && crate::codec::can_decode(p.target)).then(|| TensorError {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            from: t.ty,
+            to: p.target,
+            acc: ErrorAcc::default(),
+        });
     let mut r0 = 0u64;
     while r0 < n_rows {
         check_interrupt()?;
@@ -460,16 +520,23 @@ fn convert_tensor(
                 norm += x.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
             }
         }
+        if let Some(e) = error.as_mut() {
+            let y = &mut round_trip[..n];
+            engine.decode_into(p.target, &buf[..len], row_len as usize, y)?;
+            e.acc
+                .add_tile(r0, &engine.tile_error(f, y, row_len as usize)?);
+        }
         io.send(r0 * out_row as u64, len, buf)?;
         io.progress.advance(in_len as u64);
         r0 += rows;
     }
     let rel = |e: f64| if norm > 0.0 { (e / norm).sqrt() } else { 0.0 };
-    Ok(report.then(|| TernaryReport {
+    let ternary = report.then(|| TernaryReport {
         name: t.name.clone(),
         per_channel: rel(err_pc),
         per_tensor: rel(err_pt),
-    }))
+    });
+    Ok((ternary, error))
 }
 
 #[cfg(test)]
@@ -479,11 +546,14 @@ mod tests {
     #[test]
     fn tiles_fit_the_budget() {
         // 4096-wide rows of Q4_K (2304 B): 16384 + 6912 bytes per row
-        let rows = tile_rows(64 << 20, 4096, 2304, 1 << 20);
+        let rows = tile_rows(64 << 20, 4096, 2304, 1 << 20, 1);
         assert!(rows * (4096 * 4 + 2304 * 3) <= 64 << 20);
         assert!(rows > 1000);
-        assert_eq!(tile_rows(10, 4096, 2304, 100), 1);
-        assert_eq!(tile_rows(1 << 40, 4096, 2304, 100), 100);
+        let with_report = tile_rows(64 << 20, 4096, 2304, 1 << 20, 2);
+        assert!(with_report * (4096 * 8 + 2304 * 3) <= 64 << 20);
+        assert!(with_report < rows);
+        assert_eq!(tile_rows(10, 4096, 2304, 100, 1), 1);
+        assert_eq!(tile_rows(1 << 40, 4096, 2304, 100, 2), 100);
     }
 
     #[test]

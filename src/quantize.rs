@@ -35,9 +35,10 @@ pub struct QuantizeOptions {
     /// `--ternary-scale`: TQ1_0 / TQ2_0 tensors get BitNet's absmean ternarization with one
     /// scale per row or per tensor; `None` keeps llama-quantize's block absmax, byte for byte.
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
-    /// `--report`: per TQ1_0 / TQ2_0 tensor, the relative error of per-channel vs per-tensor
-    /// absmean scaling (in the returned `Summary::ternary_report`).
-    pub ternary_report: bool,
+    /// `--report`: every converted tensor's quantization error, the written bytes decoded
+    /// against the source (`Summary::errors`), and per TQ1_0 / TQ2_0 tensor the relative error
+    /// of per-channel vs per-tensor absmean scaling (`Summary::ternary_report`).
+    pub report: bool,
 }
 
 impl QuantizeOptions {
@@ -55,7 +56,7 @@ impl QuantizeOptions {
             max_memory: 2 << 30,
             imatrix: None,
             ternary_scale: None,
-            ternary_report: false,
+            report: false,
         })
     }
 }
@@ -168,7 +169,8 @@ pub fn quantize(
         allow_nonfinite: opts.allow_nonfinite,
         file_type: Some(opts.mixture.ftype),
         ternary_scale: opts.ternary_scale,
-        ternary_report: opts.ternary_report,
+        ternary_report: opts.report,
+        error_report: opts.report,
     };
     pipeline::run(src, &plans, output, engine, &popts, progress)
 }

@@ -82,6 +82,7 @@ pub fn run(a: Args) -> Result<()> {
         file_type: Some(file_type),
         ternary_scale: None,
         ternary_report: false,
+        error_report: false,
     };
     let s = run_job(a.backend, a.quiet, |engine, progress| {
         pipeline::run(src.as_ref(), &plans, &a.output, engine, &opts, progress)

@@ -9,6 +9,7 @@ pub mod info;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
+pub mod quantize_report;
 pub mod stats;
 
 #[derive(Parser, Debug)]

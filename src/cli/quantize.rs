@@ -1,6 +1,7 @@
 //! `gpuq quantize`: llama-quantize's job, streamed through the pipeline.
 
 use crate::cli::progress::run_job;
+use crate::cli::quantize_report;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
@@ -57,15 +58,17 @@ pub struct Args {
     /// Memory for tile buffers, e.g. 512M, 2G.
     #[arg(long, default_value = "2G", value_parser = parse_size)]
     pub max_memory: u64,
-    /// Print the plan (tensor, from, to, bytes) and the output size; write nothing.
     /// TQ1_0 / TQ2_0: BitNet b1.58 absmean ternarization, one scale per row (per-channel) or
     /// per tensor (per-tensor), instead of llama-quantize's block absmax.
     #[arg(long, value_name = "per-channel|per-tensor")]
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
-    /// Print, per TQ1_0 / TQ2_0 tensor, the relative (Frobenius) error of per-channel vs
-    /// per-tensor absmean scaling on the same weights.
-    #[arg(long)]
-    pub report: bool,
+    /// Measure every converted tensor's error (the written bytes decoded against the source:
+    /// RMSE, max error, relative error, cosine, SNR; per tensor and per layer). Alone: print a
+    /// table (as does `--report -`); with FILE.json: write JSON there. TQ1_0 / TQ2_0 tensors
+    /// add per-channel vs per-tensor absmean errors.
+    #[arg(long, value_name = "FILE.json", num_args = 0..=1, default_missing_value = "-")]
+    pub report: Option<PathBuf>,
+    /// Print the plan (tensor, from, to, bytes) and the output size; write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// No progress output.
@@ -119,6 +122,11 @@ fn parse_override(s: &str) -> Result<(String, GgmlType)> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    // first: `--report OUT.gguf TYPE` took the output's name as the report's
+    let report_file = a.report.as_ref().filter(|p| p.as_os_str() != "-");
+    if let Some(r) = report_file {
+        quantize_report::check_path(r, a.output.as_ref().or(a.output_pos.as_ref()))?;
+    }
     let output = a
         .output
         .clone()
@@ -159,19 +167,35 @@ pub fn run(a: Args) -> Result<()> {
         max_memory: a.max_memory,
         imatrix: None,
         ternary_scale: a.ternary_scale,
-        ternary_report: a.report,
+        report: a.report.is_some(),
     };
+
     let plans = quantize::plan(src.as_ref(), &opts)?;
     if a.dry_run {
         print_plan(src.as_ref(), &plans);
         return Ok(());
     }
 
+    let mut backend = String::new();
     let s = run_job(a.backend, a.quiet, |engine, progress| {
+        backend = engine.describe();
         quantize::quantize(src.as_ref(), &output, engine, &opts, progress)
     })?;
-    if a.report {
-        print_ternary_report(&s.ternary_report);
+    match (report_file, a.report.is_some()) {
+        (Some(r), _) => {
+            let j = quantize_report::to_json(&s, &a.input, &output, mixture.name, &backend);
+            quantize_report::write_json(r, &j)?;
+            if !a.quiet {
+                eprintln!(
+                    "gpuq: report of {} tensors written to {}",
+                    s.errors.len(),
+                    r.display()
+                );
+            }
+        }
+        (None, true) => quantize_report::write_table(&mut std::io::stdout().lock(), &s)
+            .map_err(|e| Error::io("<stdout>", e))?,
+        (None, false) => {}
     }
     if !a.quiet {
         eprintln!(
@@ -189,24 +213,6 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The `--report` table: relative error of absmean ternarization, per-channel vs per-tensor.
-fn print_ternary_report(rows: &[pipeline::TernaryReport]) {
-    if rows.is_empty() {
-        println!("ternary report: no TQ1_0 / TQ2_0 tensor");
-        return;
-    }
-    println!(
-        "{:<44} {:>14} {:>14}",
-        "tensor", "rel err p-chan", "rel err p-tens"
-    );
-    for r in rows {
-        println!(
-            "{:<44} {:>14.6} {:>14.6}",
-            r.name, r.per_channel, r.per_tensor
-        );
-    }
 }
 
 fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -130,7 +130,7 @@ fn shape(dims: &[u64]) -> String {
         .join("x")
 }
 
-fn g(x: f64) -> String {
+pub(crate) fn g(x: f64) -> String {
     if x.is_nan() {
         "-".into()
     } else if x == 0.0 {
@@ -142,7 +142,7 @@ fn g(x: f64) -> String {
     }
 }
 
-fn db(x: f64) -> String {
+pub(crate) fn db(x: f64) -> String {
     if x.is_infinite() && x > 0.0 {
         "exact".into()
     } else {
@@ -329,7 +329,7 @@ fn write_text(
 }
 
 /// A float for JSON: non-finite values become `null`.
-fn num(x: f64) -> Json {
+pub(crate) fn num(x: f64) -> Json {
     if x.is_finite() { json!(x) } else { Json::Null }
 }
 
@@ -341,7 +341,7 @@ fn row_json(r: &RowStats) -> Json {
     })
 }
 
-fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
+pub(crate) fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
     json!({
         "rmse": num(m.rmse), "max_abs": num(m.max_abs), "rel_frobenius": num(m.rel_frobenius),
         "cosine": num(m.cosine), "snr_db": num(m.snr_db),
