@@ -73,13 +73,16 @@ fn convert(dir: &Path, out: &Path, outtype: &str, extra: &[&str]) {
 }
 
 /// (architecture, folder options) covering single/sharded files, F32/F16/BF16 sources, tied
-/// embeddings and llama attention biases.
+/// embeddings, llama attention biases and rope scaling (llama3 factors, linear, yarn).
 const CASES: &[(&str, &[&str])] = &[
     ("llama", &["--bias"]),
     ("llama", &["--dtype", "bf16", "--shards", "3", "--tied"]),
     ("mistral", &["--dtype", "bf16", "--shards", "2"]),
     ("qwen2", &["--dtype", "f16", "--tied"]),
     ("qwen3", &["--dtype", "bf16", "--shards", "2"]),
+    ("llama", &["--rope", "llama3"]),
+    ("llama", &["--rope", "linear", "--dtype", "bf16"]),
+    ("llama", &["--rope", "yarn"]),
 ];
 
 #[test]

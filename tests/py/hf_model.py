@@ -150,11 +150,24 @@ def tokenizer_files(d):
     (d / "tokenizer_config.json").write_text(json.dumps(tc), encoding="utf-8")
 
 
-def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False):
+# rope_scaling blocks as HF configs write them; the context of these tiny models is 128 and the
+# tests run up to 17 positions, so the scaled frequencies show in the logits.
+ROPE = {
+    "linear": {"rope_type": "linear", "factor": 4.0},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
+    "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32,
+             "beta_fast": 32.0, "beta_slow": 1.0},
+}
+
+
+def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False, rope=None):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_for(arch)
     cfg["tie_word_embeddings"] = tied
+    if rope:
+        cfg["rope_scaling"] = ROPE[rope]
     rng = np.random.default_rng(seed)
     w = make_weights(cfg, arch, rng, tied, bias)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -219,6 +232,37 @@ def rotate_half(x):
     return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
 
 
+def rope_inv_freq(cfg, D, theta):
+    """Rotary inverse frequencies and the cos/sin scale, as transformers' rope_init_fns give."""
+    inv = 1.0 / (theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "linear":
+        return inv / rs["factor"], 1.0
+    if kind == "llama3":
+        f, lo, hi, orig = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+        wavelen = 2 * np.pi / inv
+        smooth = (orig / wavelen - lo) / (hi - lo)
+        out = np.where(wavelen > orig / lo, inv / f, inv)
+        mid = (wavelen >= orig / hi) & (wavelen <= orig / lo)
+        return np.where(mid, (1 - smooth) * inv / f + smooth * inv, out), 1.0
+    if kind == "yarn":
+        f, orig = rs["factor"], rs["original_max_position_embeddings"]
+        bf, bs = rs.get("beta_fast", 32.0), rs.get("beta_slow", 1.0)
+
+        def corr_dim(n_rot):
+            return (D * np.log(orig / (n_rot * 2 * np.pi))) / (2 * np.log(theta))
+
+        low = max(np.floor(corr_dim(bf)), 0)
+        high = min(np.ceil(corr_dim(bs)), D - 1)
+        if low == high:
+            high += 0.001
+        ramp = np.clip((np.arange(D // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+        extrap = 1 - ramp
+        return (inv / f) * (1 - extrap) + inv * extrap, 0.1 * np.log(f) + 1.0
+    return inv, 1.0
+
+
 def forward(cfg, w, ids):
     E, L = cfg["hidden_size"], cfg["num_hidden_layers"]
     H = cfg["num_attention_heads"]
@@ -228,10 +272,10 @@ def forward(cfg, w, ids):
     arch = cfg["architectures"][0]
     T = len(ids)
     x = w["model.embed_tokens.weight"][ids]
-    inv = 1.0 / (theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
+    inv, mscale = rope_inv_freq(cfg, D, theta)
     ang = np.arange(T)[:, None] * inv[None, :]
     emb = np.concatenate([ang, ang], axis=-1)
-    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+    cos, sin = mscale * np.cos(emb)[:, None, :], mscale * np.sin(emb)[:, None, :]
     mask = np.triu(np.full((T, T), -np.inf), 1)
     for l in range(L):
         p = f"model.layers.{l}."
@@ -296,7 +340,8 @@ if __name__ == "__main__":
         rest = sys.argv[5:]
         opt = lambda k, dflt: rest[rest.index(k) + 1] if k in rest else dflt
         make(d, arch, seed, dtype=opt("--dtype", "f32"), shards=int(opt("--shards", "1")),
-             tied="--tied" in rest, no_tok="--no-tokenizer" in rest, bias="--bias" in rest)
+             tied="--tied" in rest, no_tok="--no-tokenizer" in rest, bias="--bias" in rest,
+             rope=opt("--rope", None))
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
