@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Hf(#[from] crate::model::hf::HfError),
     #[error(transparent)]
+    Imatrix(#[from] crate::formats::imatrix::ImatrixError),
+    #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),

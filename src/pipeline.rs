@@ -12,12 +12,16 @@ use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
 use crate::ggml_type::GgmlType;
 use crate::policy::TensorPlan;
+use crate::policy::loader_order_key;
 use crate::stats::error::ErrorAcc;
 use crate::stats::report::StatsEngine;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
+
+/// The token embedding's name: llama-quantize ignores an imatrix entry of the wrong size here.
+pub const TOKEN_EMBD: &str = "token_embd.weight";
 
 /// Set by the Ctrl-C handler; the pipeline stops between tiles and leaves no output behind.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -84,6 +88,12 @@ pub struct PipelineOptions {
     pub allow_nonfinite: bool,
     /// `general.file_type` to write, and whether to write `general.quantization_version`.
     pub file_type: Option<u32>,
+    /// Write the tensors in llama.cpp's loader order (layer number, then name), as
+    /// llama-quantize does; otherwise in input order (the converter's).
+    pub loader_order: bool,
+    /// Keys set after the input's metadata (llama-quantize's KV overrides, e.g. the
+    /// `quantize.imatrix.*` keys).
+    pub metadata: Vec<(String, Value)>,
     /// TQ1_0 / TQ2_0 targets: BitNet absmean scaling instead of llama.cpp's block absmax.
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
     /// TQ1_0 / TQ2_0 targets: measure per-channel vs per-tensor absmean error (Summary).
@@ -159,20 +169,28 @@ impl Progress for Quiet {}
 
 /// The output metadata: the input's, with llama-quantize's changes (file type and
 /// quantization version set; split keys removed).
-pub fn output_metadata(input: &[(String, Value)], file_type: Option<u32>) -> Vec<(String, Value)> {
+pub fn output_metadata(
+    input: &[(String, Value)],
+    file_type: Option<u32>,
+    extra: &[(String, Value)],
+) -> Vec<(String, Value)> {
     const SPLIT_KEYS: &[&str] = &["split.no", "split.count", "split.tensors.count"];
     let mut md: Vec<(String, Value)> = input
         .iter()
         .filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str()))
         .cloned()
         .collect();
-    let mut set = |key: &str, v: Value| match md.iter_mut().find(|(k, _)| k == key) {
-        Some(slot) => slot.1 = v,
-        None => md.push((key.to_string(), v)),
+    // as ggml's gguf_set_val_*: a key set again moves to the end
+    let mut set = |key: &str, v: Value| {
+        md.retain(|(k, _)| k != key);
+        md.push((key.to_string(), v));
     };
     if let Some(ft) = file_type {
         set("general.quantization_version", Value::U32(2));
         set("general.file_type", Value::U32(ft));
+    }
+    for (k, v) in extra {
+        set(k, v.clone());
     }
     md
 }
@@ -212,16 +230,22 @@ pub fn run(
 ) -> Result<Summary> {
     let start = Instant::now();
     let tensors = src.tensors();
-    let specs: Vec<TensorSpec> = tensors
+    // output position -> input index
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    if opts.loader_order {
+        order.sort_by(|&a, &b| {
+            loader_order_key(&tensors[a].name).cmp(&loader_order_key(&tensors[b].name))
+        });
+    }
+    let specs: Vec<TensorSpec> = order
         .iter()
-        .zip(plans)
-        .map(|(t, p)| TensorSpec {
-            name: t.name.clone(),
-            ty: p.target,
-            dims: t.dims.clone(),
+        .map(|&i| TensorSpec {
+            name: tensors[i].name.clone(),
+            ty: plans[i].target,
+            dims: tensors[i].dims.clone(),
         })
         .collect();
-    let metadata = output_metadata(src.metadata(), opts.file_type);
+    let metadata = output_metadata(src.metadata(), opts.file_type, &opts.metadata);
     let writer = GgufWriter::create(out, &metadata, &specs)?;
 
     // Size the buffers once for the largest tile of any converted tensor.
@@ -277,12 +301,14 @@ pub fn run(
         });
 
         let mut produce = || -> Result<()> {
-            for (i, (t, p)) in tensors.iter().zip(plans).enumerate() {
-                progress.tensor(i, &t.name, t.ty, p.target);
+            for (out_index, &i) in order.iter().enumerate() {
+                let (t, p) = (&tensors[i], &plans[i]);
+                progress.tensor(out_index, &t.name, t.ty, p.target);
                 summary.parameters += t.n_elements();
                 let mut io = TileIo {
                     src,
                     index: i,
+                    out_index,
                     full_tx: &full_tx,
                     free_rx: &free_rx,
                     scratch: &mut scratch,
@@ -336,7 +362,10 @@ fn take_buffer(free_rx: &mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>> {
 /// What moving one tensor's tiles needs: the source, the buffer pool and the writer queue.
 struct TileIo<'a, 's> {
     src: &'a dyn ModelSource,
+    /// The tensor's index in the source.
     index: usize,
+    /// Its index in the output.
+    out_index: usize,
     full_tx: &'a mpsc::SyncSender<Tile>,
     free_rx: &'a mpsc::Receiver<Vec<u8>>,
     scratch: &'s mut Vec<u8>,
@@ -347,7 +376,7 @@ impl TileIo<'_, '_> {
     fn send(&self, out_offset: u64, len: usize, buf: Vec<u8>) -> Result<()> {
         self.full_tx
             .send(Tile {
-                tensor: self.index,
+                tensor: self.out_index,
                 out_offset,
                 len,
                 buf,
@@ -402,9 +431,13 @@ fn convert_tensor(
         ))
     })? as usize;
     let rows_per_slice = t.dims.get(1).copied().unwrap_or(1).max(1);
-    let weights = opts.imatrix.as_ref().and_then(|m| m.get(&t.name));
+    let slices = t.dims.get(2).copied().unwrap_or(1);
+    let weights = opts
+        .imatrix
+        .as_ref()
+        .and_then(|m| m.get(&t.name))
+        .filter(|w| t.name != TOKEN_EMBD || w.len() as u64 == row_len * slices);
     if let Some(w) = weights {
-        let slices = t.dims.get(2).copied().unwrap_or(1);
         if w.len() as u64 != row_len * slices {
             return Err(Error::Invalid(format!(
                 "{}: tensor {}: imatrix has {} values, expected {} (ne0 {} x ne2 {})",
@@ -566,8 +599,18 @@ mod tests {
             ("general.file_type".to_string(), Value::U32(1)),
             ("split.count".to_string(), Value::U16(3)),
         ];
-        let out = output_metadata(&md, Some(15));
-        assert_eq!(out[1], ("general.file_type".to_string(), Value::U32(15)));
+        let out = output_metadata(&md, Some(15), &[("k".to_string(), Value::I8(1))]);
+        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "general.architecture",
+                "general.quantization_version",
+                "general.file_type",
+                "k"
+            ]
+        );
+        assert_eq!(out[2].1, Value::U32(15));
         assert!(out.iter().all(|(k, _)| k != "split.count"));
         assert!(
             out.iter()

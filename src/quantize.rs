@@ -30,8 +30,11 @@ pub struct QuantizeOptions {
     pub allow_nonfinite: bool,
     /// Bytes of tile buffers held at once.
     pub max_memory: u64,
-    /// Per-column importance weights by tensor name.
+    /// Per-column importance weights by tensor name (`--imatrix`, see
+    /// [`crate::formats::imatrix::Imatrix`]).
     pub imatrix: Option<HashMap<String, Vec<f32>>>,
+    /// Keys set in the output's metadata after the input's (e.g. `quantize.imatrix.*`).
+    pub metadata: Vec<(String, Value)>,
     /// `--ternary-scale`: TQ1_0 / TQ2_0 tensors get BitNet's absmean ternarization with one
     /// scale per row or per tensor; `None` keeps llama-quantize's block absmax, byte for byte.
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
@@ -55,6 +58,7 @@ impl QuantizeOptions {
             allow_nonfinite: false,
             max_memory: 2 << 30,
             imatrix: None,
+            metadata: Vec::new(),
             ternary_scale: None,
             report: false,
         })
@@ -129,12 +133,25 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
                 t.ty
             )));
         }
-        if p.requires_imatrix && opts.imatrix.is_none() {
+        let weights = opts.imatrix.as_ref().and_then(|m| m.get(&t.name));
+        if p.requires_imatrix && weights.is_none() {
             return Err(Error::Invalid(format!(
-                "{}: would be {}, which needs an importance matrix, and gpuq does not read imatrix files yet; choose a K-quant or legacy type",
+                "{}: would be {}, which needs an importance matrix: pass --imatrix FILE (from llama-imatrix) with an entry for this tensor, or choose another type",
                 here(),
                 p.target
             )));
+        }
+        if let Some(w) = weights.filter(|_| p.convert) {
+            let want = t.row_len() * t.dims.get(2).copied().unwrap_or(1);
+            // llama-quantize ignores a mismatched token_embd entry (it always mismatches in
+            // some old files) and stops on any other
+            if w.len() as u64 != want && t.name != crate::pipeline::TOKEN_EMBD {
+                return Err(Error::Invalid(format!(
+                    "{}: the imatrix has {} values for it, its shape needs {want} (ne0 x ne2); was the imatrix made for another model?",
+                    here(),
+                    w.len()
+                )));
+            }
         }
         if p.convert && !crate::codec::can_encode(p.target) {
             return Err(Error::Invalid(format!(
@@ -168,6 +185,8 @@ pub fn quantize(
         imatrix: opts.imatrix.clone(),
         allow_nonfinite: opts.allow_nonfinite,
         file_type: Some(opts.mixture.ftype),
+        metadata: opts.metadata.clone(),
+        loader_order: true,
         ternary_scale: opts.ternary_scale,
         ternary_report: opts.report,
         error_report: opts.report,

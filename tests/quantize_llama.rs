@@ -1,6 +1,7 @@
 //! `gpuq quantize` against llama.cpp's own quantizer (llama-cpp-python's
 //! `llama_model_quantize`, the code path of llama-quantize) on a small Llama-shaped model:
-//! the same tensor types and the same tensor bytes, tensor by tensor.
+//! the same tensor types and the same tensor bytes, tensor by tensor, and then the same file
+//! (metadata, tensor order, alignment), byte for byte; with and without an importance matrix.
 
 mod common;
 
@@ -36,15 +37,25 @@ fn run_gpuq(args: &[&str]) -> std::process::Output {
 }
 
 fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&str]) {
+    // `--imatrix FILE` in `extra` goes to llama.cpp's quantizer too
+    let imatrix = extra
+        .iter()
+        .position(|a| *a == "--imatrix")
+        .map(|i| extra[i + 1]);
     for (name, ftype) in mixtures {
         let theirs = dir.join(format!("llama-{name}.gguf"));
         let ours = dir.join(format!("gpuq-{name}.gguf"));
-        fixture(&[
+        let ftype = ftype.to_string();
+        let mut py = vec![
             "quantize",
             model.to_str().unwrap(),
             theirs.to_str().unwrap(),
-            &ftype.to_string(),
-        ]);
+            &ftype,
+        ];
+        if let Some(m) = imatrix {
+            py.extend(["--imatrix", m]);
+        }
+        fixture(&py);
         let mut args = vec![
             "quantize",
             model.to_str().unwrap(),
@@ -67,6 +78,16 @@ fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&
             "{name}: {} tensors differ from llama.cpp:\n{}",
             diff.len(),
             diff.join("\n")
+        );
+        let (a, b) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{name}: file sizes");
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert_eq!(
+            first, None,
+            "{name}: the files differ first at byte {first:?}"
         );
     }
 }
@@ -101,6 +122,115 @@ fn mixtures_match_llama_quantize_byte_for_byte() {
         ],
         &["--backend", "cpu"],
     );
+}
+
+/// An importance matrix (GGUF, as llama-imatrix writes it; one entry with count 0, a wrongly
+/// sized token_embd entry that both ignore) fed to both quantizers: the weighted searches of
+/// every k-quant and legacy type, the Q2_K_S mixture that requires it, and the
+/// `quantize.imatrix.*` keys. The same values as a legacy `.dat` file give the same tensors.
+#[test]
+fn imatrix_mixtures_match_llama_quantize_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model-f16.gguf");
+    let m = model.to_str().unwrap();
+    fixture(&["make", m, "--layers", "6", "--ff", "640", "--seed", "21"]);
+    let imat = dir.path().join("imatrix.gguf");
+    let legacy = dir.path().join("imatrix.dat");
+    fixture(&[
+        "imatrix",
+        m,
+        imat.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--legacy",
+        legacy.to_str().unwrap(),
+    ]);
+    let im = imat.to_str().unwrap();
+    check_mixtures(
+        dir.path(),
+        &model,
+        &[
+            ("Q4_K_M", 15),
+            ("Q2_K_S", 21),
+            ("Q2_K", 10),
+            ("Q3_K_S", 11),
+            ("Q3_K_L", 13),
+            ("Q5_K_S", 16),
+            ("Q6_K", 18),
+            ("Q4_0", 2),
+            ("Q4_1", 3),
+            ("Q5_0", 8),
+            ("Q5_1", 9),
+        ],
+        &["--backend", "cpu", "--imatrix", im],
+    );
+    // the weights matter: without them Q4_K_M's bytes differ
+    let plain = dir.path().join("plain.gguf");
+    let out = run_gpuq(&["quantize", m, plain.to_str().unwrap(), "Q4_K_M", "-q"]);
+    assert!(out.status.success());
+    let with = dump(&dir.path().join("gpuq-Q4_K_M.gguf"));
+    let without = dump(&plain);
+    let differing = with
+        .iter()
+        .filter(|(k, v)| k.contains(".weight") && without.get(*k) != Some(v))
+        .count();
+    assert!(
+        differing > 20,
+        "only {differing} tensors changed with the imatrix"
+    );
+    // the legacy file: same tensors (only the file name in the metadata differs)
+    let from_dat = dir.path().join("dat.gguf");
+    let out = run_gpuq(&[
+        "quantize",
+        m,
+        from_dat.to_str().unwrap(),
+        "Q4_K_M",
+        "-q",
+        "--imatrix",
+        legacy.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = dump(&from_dat);
+    let mut b = with.clone();
+    let (ma, mb) = (a.remove("__meta__").unwrap(), b.remove("__meta__").unwrap());
+    assert_eq!(a, b, "legacy .dat vs GGUF imatrix: tensors");
+    assert_eq!(
+        ma["quantize.imatrix.chunks_count"],
+        mb["quantize.imatrix.chunks_count"]
+    );
+    assert_eq!(
+        ma["quantize.imatrix.dataset"],
+        mb["quantize.imatrix.dataset"]
+    );
+    // --exclude-weights drops entries: attn_v then differs from the full-imatrix file
+    let excl = dir.path().join("excl.gguf");
+    let out = run_gpuq(&[
+        "quantize",
+        m,
+        excl.to_str().unwrap(),
+        "Q4_K_M",
+        "-q",
+        "--imatrix",
+        im,
+        "--exclude-weights",
+        "attn_v",
+    ]);
+    assert!(out.status.success());
+    let e = dump(&excl);
+    for (k, v) in &with {
+        if k == "__meta__" {
+            continue;
+        }
+        assert_eq!(
+            e[k] != *v,
+            k.contains("attn_v"),
+            "{k} with --exclude-weights attn_v"
+        );
+    }
 }
 
 #[test]
@@ -265,4 +395,73 @@ fn refusals_leave_no_output() {
         "{text}"
     );
     assert!(!dry.exists());
+}
+
+/// Bad importance matrices stop the run before any output, naming the file (and entry).
+#[test]
+fn bad_imatrix_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    let m = model.to_str().unwrap();
+    fixture(&["make", m, "--layers", "2", "--seed", "4"]);
+    let imat = dir.path().join("im.gguf");
+    let legacy = dir.path().join("im.dat");
+    fixture(&[
+        "imatrix",
+        m,
+        imat.to_str().unwrap(),
+        "--legacy",
+        legacy.to_str().unwrap(),
+    ]);
+    // an entry whose size does not match its tensor (not token_embd): a model of other widths
+    let other = dir.path().join("other.gguf");
+    fixture(&[
+        "make",
+        other.to_str().unwrap(),
+        "--layers",
+        "2",
+        "--embd",
+        "128",
+        "--seed",
+        "4",
+    ]);
+    let wrong = dir.path().join("wrong.gguf");
+    fixture(&["imatrix", other.to_str().unwrap(), wrong.to_str().unwrap()]);
+    let bytes = std::fs::read(&legacy).unwrap();
+    let cut = dir.path().join("cut.dat");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let gbytes = std::fs::read(&imat).unwrap();
+    let gcut = dir.path().join("cut.gguf");
+    std::fs::write(&gcut, &gbytes[..gbytes.len() - 100]).unwrap();
+    let cases: Vec<(std::path::PathBuf, &[&str])> = vec![
+        (
+            wrong.clone(),
+            &["wrong.gguf", "blk.0.attn_q.weight", "another model"],
+        ),
+        (cut.clone(), &["cut.dat", "truncated"]),
+        (gcut.clone(), &["cut.gguf"]),
+        (model.clone(), &["m.gguf", "imatrix metadata"]),
+        (dir.path().join("absent.dat"), &["absent.dat"]),
+    ];
+    for (file, needles) in cases {
+        let out_path = dir.path().join("out.gguf");
+        let out = run_gpuq(&[
+            "quantize",
+            m,
+            out_path.to_str().unwrap(),
+            "Q4_K_M",
+            "--imatrix",
+            file.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", file.display());
+        for n in needles {
+            assert!(
+                err.contains(n),
+                "{}: expected '{n}' in: {err}",
+                file.display()
+            );
+        }
+        assert!(!out_path.exists() && !dir.path().join("out.gguf.tmp").exists());
+    }
 }

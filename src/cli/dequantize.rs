@@ -82,6 +82,8 @@ pub fn run(a: Args) -> Result<()> {
         file_type: Some(file_type),
         ternary_scale: None,
         ternary_report: false,
+        metadata: Vec::new(),
+        loader_order: false,
         error_report: false,
     };
     let s = run_job(a.backend, a.quiet, |engine, progress| {

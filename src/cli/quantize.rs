@@ -4,6 +4,7 @@ use crate::cli::progress::run_job;
 use crate::cli::quantize_report;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
+use crate::formats::imatrix::Imatrix;
 use crate::ggml_type::GgmlType;
 use crate::model::open_source_with;
 use crate::pipeline;
@@ -46,6 +47,21 @@ pub struct Args {
     /// Per-tensor override REGEX=TYPE (first match wins; may repeat).
     #[arg(long = "tensor-type", value_name = "REGEX=TYPE")]
     pub tensor_type: Vec<String>,
+    /// Importance matrix from llama-imatrix (GGUF or legacy .dat): per-column weights for the
+    /// scale searches, as llama-quantize uses them.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
+    /// Use the imatrix only for tensors whose name contains NAME (may repeat).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "imatrix",
+        conflicts_with = "exclude_weights"
+    )]
+    pub include_weights: Vec<String>,
+    /// Do not use the imatrix for tensors whose name contains NAME (may repeat).
+    #[arg(long, value_name = "NAME", requires = "imatrix")]
+    pub exclude_weights: Vec<String>,
     /// Quantize weights holding NaN or Inf instead of stopping.
     #[arg(long)]
     pub allow_nonfinite: bool,
@@ -151,6 +167,30 @@ pub fn run(a: Args) -> Result<()> {
     if !a.dry_run {
         refuse_same_file(&a.input, &output)?;
     }
+    let imatrix = match &a.imatrix {
+        Some(path) => {
+            let mut m = Imatrix::load(path)?;
+            m.filter(&a.include_weights, &a.exclude_weights);
+            if !a.quiet {
+                eprintln!(
+                    "gpuq: imatrix {}: {} entries{}{}",
+                    path.display(),
+                    m.entries.len(),
+                    m.datasets
+                        .first()
+                        .map(|d| format!(", dataset {d}"))
+                        .unwrap_or_default(),
+                    if m.chunk_count > 0 {
+                        format!(", {} chunks", m.chunk_count)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Some(m)
+        }
+        None => None,
+    };
     let opts = QuantizeOptions {
         mixture,
         pure: a.pure,
@@ -165,7 +205,11 @@ pub fn run(a: Args) -> Result<()> {
             .collect::<Result<_>>()?,
         allow_nonfinite: a.allow_nonfinite,
         max_memory: a.max_memory,
-        imatrix: None,
+        metadata: match (&imatrix, &a.imatrix) {
+            (Some(m), Some(path)) if !m.entries.is_empty() => m.output_metadata(path),
+            _ => Vec::new(),
+        },
+        imatrix: imatrix.map(|m| m.entries).filter(|e| !e.is_empty()),
         ternary_scale: a.ternary_scale,
         report: a.report.is_some(),
     };

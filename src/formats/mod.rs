@@ -1,4 +1,5 @@
 //! Readers and writers of model files.
 
 pub mod gguf;
+pub mod imatrix;
 pub mod safetensors;

@@ -7,6 +7,7 @@ mod role;
 
 pub use mixture::{MIXTURES, Mixture};
 pub use plan::{
-    Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, fallback_type, plan_types,
+    Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, fallback_type, loader_order_key,
+    plan_types,
 };
 pub use role::{Category, allows_quantization, n_dims};

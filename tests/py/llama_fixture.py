@@ -3,6 +3,8 @@
   python3 llama_fixture.py make OUT.gguf --layers 12 --embd 256 --ff 640 --vocab 512 --seed 1 [--dtype f16|f32|bf16] [--tied]
   python3 llama_fixture.py quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]
   python3 llama_fixture.py dump FILE.gguf     # JSON: name -> [type name, shape, sha256 of bytes]
+  python3 llama_fixture.py imatrix MODEL.gguf OUT.gguf --seed 3 [--legacy OUT.dat]
+  python3 llama_fixture.py quantize IN.gguf OUT.gguf FTYPE --imatrix OUT.gguf  # as llama-quantize --imatrix
 """
 import argparse
 import ctypes
@@ -73,6 +75,70 @@ def make(a):
     w.close()
 
 
+def imatrix(a):
+    """A GGUF imatrix as llama-imatrix writes it, for every matrix of MODEL: in_sum2 (ne0 x
+    n_mat sums of squared activations, heavy-tailed, a few huge columns) and counts. One entry
+    has count 0 (llama.cpp then uses 1.0) and token_embd gets a wrong-sized entry (llama.cpp
+    ignores that one). With --legacy, the same importances also as a legacy .dat file."""
+    rng = np.random.default_rng(a.seed)
+    model = gguf.GGUFReader(a.model)
+    w = gguf.GGUFWriter(a.out, arch=None)
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", ["wiki.test.raw"])
+    w.add_uint32("imatrix.chunk_count", 7)
+    w.add_uint32("imatrix.chunk_size", 512)
+    entries = []
+    for i, t in enumerate(model.tensors):
+        if len(t.shape) < 2:
+            continue
+        ne0 = int(t.shape[0])
+        n_mat = int(t.shape[2]) if len(t.shape) > 2 else 1
+        if t.name == "token_embd.weight":
+            ne0 += 16
+        count = 0.0 if i == 5 else float(rng.integers(100, 4000))
+        sums = (rng.standard_t(3, size=(n_mat, ne0)) ** 2 * count / 8 + 1e-3).astype(np.float32)
+        sums[:, rng.integers(0, ne0, size=max(1, ne0 // 50))] *= 200.0
+        counts = np.full((n_mat, 1), count, dtype=np.float32)
+        w.add_tensor(t.name + ".in_sum2", sums)
+        w.add_tensor(t.name + ".counts", counts)
+        entries.append((t.name, int(count), sums.reshape(-1)))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    if a.legacy:
+        with open(a.legacy, "wb") as f:
+            f.write(np.int32(len(entries)).tobytes())
+            for name, ncall, sums in entries:
+                if ncall == 0:  # GGUF count 0 means importance 1: the same values here
+                    ncall, sums = 1, np.ones_like(sums)
+                f.write(np.int32(len(name)).tobytes()); f.write(name.encode())
+                f.write(np.int32(ncall).tobytes()); f.write(np.int32(sums.size).tobytes())
+                f.write(sums.astype("<f4").tobytes())
+            f.write(np.int32(7).tobytes())
+            f.write(np.int32(len("wiki.test.raw")).tobytes()); f.write(b"wiki.test.raw")
+
+
+def load_imatrix(path):
+    """llama-quantize's load_imatrix for a GGUF file: sums / round(count) in f32, 1 where 0."""
+    r = gguf.GGUFReader(path)
+    t = {x.name: x for x in r.tensors}
+    out = {}
+    for name in t:
+        if not name.endswith(".in_sum2"):
+            continue
+        base = name[: -len(".in_sum2")]
+        sums = np.array(t[name].data, dtype=np.float32).reshape(-1)
+        counts = np.array(t[base + ".counts"].data, dtype=np.float32).reshape(-1)
+        ne0 = sums.size // counts.size
+        vals = np.empty_like(sums)
+        for j, c in enumerate(counts):
+            c = np.float32(int(np.round(c)))
+            seg = slice(j * ne0, (j + 1) * ne0)
+            vals[seg] = sums[seg] / c if c > 0 else np.float32(1.0)
+        out[base] = vals
+    chunks = int(r.fields["imatrix.chunk_count"].parts[-1][0])
+    datasets = [bytes(r.fields["imatrix.datasets"].parts[i]).decode() for i in r.fields["imatrix.datasets"].data]
+    return out, chunks, datasets
+
+
 def quantize(a):
     import llama_cpp
 
@@ -81,6 +147,31 @@ def quantize(a):
     p.nthread = a.threads
     p.pure = a.pure
     p.allow_requantize = True
+    keep = []
+    if a.imatrix:
+        vals, chunks, datasets = load_imatrix(a.imatrix)
+        arr = (llama_cpp.llama_model_imatrix_data * (len(vals) + 1))()
+        for i, (name, v) in enumerate(vals.items()):
+            v = np.ascontiguousarray(v, dtype=np.float32)
+            keep.append(v)
+            arr[i].name = name.encode()
+            arr[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            arr[i].size = v.size
+        p.imatrix = arr
+        # the KV overrides llama-quantize adds when it has an imatrix
+        kvs = [("quantize.imatrix.file", a.imatrix), ("quantize.imatrix.dataset", datasets[0]),
+               ("quantize.imatrix.entries_count", len(vals)), ("quantize.imatrix.chunks_count", chunks)]
+        ov = (llama_cpp.llama_model_kv_override * (len(kvs) + 1))()
+        for i, (k, v) in enumerate(kvs):
+            ov[i].key = k.encode()
+            if isinstance(v, str):
+                ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR
+                ov[i].value.val_str = v.encode()[:127]
+            else:
+                ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_INT
+                ov[i].value.val_i64 = v
+        p.kv_overrides = ov
+        keep += [arr, ov]
     rc = llama_cpp.llama_model_quantize(a.inp.encode(), a.out.encode(), ctypes.byref(p))
     if rc != 0:
         sys.exit(f"llama_model_quantize failed with {rc}")
@@ -91,6 +182,13 @@ def dump(a):
     out = {}
     for t in r.tensors:
         out[t.name] = [t.tensor_type.name, [int(d) for d in t.shape], hashlib.sha256(bytes(t.data)).hexdigest()]
+    # the keys llama-quantize adds (quantize.*), with their GGUF value types
+    meta = {}
+    for k, f in r.fields.items():
+        if k.startswith("quantize."):
+            v = f.contents() if hasattr(f, "contents") else f.parts[-1].tolist()
+            meta[k] = [f.types[0].name, v]
+    out["__meta__"] = meta
     json.dump(out, sys.stdout)
 
 
@@ -112,10 +210,16 @@ def main():
     q.add_argument("ftype", type=int)
     q.add_argument("--pure", action="store_true")
     q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--imatrix")
+    im = sub.add_parser("imatrix")
+    im.add_argument("model")
+    im.add_argument("out")
+    im.add_argument("--seed", type=int, default=3)
+    im.add_argument("--legacy")
     d = sub.add_parser("dump")
     d.add_argument("path")
     a = ap.parse_args()
-    {"make": make, "quantize": quantize, "dump": dump}[a.cmd](a)
+    {"make": make, "quantize": quantize, "dump": dump, "imatrix": imatrix}[a.cmd](a)
 
 
 if __name__ == "__main__":
