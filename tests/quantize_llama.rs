@@ -465,3 +465,50 @@ fn bad_imatrix_files_are_refused() {
         assert!(!out_path.exists() && !dir.path().join("out.gguf.tmp").exists());
     }
 }
+
+/// A Mixtral-style MoE (8 experts: 3-D `ffn_*_exps` tensors, a router, llama.cpp's n_expert == 8
+/// rules), without and with an importance matrix (one weight row per expert): whole files equal
+/// to llama-quantize's.
+#[test]
+fn moe_experts_match_llama_quantize_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("moe-f16.gguf");
+    let m = model.to_str().unwrap();
+    fixture(&[
+        "make",
+        m,
+        "--layers",
+        "4",
+        "--ff",
+        "512",
+        "--vocab",
+        "320",
+        "--experts",
+        "8",
+        "--seed",
+        "8",
+    ]);
+    let mixtures = [
+        ("Q4_K_M", 15),
+        ("Q2_K", 10),
+        ("Q3_K_M", 12),
+        ("Q5_K_S", 16),
+        ("Q4_0", 2),
+    ];
+    check_mixtures(dir.path(), &model, &mixtures, &["--backend", "cpu"]);
+    let imat = dir.path().join("moe-imatrix.gguf");
+    fixture(&["imatrix", m, imat.to_str().unwrap(), "--seed", "9"]);
+    let sub = dir.path().join("imat");
+    std::fs::create_dir(&sub).unwrap();
+    check_mixtures(
+        &sub,
+        &model,
+        &mixtures,
+        &["--backend", "cpu", "--imatrix", imat.to_str().unwrap()],
+    );
+    let types = dump(&sub.join("gpuq-Q4_K_M.gguf"));
+    assert_eq!(
+        types["blk.0.ffn_down_exps.weight"][1],
+        serde_json::json!([512, 256, 8])
+    );
+}

@@ -29,6 +29,9 @@ def make(a):
     w.add_head_count_kv(n_head_kv)
     w.add_rope_dimension_count(head_dim)
     w.add_layer_norm_rms_eps(1e-5)
+    if a.experts:
+        w.add_expert_count(a.experts)
+        w.add_expert_used_count(2)
     w.add_file_type({"f32": 0, "f16": 1, "bf16": 32}[a.dtype])
     toks = [f"t{i}" for i in range(a.vocab)]
     w.add_tokenizer_model("gpt2")
@@ -63,9 +66,16 @@ def make(a):
         add(p + "attn_v.weight", mat(n_head_kv * head_dim, a.embd, 0.05))
         add(p + "attn_output.weight", mat(a.embd, a.embd, 0.05))
         add(p + "ffn_norm.weight", (1.0 + 0.1 * rng.standard_normal(a.embd)).astype(np.float32))
-        add(p + "ffn_gate.weight", mat(a.ff, a.embd, 0.05))
-        add(p + "ffn_up.weight", mat(a.ff, a.embd, 0.05))
-        add(p + "ffn_down.weight", mat(a.embd, a.ff, 0.05))
+        if a.experts:
+            # Mixtral-style MoE: 3-D expert tensors (ne = [cols, rows, n_expert]), a router
+            add(p + "ffn_gate_inp.weight", mat(a.experts, a.embd, 0.05))
+            add(p + "ffn_gate_exps.weight", np.stack([mat(a.ff, a.embd, 0.05) for _ in range(a.experts)]))
+            add(p + "ffn_up_exps.weight", np.stack([mat(a.ff, a.embd, 0.05) for _ in range(a.experts)]))
+            add(p + "ffn_down_exps.weight", np.stack([mat(a.embd, a.ff, 0.05) for _ in range(a.experts)]))
+        else:
+            add(p + "ffn_gate.weight", mat(a.ff, a.embd, 0.05))
+            add(p + "ffn_up.weight", mat(a.ff, a.embd, 0.05))
+            add(p + "ffn_down.weight", mat(a.embd, a.ff, 0.05))
     add("output_norm.weight", (1.0 + 0.1 * rng.standard_normal(a.embd)).astype(np.float32))
     if not a.tied:
         add("output.weight", mat(a.vocab, a.embd, 0.02))
@@ -204,6 +214,7 @@ def main():
     m.add_argument("--seed", type=int, default=1)
     m.add_argument("--dtype", default="f16", choices=["f32", "f16", "bf16"])
     m.add_argument("--tied", action="store_true")
+    m.add_argument("--experts", type=int, default=0)
     q = sub.add_parser("quantize")
     q.add_argument("inp")
     q.add_argument("out")
