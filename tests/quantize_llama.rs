@@ -37,11 +37,12 @@ fn run_gpuq(args: &[&str]) -> std::process::Output {
 }
 
 fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&str]) {
-    // `--imatrix FILE` in `extra` goes to llama.cpp's quantizer too
-    let imatrix = extra
-        .iter()
-        .position(|a| *a == "--imatrix")
-        .map(|i| extra[i + 1]);
+    // `--imatrix FILE` and `--override-kv KV` in `extra` go to llama.cpp's quantizer too
+    let forwarded: Vec<&str> = extra
+        .windows(2)
+        .filter(|w| w[0] == "--imatrix" || w[0] == "--override-kv")
+        .flat_map(|w| [w[0], w[1]])
+        .collect();
     for (name, ftype) in mixtures {
         let theirs = dir.join(format!("llama-{name}.gguf"));
         let ours = dir.join(format!("gpuq-{name}.gguf"));
@@ -52,9 +53,7 @@ fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&
             theirs.to_str().unwrap(),
             &ftype,
         ];
-        if let Some(m) = imatrix {
-            py.extend(["--imatrix", m]);
-        }
+        py.extend(&forwarded);
         fixture(&py);
         let mut args = vec![
             "quantize",
@@ -162,7 +161,20 @@ fn imatrix_mixtures_match_llama_quantize_byte_for_byte() {
             ("Q5_0", 8),
             ("Q5_1", 9),
         ],
-        &["--backend", "cpu", "--imatrix", im],
+        &[
+            "--backend",
+            "cpu",
+            "--imatrix",
+            im,
+            "--override-kv",
+            "general.name=str:gpuq imatrix test",
+            "--override-kv",
+            "llama.context_length=int:-4096",
+            "--override-kv",
+            "gpuq.test.scale=float:0.3",
+            "--override-kv",
+            "gpuq.test.flag=bool:true",
+        ],
     );
     // the weights matter: without them Q4_K_M's bytes differ
     let plain = dir.path().join("plain.gguf");

@@ -4,6 +4,7 @@ use crate::cli::progress::run_job;
 use crate::cli::quantize_report;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
+use crate::formats::gguf::Value;
 use crate::formats::imatrix::Imatrix;
 use crate::ggml_type::GgmlType;
 use crate::model::open_source_with;
@@ -44,9 +45,17 @@ pub struct Args {
     /// Allow re-quantizing tensors that are already quantized.
     #[arg(long)]
     pub allow_requantize: bool,
-    /// Per-tensor override REGEX=TYPE (first match wins; may repeat).
+    /// Per-tensor override REGEX=TYPE (first match wins; may repeat). As llama-quantize does,
+    /// the pattern is lowercased.
     #[arg(long = "tensor-type", value_name = "REGEX=TYPE")]
     pub tensor_type: Vec<String>,
+    /// A file of REGEX=TYPE overrides separated by spaces or newlines (after --tensor-type's).
+    #[arg(long, value_name = "FILE")]
+    pub tensor_type_file: Option<PathBuf>,
+    /// Set a metadata key in the output: KEY=TYPE:VALUE with TYPE int, float, bool or str
+    /// (as llama-quantize: int is written as u32, float as f32; may repeat).
+    #[arg(long = "override-kv", value_name = "KEY=TYPE:VALUE")]
+    pub override_kv: Vec<String>,
     /// Importance matrix from llama-imatrix (GGUF or legacy .dat): per-column weights for the
     /// scale searches, as llama-quantize uses them.
     #[arg(long, value_name = "FILE")]
@@ -134,7 +143,57 @@ fn parse_override(s: &str) -> Result<(String, GgmlType)> {
     let ty: GgmlType = ty
         .parse()
         .map_err(|e| Error::Invalid(format!("--tensor-type '{s}': {e}")))?;
-    Ok((pat.to_string(), ty))
+    Ok((pat.to_lowercase(), ty))
+}
+
+/// `--tensor-type` then `--tensor-type-file`, in that order (llama-quantize's).
+fn overrides(a: &Args) -> Result<Vec<(String, GgmlType)>> {
+    let mut v: Vec<(String, GgmlType)> = a
+        .tensor_type
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<_>>()?;
+    if let Some(path) = &a.tensor_type_file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        for item in text.split_whitespace() {
+            v.push(
+                parse_override(item)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?,
+            );
+        }
+    }
+    Ok(v)
+}
+
+/// `--override-kv KEY=TYPE:VALUE`, as llama.cpp's `string_parse_kv_override` reads it and
+/// llama-quantize writes it (int as u32 of the absolute value, float as f32).
+pub fn parse_kv_override(s: &str) -> Result<(String, Value)> {
+    let bad = |why: &str| {
+        Error::Invalid(format!(
+            "--override-kv '{s}': {why} (expected KEY=TYPE:VALUE, TYPE int, float, bool or str)"
+        ))
+    };
+    let (key, rest) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
+    if key.is_empty() || key.len() >= 128 {
+        return Err(bad("the key must be 1 to 127 bytes"));
+    }
+    let (ty, v) = rest.split_once(':').ok_or_else(|| bad("no TYPE:"))?;
+    let value = match ty {
+        "int" => {
+            let n: i64 = v.trim().parse().map_err(|_| bad("not an integer"))?;
+            Value::U32(n.unsigned_abs() as u32)
+        }
+        "float" => Value::F32(v.trim().parse::<f64>().map_err(|_| bad("not a number"))? as f32),
+        "bool" => match v {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(bad("a bool is true or false")),
+        },
+        "str" if v.len() > 127 => return Err(bad("a string value is at most 127 bytes")),
+        "str" => Value::String(v.to_string()),
+        _ => return Err(bad("unknown TYPE")),
+    };
+    Ok((key.to_string(), value))
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -198,16 +257,22 @@ pub fn run(a: Args) -> Result<()> {
         token_embedding_type: a.token_embedding_type,
         leave_output_tensor: a.leave_output_tensor,
         allow_requantize: a.allow_requantize,
-        overrides: a
-            .tensor_type
-            .iter()
-            .map(|s| parse_override(s))
-            .collect::<Result<_>>()?,
+        overrides: overrides(&a)?,
         allow_nonfinite: a.allow_nonfinite,
         max_memory: a.max_memory,
-        metadata: match (&imatrix, &a.imatrix) {
-            (Some(m), Some(path)) if !m.entries.is_empty() => m.output_metadata(path),
-            _ => Vec::new(),
+        // llama-quantize: the user's overrides, then the imatrix keys
+        metadata: {
+            let mut md: Vec<(String, Value)> = a
+                .override_kv
+                .iter()
+                .map(|s| parse_kv_override(s))
+                .collect::<Result<_>>()?;
+            if let (Some(m), Some(path)) = (&imatrix, &a.imatrix)
+                && !m.entries.is_empty()
+            {
+                md.extend(m.output_metadata(path));
+            }
+            md
         },
         imatrix: imatrix.map(|m| m.entries).filter(|e| !e.is_empty()),
         ternary_scale: a.ternary_scale,
@@ -324,5 +389,21 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("-1G").is_err());
+    }
+
+    #[test]
+    fn kv_overrides_parse_as_llama_quantize_writes_them() {
+        let ok = |s: &str| parse_kv_override(s).unwrap();
+        assert_eq!(ok("a.b=int:-7"), ("a.b".into(), Value::U32(7)));
+        assert_eq!(ok("x=float:0.1"), ("x".into(), Value::F32(0.1)));
+        assert_eq!(ok("x=bool:false"), ("x".into(), Value::Bool(false)));
+        assert_eq!(
+            ok("x=str:a=b:c"),
+            ("x".into(), Value::String("a=b:c".into()))
+        );
+        for bad in ["x", "x=int", "x=int:z", "x=bool:yes", "=str:a", "x=u8:1"] {
+            assert!(parse_kv_override(bad).is_err(), "{bad}");
+        }
+        assert!(parse_kv_override(&format!("x=str:{}", "a".repeat(128))).is_err());
     }
 }

@@ -158,6 +158,12 @@ def quantize(a):
     p.pure = a.pure
     p.allow_requantize = True
     keep = []
+    # the KV overrides llama-quantize passes: --override-kv first, then the imatrix keys
+    kvs = []
+    for o in a.override_kv:
+        k, rest = o.split("=", 1)
+        ty, v = rest.split(":", 1)
+        kvs.append((k, {"int": int, "float": float, "bool": lambda x: x == "true", "str": str}[ty](v)))
     if a.imatrix:
         vals, chunks, datasets = load_imatrix(a.imatrix)
         arr = (llama_cpp.llama_model_imatrix_data * (len(vals) + 1))()
@@ -168,20 +174,27 @@ def quantize(a):
             arr[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             arr[i].size = v.size
         p.imatrix = arr
-        # the KV overrides llama-quantize adds when it has an imatrix
-        kvs = [("quantize.imatrix.file", a.imatrix), ("quantize.imatrix.dataset", datasets[0]),
-               ("quantize.imatrix.entries_count", len(vals)), ("quantize.imatrix.chunks_count", chunks)]
+        kvs += [("quantize.imatrix.file", a.imatrix), ("quantize.imatrix.dataset", datasets[0]),
+                ("quantize.imatrix.entries_count", len(vals)), ("quantize.imatrix.chunks_count", chunks)]
+        keep.append(arr)
+    if kvs:
         ov = (llama_cpp.llama_model_kv_override * (len(kvs) + 1))()
         for i, (k, v) in enumerate(kvs):
             ov[i].key = k.encode()
             if isinstance(v, str):
                 ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR
                 ov[i].value.val_str = v.encode()[:127]
+            elif isinstance(v, bool):
+                ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_BOOL
+                ov[i].value.val_bool = v
+            elif isinstance(v, float):
+                ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_FLOAT
+                ov[i].value.val_f64 = v
             else:
                 ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_INT
                 ov[i].value.val_i64 = v
         p.kv_overrides = ov
-        keep += [arr, ov]
+        keep.append(ov)
     rc = llama_cpp.llama_model_quantize(a.inp.encode(), a.out.encode(), ctypes.byref(p))
     if rc != 0:
         sys.exit(f"llama_model_quantize failed with {rc}")
@@ -222,6 +235,7 @@ def main():
     q.add_argument("--pure", action="store_true")
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--imatrix")
+    q.add_argument("--override-kv", action="append", default=[])
     im = sub.add_parser("imatrix")
     im.add_argument("model")
     im.add_argument("out")
