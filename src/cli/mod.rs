@@ -34,7 +34,7 @@ pub enum Command {
     /// Dequantize a GGUF model to F32, F16 or BF16.
     Dequantize(dequantize::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
-    Quantize(quantize::Args),
+    Quantize(Box<quantize::Args>),
     /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
     Stats(stats::Args),
     /// Benchmarks: `gpuq bench codecs` (GB/s per type, CPU vs GPU), `gpuq bench quantize` (vs llama.cpp: time, peak RSS).
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Info(a) => info::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Quantize(a) => quantize::run(a),
+        Command::Quantize(a) => quantize::run(*a),
         Command::Dequantize(a) => dequantize::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Bench(a) => bench::run(a),
