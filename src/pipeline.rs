@@ -205,18 +205,27 @@ struct Tile {
 /// Number of output tile buffers in flight (one being filled, one being written, one spare).
 const N_TILE_BUFFERS: usize = 3;
 
-/// Rows per tile for a tensor: as many as fit the budget split across the buffers.
-/// `f32_areas`: f32 work areas per row (1; 2 with the error report's round trip).
-fn tile_rows(
-    max_memory: u64,
-    row_len: u64,
-    out_row_bytes: u64,
-    n_rows: u64,
-    f32_areas: u64,
-) -> u64 {
-    // per row: f32 work areas + output bytes in each of the buffers
-    let per_row = row_len * 4 * f32_areas + out_row_bytes * N_TILE_BUFFERS as u64;
+/// Rows per tile: as many as fit the budget, where a row costs `work_row_bytes` once (the f32
+/// work areas and the mapped input pages of the tile in use) and `out_row_bytes` in each of the
+/// output buffers.
+fn tile_rows(max_memory: u64, work_row_bytes: u64, out_row_bytes: u64, n_rows: u64) -> u64 {
+    let per_row = work_row_bytes + out_row_bytes * N_TILE_BUFFERS as u64;
     (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
+}
+
+/// Rows per tile when tensor `t` becomes `target` under `opts`.
+fn tensor_tile_rows(opts: &PipelineOptions, t: &InputTensor, target: GgmlType) -> u64 {
+    let row_len = t.row_len();
+    // one f32 work area, two with the error report's round trip
+    let f32_areas = if opts.error_report { 2 } else { 1 };
+    let in_row = t.ty.row_bytes(row_len).unwrap_or(0);
+    let out_row = target.row_bytes(row_len).unwrap_or(0);
+    tile_rows(
+        opts.max_memory,
+        row_len * 4 * f32_areas + in_row,
+        out_row,
+        t.n_rows(),
+    )
 }
 
 /// Writes `out` from `src` following `plans` (one per input tensor, same order).
@@ -253,13 +262,7 @@ pub fn run(
     let mut max_tile_out = 0u64;
     for (t, p) in tensors.iter().zip(plans).filter(|(_, p)| p.convert) {
         let out_row = p.target.row_bytes(t.row_len()).unwrap_or(0);
-        let rows = tile_rows(
-            opts.max_memory,
-            t.row_len(),
-            out_row,
-            t.n_rows(),
-            f32_areas(opts),
-        );
+        let rows = tensor_tile_rows(opts, t, p.target);
         max_tile_elems = max_tile_elems.max(rows * t.row_len());
         max_tile_out = max_tile_out.max(rows * out_row);
     }
@@ -340,10 +343,6 @@ pub fn run(
     progress.finish();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn f32_areas(opts: &PipelineOptions) -> u64 {
-    if opts.error_report { 2 } else { 1 }
 }
 
 fn check_interrupt() -> Result<()> {
@@ -450,13 +449,7 @@ fn convert_tensor(
             )));
         }
     }
-    let mut tile = tile_rows(
-        opts.max_memory,
-        row_len,
-        out_row as u64,
-        n_rows,
-        f32_areas(opts),
-    );
+    let mut tile = tensor_tile_rows(opts, t, p.target);
     if weights.is_some() {
         // tiles stay inside one expert slice, which has its own weights
         tile = tile.min(rows_per_slice);
@@ -579,14 +572,35 @@ mod tests {
     #[test]
     fn tiles_fit_the_budget() {
         // 4096-wide rows of Q4_K (2304 B): 16384 + 6912 bytes per row
-        let rows = tile_rows(64 << 20, 4096, 2304, 1 << 20, 1);
+        let rows = tile_rows(64 << 20, 4096 * 4, 2304, 1 << 20);
         assert!(rows * (4096 * 4 + 2304 * 3) <= 64 << 20);
         assert!(rows > 1000);
-        let with_report = tile_rows(64 << 20, 4096, 2304, 1 << 20, 2);
-        assert!(with_report * (4096 * 8 + 2304 * 3) <= 64 << 20);
-        assert!(with_report < rows);
-        assert_eq!(tile_rows(10, 4096, 2304, 100, 1), 1);
-        assert_eq!(tile_rows(1 << 40, 4096, 2304, 100, 2), 100);
+        assert_eq!(tile_rows(10, 4096 * 4, 2304, 100), 1);
+        assert_eq!(tile_rows(1 << 40, 4096 * 4, 2304, 100), 100);
+        // an F16 tensor to Q4_K: the mapped F16 rows count too; the report's round trip too
+        let t = InputTensor {
+            name: "w".into(),
+            dims: vec![4096, 1 << 20],
+            ty: GgmlType::F16,
+        };
+        let mut opts = PipelineOptions {
+            max_memory: 64 << 20,
+            imatrix: None,
+            allow_nonfinite: false,
+            file_type: None,
+            loader_order: false,
+            metadata: Vec::new(),
+            ternary_scale: None,
+            ternary_report: false,
+            error_report: false,
+        };
+        let plain = tensor_tile_rows(&opts, &t, GgmlType::Q4_K);
+        assert!(plain * (4096 * 4 + 4096 * 2 + 2304 * 3) <= 64 << 20);
+        assert!((plain + 1) * (4096 * 4 + 4096 * 2 + 2304 * 3) > 64 << 20);
+        opts.error_report = true;
+        let with_report = tensor_tile_rows(&opts, &t, GgmlType::Q4_K);
+        assert!(with_report * (4096 * 8 + 4096 * 2 + 2304 * 3) <= 64 << 20);
+        assert!(with_report < plain);
     }
 
     #[test]
