@@ -216,9 +216,16 @@ fn histogram_bins_are_the_documented_ones() {
     }
 }
 
-/// A 100M-element tensor streamed in tiles: the f32 path's mean against f64, relative.
+/// A 100M-element tensor streamed in tiles: the f32 path's mean against f64, relative, and the
+/// GPU's (`shaders/stats.wgsl`) when an adapter is there (lavapipe in CI).
 #[test]
 fn mean_of_100m_elements_matches_f64() {
+    #[cfg(feature = "gpu")]
+    let gpu = gpuq::Engine::new(gpuq::Backend::Gpu)
+        .map_err(|e| eprintln!("no GPU part: {e}"))
+        .ok();
+    #[cfg(feature = "gpu")]
+    let mut tg = TensorStats::default();
     let row_len = 4099; // not a multiple of any block or workgroup size
     let rows_per_tile = 256;
     let total_rows = 100_000_000usize.div_ceil(row_len);
@@ -235,6 +242,11 @@ fn mean_of_100m_elements_matches_f64() {
             .collect();
         let (fr, fh) = fast::tile_stats(&v, row_len, K);
         t.add_tile(r0 as u64, &fr, &fh);
+        #[cfg(feature = "gpu")]
+        if let Some(e) = &gpu {
+            let (gr, gh) = e.tile_stats(&v, row_len, K).unwrap();
+            tg.add_tile(r0 as u64, &gr, &gh);
+        }
         for &x in &v {
             let x = x as f64;
             s64 += x;
@@ -257,6 +269,22 @@ fn mean_of_100m_elements_matches_f64() {
         em < 1e-5 && ea < 1e-5 && eq < 1e-5,
         "mean {em:e} absmean {ea:e} sumsq {eq:e}"
     );
+    #[cfg(feature = "gpu")]
+    if gpu.is_some() {
+        assert_eq!(tg.n, n);
+        let (em, ea, eq) = (
+            rel(tg.mean(), mean64),
+            rel(tg.absmean(), a64 / n as f64),
+            rel(tg.sum_sq.value(), q64),
+        );
+        eprintln!(
+            "GPU, 100M elements: mean rel err {em:.2e}, absmean {ea:.2e}, sum of squares {eq:.2e}"
+        );
+        assert!(
+            em < 1e-5 && ea < 1e-5 && eq < 1e-5,
+            "GPU: mean {em:e} absmean {ea:e} sumsq {eq:e}"
+        );
+    }
 }
 
 /// Direct f64 metrics of `x` against `y` (finite pairs).
