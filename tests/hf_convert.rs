@@ -598,3 +598,43 @@ fn a_bad_tokenizer_model_is_refused() {
         assert!(!err.contains("panicked"), "{what}: {err}");
     }
 }
+
+/// The sha256 gpuq computes to identify a BPE pre-tokenizer (printed when it is not a known
+/// one) is the one llama.cpp's converter computes: `str(AutoTokenizer.encode(chktxt))` hashed,
+/// with transformers' AutoTokenizer, on the gpt2-shaped test tokenizer and on Llama-3-shaped
+/// ones (Split + ByteLevel, BOS from a TemplateProcessing, with and without add_bos_token).
+#[test]
+fn pre_tokenizer_hash_is_the_one_the_converter_computes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chk = tmp.path().join("chktxt.txt");
+    std::fs::write(&chk, gpuq::model::hf::tokenizer::CHECK_TEXT).unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("qwen2", &[]),
+        ("llama", &["--bpe-llama3"]),
+        ("llama", &["--bpe-llama3", "--add-bos", "false"]),
+    ];
+    for (i, (arch, opts)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("pre{i}"));
+        make(&dir, arch, 40 + i as u64, opts);
+        let out = tmp.path().join(format!("pre{i}.gguf"));
+        let (code, err) = run(&[
+            "convert",
+            dir.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        let ours = err
+            .split("token ids: ")
+            .nth(1)
+            .and_then(|r| r.get(..64))
+            .unwrap_or_else(|| panic!("no hash in: {err}"));
+        let theirs = python(
+            MODEL_PY,
+            &["hash", dir.to_str().unwrap(), chk.to_str().unwrap()],
+        );
+        assert_eq!(ours, theirs.trim(), "{arch} {opts:?}");
+        eprintln!("{arch} {opts:?}: check-text hash {ours} (gpuq = transformers)");
+    }
+}

@@ -3,13 +3,20 @@ logits llama.cpp computes from a GGUF.
 
   make DIR ARCH SEED [--dtype f32|f16|bf16] [--shards N] [--tied] [--no-tokenizer] [--bias]
                      [--spm [--spm-no-tj] [--spm-unused N] [--spm-no-prefix]]
+                     [--bpe-llama3 [--add-bos true|false]]
   check DIR GGUF TOL     prints "max_rel_err X" and exits 1 when X > TOL
+  hash DIR TEXT_FILE     prints the sha256 llama.cpp's converter computes to identify the BPE
+                         pre-tokenizer (transformers' AutoTokenizer on the check text)
   spm-check DIR GGUF SEED [--tokenize]
                          compares the GGUF's SentencePiece vocabulary with the one llama.cpp's
                          converter builds from the folder (re-derived here on the sentencepiece
                          library and gguf-py's SpecialVocab); with --tokenize, llama.cpp's
                          tokenization of seeded random strings with sentencepiece's; prints a
                          JSON summary and exits 1 on any mismatch
+
+--bpe-llama3 shapes the gpt2 BPE tokenizer.json as Llama 3's (Split + ByteLevel pre-tokenizer,
+BOS from a TemplateProcessing post-processor, tokenizer_class PreTrainedTokenizerFast);
+--add-bos writes add_bos_token into its tokenizer_config.json.
 
 --spm trains a small SentencePiece BPE model (as Llama's: identity normalization, byte
 fallback, split digits, no whitespace folding) on a corpus generated from SEED, with a control
@@ -140,7 +147,11 @@ def make_weights(cfg, arch, rng, tied, bias):
     return w
 
 
-def tokenizer_files(d):
+# Llama 3's pre-tokenizer split (what llama.cpp's llama-bpe pre-tokenizer implements)
+LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def tokenizer_files(d, llama3=False, add_bos=None):
     b2u = bytes_to_unicode()
     vocab = {b2u[b]: b for b in range(256)}
     merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("i", "n"), ("\u0120", "a"), ("e", "r"), ("o", "n"), ("\u0120", "s"), ("r", "e"), ("a", "t")]
@@ -160,10 +171,38 @@ def tokenizer_files(d):
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "", "end_of_word_suffix": "",
                   "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]},
     }
-    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     tc = {"bos_token": None, "eos_token": "<|endoftext|>", "add_bos_token": False, "model_max_length": 128,
           "chat_template": "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"}
+    if llama3:
+        # shaped as Llama 3's: Split + ByteLevel pre-tokenizer, BOS added by a TemplateProcessing
+        bot = dict(eot, content="<|begin_of_text|>")
+        tj["added_tokens"] = [bot, dict(eot, id=267, content="<|end_of_text|>")]
+        tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+        st = lambda t: {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": t}}
+        sq = lambda n, t: {"Sequence": {"id": n, "type_id": t}}
+        tj["post_processor"] = {"type": "Sequence", "processors": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+            {"type": "TemplateProcessing", "single": [st(0), sq("A", 0)], "pair": [st(0), sq("A", 0), st(1), sq("B", 1)],
+             "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [266], "tokens": ["<|begin_of_text|>"]}}}]}
+        tc = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "model_max_length": 128,
+              "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": tc["chat_template"]}
+        if add_bos is not None:
+            tc["add_bos_token"] = add_bos
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     (d / "tokenizer_config.json").write_text(json.dumps(tc), encoding="utf-8")
+
+
+def converter_hash(d, text_file):
+    """get_vocab_base_pre's check: sha256 of str(AutoTokenizer.encode(chktxt))."""
+    from hashlib import sha256
+
+    from transformers import AutoTokenizer
+
+    chktxt = Path(text_file).read_text(encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(d)
+    print(sha256(str(tok.encode(chktxt)).encode()).hexdigest())
 
 
 SPM_PIECES = 600
@@ -454,7 +493,7 @@ def spm_check(d, gguf_path, seed, tokenize):
 
 
 def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False, spm=False, spm_tj=True, spm_unused=0,
-         spm_prefix=True):
+         spm_prefix=True, llama3=False, add_bos=None):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_for(arch)
@@ -467,7 +506,7 @@ def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=Fa
     if spm:
         spm_tokenizer_files(d, seed, spm_tj, spm_unused, spm_prefix)
     elif not no_tok:
-        tokenizer_files(d)
+        tokenizer_files(d, llama3, add_bos)
     items = []
     for name, a in w.items():
         if dtype == "bf16" and a.ndim == 2:
@@ -606,9 +645,12 @@ if __name__ == "__main__":
         make(d, arch, seed, dtype=opt("--dtype", "f32"), shards=int(opt("--shards", "1")),
              tied="--tied" in rest, no_tok="--no-tokenizer" in rest, bias="--bias" in rest,
              spm="--spm" in rest, spm_tj="--spm-no-tj" not in rest, spm_unused=int(opt("--spm-unused", "0")),
-             spm_prefix="--spm-no-prefix" not in rest)
+             spm_prefix="--spm-no-prefix" not in rest, llama3="--bpe-llama3" in rest,
+             add_bos={"true": True, "false": False, None: None}[opt("--add-bos", None)])
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "hash":
+        converter_hash(sys.argv[2], sys.argv[3])
     elif cmd == "spm-check":
         spm_check(sys.argv[2], sys.argv[3], int(sys.argv[4]), "--tokenize" in sys.argv[5:])
     else:
