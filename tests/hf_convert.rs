@@ -447,3 +447,197 @@ fn an_unknown_pre_tokenizer_stops_with_a_hint() {
     );
     assert!(!out.exists());
 }
+
+/// Runs `hf_model.py spm-check`; returns its JSON summary, panicking on any mismatch.
+fn spm_check(dir: &Path, gguf: &Path, seed: u64, tokenize: bool) -> serde_json::Value {
+    let seed = seed.to_string();
+    let mut args = vec![
+        "spm-check",
+        dir.to_str().unwrap(),
+        gguf.to_str().unwrap(),
+        seed.as_str(),
+    ];
+    if tokenize {
+        args.push("--tokenize");
+    }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(MODEL_PY)
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from spm-check: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        out.status.success() && summary["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{}: {summary}",
+        gguf.display()
+    );
+    summary
+}
+
+/// (architecture, seed, folder options): tokenizer.model with and without a tokenizer.json
+/// beside it, without the space prefix, with UNUSED pieces, and on the qwen2 class (whose
+/// converter also reads a tokenizer.model first).
+const SPM_CASES: &[(&str, u64, &[&str])] = &[
+    ("llama", 21, &["--spm"]),
+    (
+        "mistral",
+        22,
+        &["--spm", "--spm-no-tj", "--spm-no-prefix", "--dtype", "bf16"],
+    ),
+    ("llama", 23, &["--spm", "--spm-unused", "3"]),
+    ("qwen2", 24, &["--spm", "--dtype", "f16"]),
+];
+
+#[test]
+fn sentencepiece_vocab_is_the_converters_and_llama_cpp_tokenizes_as_sentencepiece() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    for (i, (arch, seed, opts)) in SPM_CASES.iter().enumerate() {
+        let dir = tmp.path().join(format!("spm{i}"));
+        make(&dir, arch, *seed, opts);
+        let out = tmp.path().join(format!("spm{i}.gguf"));
+        let mut args = vec![
+            "convert",
+            dir.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--outtype",
+            "f32",
+            "-q",
+        ];
+        if i == 0 {
+            args.extend(["--vocab-pre", "gpt-2"]);
+        }
+        let (code, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        // added_tokens.json and added_tokens_decoder each name one id past vocab_size
+        assert!(
+            err.contains("ignoring token 5000") && err.contains("ignoring token 9999"),
+            "{err}"
+        );
+        assert_eq!(
+            i == 0,
+            err.contains("--vocab-pre gpt-2 is ignored"),
+            "{err}"
+        );
+        let s = spm_check(&dir, &out, *seed, true);
+        let count = |t: &str| s["types"][t].as_u64().unwrap_or(0);
+        let unused = if opts.contains(&"--spm-unused") { 3 } else { 0 };
+        assert_eq!(
+            (s["pieces"].as_u64(), s["n_vocab"].as_u64()),
+            (Some(600), Some(640))
+        );
+        // 256 byte pieces; <s> </s> <ctl> <unk> and two added tokens are control tokens (the
+        // converter makes <unk> CONTROL when added_tokens_decoder flags it special); one
+        // added token is user-defined; 37 padding ids past the added ones are unused
+        assert_eq!(
+            (count("6"), count("3"), count("4"), count("5")),
+            (256, 6, 1, 37 + unused),
+            "{s}"
+        );
+        assert!(s["byte_tokens"].as_u64().unwrap() > 50, "{s}");
+        let mut line = format!(
+            "{arch} {opts:?}: 640 tokens/scores/types equal, {} strings ({} tokens, {} byte-fallback) tokenized alike, round trips equal",
+            s["strings"], s["tokens"], s["byte_tokens"]
+        );
+        if i == 0 {
+            let e = check_logits(&dir, &out, 1e-3);
+            line += &format!(", logits max rel err {e:.2e}");
+        }
+        report.push(line);
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn a_bad_tokenizer_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("badspm");
+    make(&dir, "llama", 31, &["--spm"]);
+    let path = dir.join("tokenizer.model");
+    let good = std::fs::read(&path).unwrap();
+    let mut rng = common::rng(31);
+    let garbage: Vec<u8> = (0..good.len())
+        .map(|_| rand::Rng::random::<u8>(&mut rng))
+        .collect();
+    // the end of the 300th piece: the top-level fields are (tag 0x0a, varint length, bytes)
+    let mut at = 0;
+    for _ in 0..300 {
+        assert_eq!(good[at], 0x0a);
+        let (mut len, mut shift) = (0usize, 0);
+        at += 1;
+        loop {
+            len |= usize::from(good[at] & 0x7f) << shift;
+            shift += 7;
+            at += 1;
+            if good[at - 1] < 0x80 {
+                break;
+            }
+        }
+        at += len;
+    }
+    let mut flipped = good.clone();
+    flipped[0] = 0x0f; // field 1 with wire type 7, which protobuf does not have
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("cut between two pieces", good[..at].to_vec()),
+        ("random bytes", garbage),
+        ("bad wire type", flipped),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = refuse(&dir, &["badspm/tokenizer.model", "SentencePiece"]);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
+
+/// The sha256 gpuq computes to identify a BPE pre-tokenizer (printed when it is not a known
+/// one) is the one llama.cpp's converter computes: `str(AutoTokenizer.encode(chktxt))` hashed,
+/// with transformers' AutoTokenizer, on the gpt2-shaped test tokenizer and on Llama-3-shaped
+/// ones (Split + ByteLevel, BOS from a TemplateProcessing, with and without add_bos_token).
+#[test]
+fn pre_tokenizer_hash_is_the_one_the_converter_computes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chk = tmp.path().join("chktxt.txt");
+    std::fs::write(&chk, gpuq::model::hf::tokenizer::CHECK_TEXT).unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("qwen2", &[]),
+        ("llama", &["--bpe-llama3"]),
+        ("llama", &["--bpe-llama3", "--add-bos", "false"]),
+    ];
+    for (i, (arch, opts)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("pre{i}"));
+        make(&dir, arch, 40 + i as u64, opts);
+        let out = tmp.path().join(format!("pre{i}.gguf"));
+        let (code, err) = run(&[
+            "convert",
+            dir.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        let ours = err
+            .split("token ids: ")
+            .nth(1)
+            .and_then(|r| r.get(..64))
+            .unwrap_or_else(|| panic!("no hash in: {err}"));
+        let theirs = python(
+            MODEL_PY,
+            &["hash", dir.to_str().unwrap(), chk.to_str().unwrap()],
+        );
+        assert_eq!(ours, theirs.trim(), "{arch} {opts:?}");
+        eprintln!("{arch} {opts:?}: check-text hash {ours} (gpuq = transformers)");
+    }
+}

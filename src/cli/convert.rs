@@ -34,7 +34,7 @@ impl OutType {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
+    /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.model or tokenizer.json).
     pub input: PathBuf,
     /// Output GGUF.
     #[arg(short, long)]
@@ -42,7 +42,8 @@ pub struct Args {
     /// Type of the 2-D weights (norms and biases stay F32, as in convert_hf_to_gguf.py).
     #[arg(long, value_enum, default_value_t = OutType::F16)]
     pub outtype: OutType,
-    /// Write this tokenizer.ggml.pre instead of identifying the pre-tokenizer.
+    /// Write this tokenizer.ggml.pre instead of identifying the BPE pre-tokenizer (a
+    /// SentencePiece tokenizer.model always gets "default").
     #[arg(long, value_name = "NAME")]
     pub vocab_pre: Option<String>,
     /// Ignore the tokenizer files and write the weights only.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input model: a GGUF file (F32/F16/BF16 or, with --allow-requantize, quantized) or a
-    /// Hugging Face folder (config.json, *.safetensors, tokenizer.json).
+    /// Hugging Face folder (config.json, *.safetensors, tokenizer.model or tokenizer.json).
     pub input: PathBuf,
     /// Output GGUF (may also be given with -o).
     #[arg(value_name = "OUTPUT")]

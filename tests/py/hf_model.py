@@ -2,7 +2,30 @@
 logits llama.cpp computes from a GGUF.
 
   make DIR ARCH SEED [--dtype f32|f16|bf16] [--shards N] [--tied] [--no-tokenizer] [--bias]
+                     [--spm [--spm-no-tj] [--spm-unused N] [--spm-no-prefix]]
+                     [--bpe-llama3 [--add-bos true|false]]
   check DIR GGUF TOL     prints "max_rel_err X" and exits 1 when X > TOL
+  hash DIR TEXT_FILE     prints the sha256 llama.cpp's converter computes to identify the BPE
+                         pre-tokenizer (transformers' AutoTokenizer on the check text)
+  spm-check DIR GGUF SEED [--tokenize]
+                         compares the GGUF's SentencePiece vocabulary with the one llama.cpp's
+                         converter builds from the folder (re-derived here on the sentencepiece
+                         library and gguf-py's SpecialVocab); with --tokenize, llama.cpp's
+                         tokenization of seeded random strings with sentencepiece's; prints a
+                         JSON summary and exits 1 on any mismatch
+
+--bpe-llama3 shapes the gpt2 BPE tokenizer.json as Llama 3's (Split + ByteLevel pre-tokenizer,
+BOS from a TemplateProcessing post-processor, tokenizer_class PreTrainedTokenizerFast);
+--add-bos writes add_bos_token into its tokenizer_config.json.
+
+--spm trains a small SentencePiece BPE model (as Llama's: identity normalization, byte
+fallback, split digits, no whitespace folding) on a corpus generated from SEED, with a control
+and a user-defined symbol, and writes it as tokenizer.model with added_tokens.json and a
+tokenizer_config.json holding added_tokens_decoder (config vocab_size 640 > 600 pieces, so
+padding ids exist). A minimal tokenizer.json carries the added tokens and a TemplateProcessing
+post-processor unless --spm-no-tj. --spm-unused N marks N normal pieces UNUSED in the model.
+--spm-no-prefix trains without SentencePiece's dummy prefix and sets tokenizer_config.json's
+add_prefix_space to false (LlamaModel writes it as tokenizer.ggml.add_space_prefix).
 
 The forward pass follows the Hugging Face modelling code, not llama.cpp: RMSNorm, rotary
 embedding in rotate_half layout on unpermuted q/k, grouped-query attention, SwiGLU, q/k/v
@@ -124,7 +147,11 @@ def make_weights(cfg, arch, rng, tied, bias):
     return w
 
 
-def tokenizer_files(d):
+# Llama 3's pre-tokenizer split (what llama.cpp's llama-bpe pre-tokenizer implements)
+LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def tokenizer_files(d, llama3=False, add_bos=None):
     b2u = bytes_to_unicode()
     vocab = {b2u[b]: b for b in range(256)}
     merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("i", "n"), ("\u0120", "a"), ("e", "r"), ("o", "n"), ("\u0120", "s"), ("r", "e"), ("a", "t")]
@@ -144,9 +171,26 @@ def tokenizer_files(d):
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "", "end_of_word_suffix": "",
                   "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]},
     }
-    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     tc = {"bos_token": None, "eos_token": "<|endoftext|>", "add_bos_token": False, "model_max_length": 128,
           "chat_template": "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"}
+    if llama3:
+        # shaped as Llama 3's: Split + ByteLevel pre-tokenizer, BOS added by a TemplateProcessing
+        bot = dict(eot, content="<|begin_of_text|>")
+        tj["added_tokens"] = [bot, dict(eot, id=267, content="<|end_of_text|>")]
+        tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+        st = lambda t: {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": t}}
+        sq = lambda n, t: {"Sequence": {"id": n, "type_id": t}}
+        tj["post_processor"] = {"type": "Sequence", "processors": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+            {"type": "TemplateProcessing", "single": [st(0), sq("A", 0)], "pair": [st(0), sq("A", 0), st(1), sq("B", 1)],
+             "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [266], "tokens": ["<|begin_of_text|>"]}}}]}
+        tc = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "model_max_length": 128,
+              "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": tc["chat_template"]}
+        if add_bos is not None:
+            tc["add_bos_token"] = add_bos
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     (d / "tokenizer_config.json").write_text(json.dumps(tc), encoding="utf-8")
 
 
@@ -161,18 +205,321 @@ ROPE = {
 }
 
 
-def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False, rope=None):
+def converter_hash(d, text_file):
+    """get_vocab_base_pre's check: sha256 of str(AutoTokenizer.encode(chktxt))."""
+    from hashlib import sha256
+
+    from transformers import AutoTokenizer
+
+    chktxt = Path(text_file).read_text(encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(d)
+    print(sha256(str(tok.encode(chktxt)).encode()).hexdigest())
+
+
+SPM_PIECES = 600
+SPM_VOCAB = 640
+SPM_SYLLABLES = ["ka", "to", "ri", "ne", "sa", "mu", "lo", "pe", "qu", "zi", "the", "and", "ing", "ion", "er", "st", "ch", "sh"]
+SPM_RARE = ["\u00e9", "\u00fc", "\u00df", "\u00f1", "\u00f8", "\u00e7", "\u03b1", "\u03b2", "\u03b3", "\u03bb", "\u65e5", "\u672c", "\u8a9e", "\u4e2d", "\u6587"]
+# added tokens: (id, content, special) in tokenizer_config.json's added_tokens_decoder
+SPM_ADDED = [(600, "<|im_start|>", False), (601, "\u2581extra\u2581tok", False), (602, "<mask_x>", True)]
+
+
+def spm_corpus(seed, n=400):
+    import random
+    r = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = []
+        for _ in range(r.randint(3, 14)):
+            k = r.random()
+            if k < 0.75:
+                w = "".join(r.choice(SPM_SYLLABLES) for _ in range(r.randint(1, 4)))
+            elif k < 0.85:
+                w = str(r.randint(0, 99999))
+            elif k < 0.95:
+                w = "".join(r.choice(SPM_RARE) for _ in range(r.randint(1, 3)))
+            else:
+                w = r.choice(list(",.!?;()-"))
+            if r.random() < 0.1:
+                w = w.capitalize()
+            words.append(w)
+        lines.append(" ".join(words))
+    return lines
+
+
+def spm_train(seed, dummy_prefix=True):
+    import io
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(spm_corpus(seed)), model_writer=buf, vocab_size=SPM_PIECES, model_type="bpe",
+        byte_fallback=True, user_defined_symbols=["<sep>"], control_symbols=["<ctl>"],
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
+        allow_whitespace_only_pieces=True, num_threads=1, character_coverage=0.9995, minloglevel=2,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, add_dummy_prefix=dummy_prefix)
+    return buf.getvalue()
+
+
+def pb_varint(buf, i):
+    v, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, i
+
+
+def pb_put_varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def pb_fields(buf):
+    """Top-level (field number, wire type, raw field bytes including the tag, payload)."""
+    i, out = 0, []
+    while i < len(buf):
+        start = i
+        tag, i = pb_varint(buf, i)
+        num, wt = tag >> 3, tag & 7
+        if wt == 0:
+            _, i = pb_varint(buf, i)
+            payload = None
+        elif wt == 1:
+            i += 8
+            payload = None
+        elif wt == 5:
+            i += 4
+            payload = None
+        elif wt == 2:
+            n, i = pb_varint(buf, i)
+            payload = buf[i:i + n]
+            i += n
+        else:
+            raise ValueError(f"wire type {wt}")
+        out.append((num, wt, buf[start:i], payload))
+    return out
+
+
+def spm_mark_unused(model, ids):
+    """Rewrites the pieces whose index is in ids with type UNUSED (5)."""
+    out, k = bytearray(), 0
+    for num, wt, raw, payload in pb_fields(model):
+        if num == 1 and wt == 2:
+            if k in ids:
+                fields = [f for f in pb_fields(payload) if f[0] != 3]
+                body = b"".join(f[2] for f in fields) + bytes([3 << 3]) + pb_put_varint(5)
+                raw = bytes([1 << 3 | 2]) + pb_put_varint(len(body)) + body
+            k += 1
+        out += raw
+    return bytes(out)
+
+
+def spm_tokenizer_files(d, seed, with_tj=True, unused=0, prefix=True):
+    import sentencepiece as spm
+
+    model = spm_train(seed, prefix)
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    if unused:
+        normal = [i for i in range(sp.vocab_size()) if not (sp.IsUnknown(i) or sp.IsControl(i) or sp.IsByte(i) or sp.IsUnused(i))]
+        model = spm_mark_unused(model, set(normal[-unused:]))
+    (d / "tokenizer.model").write_bytes(model)
+    # added_tokens.json: a later line for the same id wins; the one past vocab_size is ignored
+    added_json = '{"<|im_start|>": 600, "<far_away>": 5000, "\u2581extra\u2581tok": 601, "<mask_x>": 602}'
+    (d / "added_tokens.json").write_text(added_json, encoding="utf-8")
+    decoder = {str(i): {"content": c, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": sp_}
+               for i, c, sp_ in [(0, "<unk>", True), (1, "<s>", True), (2, "</s>", True)] + SPM_ADDED}
+    decoder["9999"] = {"content": "<beyond>", "special": True}
+    tc = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+          "pad_token": None, "legacy": False, "added_tokens_decoder": decoder, "model_max_length": 128,
+          "chat_template": "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"}
+    if not prefix:
+        tc["add_prefix_space"] = False
+    (d / "tokenizer_config.json").write_text(json.dumps(tc, ensure_ascii=False), encoding="utf-8")
+    if with_tj:
+        added = [{"id": int(i), "content": v["content"], "single_word": False, "lstrip": False, "rstrip": False,
+                  "normalized": False, "special": v["special"]} for i, v in decoder.items() if int(i) < SPM_VOCAB]
+        tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+              "pre_tokenizer": None,
+              "post_processor": {"type": "TemplateProcessing",
+                                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                                 "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                          {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                                 "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+              "decoder": None,
+              "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                        "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "vocab": {}, "merges": []}}
+        (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+
+
+def spm_expected(d, n_vocab):
+    """The token list convert_hf_to_gguf.py's _create_vocab_sentencepiece builds for folder d."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
+    tokens = [f"[PAD{i}]" for i in range(n_vocab)]
+    scores = [-10000.0] * n_vocab
+    types = [5] * n_vocab
+    for i in range(min(sp.vocab_size(), n_vocab)):
+        t = 1
+        if sp.IsUnknown(i):
+            t = 2
+        elif sp.IsControl(i):
+            t = 3
+        elif sp.IsUnused(i):
+            t = 5
+        elif sp.IsByte(i):
+            t = 6
+        tokens[i], scores[i], types[i] = sp.IdToPiece(i), sp.GetScore(i), t
+    if (d / "added_tokens.json").is_file():
+        for k, i in json.loads((d / "added_tokens.json").read_text(encoding="utf-8")).items():
+            if i < n_vocab:
+                tokens[i], scores[i], types[i] = k, -1000.0, 4
+    tc = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")) if (d / "tokenizer_config.json").is_file() else {}
+    for k, v in tc.get("added_tokens_decoder", {}).items():
+        i = int(k)
+        if i >= n_vocab:
+            continue
+        c = v["content"]
+        looks = c in ("<pad>", "<mask>", "<2mass>", "[@BOS@]") or (c.startswith("<|") and c.endswith("|>")) \
+            or (c.startswith("<\uff5c") and c.endswith("\uff5c>")) or (c.startswith("<unused") and c.endswith(">"))
+        if v.get("special") or looks:
+            types[i] = 3
+        else:
+            c = c.replace("\u2581", " ")
+            types[i] = 4
+        tokens[i], scores[i] = c, -1000.0
+    return sp, tokens, scores, types
+
+
+def spm_strings(seed, n=40):
+    """Seeded random strings: corpus syllables, digits, whitespace runs, punctuation, characters
+    the corpus has (rare ones included) and ones it lacks (byte fallback), the symbols."""
+    import random
+    r = random.Random(seed * 7919 + 1)
+    absent = ["w", "x", "\u0416", "\u044f", "\ud55c", "\U0001f600", "\U0001f680", "\u00c5", "\u20ac", "\u0100"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(r.randint(1, 12)):
+            k = r.random()
+            if k < 0.35:
+                parts.append("".join(r.choice(SPM_SYLLABLES) for _ in range(r.randint(1, 3))))
+            elif k < 0.5:
+                parts.append(str(r.randint(0, 10 ** r.randint(1, 8))))
+            elif k < 0.62:
+                parts.append("".join(r.choice([" ", " ", "\t", "\n"]) for _ in range(r.randint(1, 5))))
+            elif k < 0.72:
+                parts.append(r.choice(SPM_RARE))
+            elif k < 0.85:
+                parts.append("".join(r.choice(absent) for _ in range(r.randint(1, 3))))
+            elif k < 0.93:
+                parts.append(r.choice(list(",.!?;()-'\"")))
+            else:
+                parts.append(" ")
+            if r.random() < 0.5:
+                parts.append(" ")
+        out.append("".join(parts))
+    out += ["", " ", "  leading", "trailing  ", "\U0001f600", "12345678", "ka to ri"]
+    return out
+
+
+def spm_check(d, gguf_path, seed, tokenize):
+    import gguf
+
+    d = Path(d)
+    cfg = json.loads((d / "config.json").read_text())
+    n_vocab = cfg["vocab_size"]
+    r = gguf.GGUFReader(gguf_path)
+    md = {k: f.contents() for k, f in r.fields.items() if k.startswith("tokenizer.")}
+    sp, tokens, scores, types = spm_expected(d, n_vocab)
+    bad = []
+    got_tok, got_sc, got_ty = md.get("tokenizer.ggml.tokens", []), md.get("tokenizer.ggml.scores", []), md.get("tokenizer.ggml.token_type", [])
+    if not (len(got_tok) == len(got_sc) == len(got_ty) == n_vocab):
+        bad.append(f"lengths {len(got_tok)} {len(got_sc)} {len(got_ty)} != {n_vocab}")
+    diff = [i for i in range(min(n_vocab, len(got_tok), len(got_sc), len(got_ty)))
+            if (got_tok[i], got_sc[i], got_ty[i]) != (tokens[i], scores[i], types[i])]
+    bad += [f"id {i}: got {(got_tok[i], got_sc[i], got_ty[i])!r} want {(tokens[i], scores[i], types[i])!r}" for i in diff[:10]]
+    # the rest of tokenizer.*, as gguf-py's SpecialVocab (the converter's own code) finds it
+    sv = gguf.SpecialVocab(d, n_vocab=n_vocab)
+    names = {"bos": "bos", "eos": "eos", "unk": "unknown", "sep": "seperator", "pad": "padding", "cls": "cls", "mask": "mask"}
+    want = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default"}
+    for typ, tid in sv.special_token_ids.items():
+        want[f"tokenizer.ggml.{names[typ]}_token_id"] = tid
+    for typ, v in sv.add_special_token.items():
+        if typ in ("bos", "eos", "sep"):
+            want[f"tokenizer.ggml.add_{typ}_token"] = v
+    if sv.chat_template is not None:
+        want["tokenizer.chat_template"] = sv.chat_template
+    tc = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if cfg["architectures"][0] in ("LlamaForCausalLM", "MistralForCausalLM") and "add_prefix_space" in tc:
+        want["tokenizer.ggml.add_space_prefix"] = bool(tc["add_prefix_space"])
+    for k, v in want.items():
+        if md.get(k) != v:
+            bad.append(f"{k}: got {md.get(k)!r} want {v!r}")
+    extra = set(md) - set(want) - {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}
+    if extra:
+        bad.append(f"unexpected keys {sorted(extra)}")
+    summary = {"pieces": sp.vocab_size(), "n_vocab": n_vocab, "vocab_mismatches": len(diff),
+               "types": {t: types.count(t) for t in sorted(set(types))}, "keys": sorted(want)}
+    if tokenize:
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+        bos = sv.special_token_ids["bos"]
+        prefix = md.get("tokenizer.ggml.add_space_prefix", True)
+        strings = spm_strings(seed)
+        added = [c.replace("\u2581", " ") for _, c, _ in SPM_ADDED]
+        assert not any(a in s for s in strings for a in added)
+        tok_bad, rt_bad, n_tok, n_bytes = 0, 0, 0, 0
+        for s in strings:
+            want_ids = [bos] + sp.encode(s)
+            got_ids = llm.tokenize(s.encode("utf-8"), add_bos=True, special=False)
+            n_tok += len(want_ids)
+            n_bytes += sum(1 for i in want_ids if sp.IsByte(i))
+            if got_ids != want_ids:
+                tok_bad += 1
+                if tok_bad <= 5:
+                    bad.append(f"tokenize {s!r}: llama.cpp {got_ids} sentencepiece {want_ids}")
+            # llama.cpp's pieces joined (llama-cpp-python's own leading-space trim after BOS
+            # is avoided by leaving BOS out): the space prefix, when added, comes back
+            back = llm.detokenize(got_ids[1:]).decode("utf-8", errors="replace")
+            want_back = " " + s if prefix and s else s
+            if back != want_back or sp.decode(want_ids[1:]) != s:
+                rt_bad += 1
+                if rt_bad <= 5:
+                    bad.append(f"round trip {s!r}: llama.cpp {back!r} sentencepiece {sp.decode(want_ids[1:])!r}")
+        summary.update({"strings": len(strings), "tokens": n_tok, "byte_tokens": n_bytes,
+                        "tokenize_mismatches": tok_bad, "roundtrip_mismatches": rt_bad})
+    summary["errors"] = bad
+    print(json.dumps(summary))
+    sys.exit(1 if bad else 0)
+
+
+def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False, spm=False, spm_tj=True, spm_unused=0,
+         spm_prefix=True, llama3=False, add_bos=None, rope=None):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_for(arch)
     cfg["tie_word_embeddings"] = tied
     if rope:
         cfg["rope_scaling"] = ROPE[rope]
+    if spm:
+        cfg.update({"vocab_size": SPM_VOCAB, "bos_token_id": 1, "eos_token_id": 2})
     rng = np.random.default_rng(seed)
     w = make_weights(cfg, arch, rng, tied, bias)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
-    if not no_tok:
-        tokenizer_files(d)
+    if spm:
+        spm_tokenizer_files(d, seed, spm_tj, spm_unused, spm_prefix)
+    elif not no_tok:
+        tokenizer_files(d, llama3, add_bos)
     items = []
     for name, a in w.items():
         if dtype == "bf16" and a.ndim == 2:
@@ -341,8 +688,15 @@ if __name__ == "__main__":
         opt = lambda k, dflt: rest[rest.index(k) + 1] if k in rest else dflt
         make(d, arch, seed, dtype=opt("--dtype", "f32"), shards=int(opt("--shards", "1")),
              tied="--tied" in rest, no_tok="--no-tokenizer" in rest, bias="--bias" in rest,
+             spm="--spm" in rest, spm_tj="--spm-no-tj" not in rest, spm_unused=int(opt("--spm-unused", "0")),
+             spm_prefix="--spm-no-prefix" not in rest, llama3="--bpe-llama3" in rest,
+             add_bos={"true": True, "false": False, None: None}[opt("--add-bos", None)],
              rope=opt("--rope", None))
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "hash":
+        converter_hash(sys.argv[2], sys.argv[3])
+    elif cmd == "spm-check":
+        spm_check(sys.argv[2], sys.argv[3], int(sys.argv[4]), "--tokenize" in sys.argv[5:])
     else:
         raise SystemExit(f"unknown command {cmd}")

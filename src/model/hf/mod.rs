@@ -1,12 +1,13 @@
-//! A Hugging Face model folder (config.json, tokenizer.json, safetensors shards) as a pipeline
-//! source: GGUF names and metadata as llama.cpp's `convert_hf_to_gguf.py` writes them, the
-//! tensors' bytes read straight from the memory-mapped shards in their own type (F32, F16,
-//! BF16), and the Llama q/k row permutation done per tile as a row gather.
+//! A Hugging Face model folder (config.json, tokenizer.model or tokenizer.json, safetensors
+//! shards) as a pipeline source: GGUF names and metadata as llama.cpp's `convert_hf_to_gguf.py`
+//! writes them, the tensors' bytes read straight from the memory-mapped shards in their own
+//! type (F32, F16, BF16), and the Llama q/k row permutation done per tile as a row gather.
 
 pub mod config;
 pub mod error;
 pub mod names;
 mod pre_hashes;
+pub mod spm;
 pub mod tokenizer;
 
 pub use config::{Arch, HfConfig, SUPPORTED};
@@ -184,7 +185,13 @@ impl HfSource {
         let found = if opts.no_tokenizer {
             tokenizer::Found::None
         } else {
-            tokenizer::load(dir, config.vocab_size, &json, opts.vocab_pre.as_deref())?
+            tokenizer::load(
+                dir,
+                config.vocab_size,
+                &json,
+                opts.vocab_pre.as_deref(),
+                config.arch,
+            )?
         };
         let first_2d = tensors
             .iter()
@@ -200,9 +207,9 @@ impl HfSource {
             ("general.name".into(), Value::String(model_name(dir, &json))),
         ];
         metadata.extend(config.metadata(file_type_of(first_2d)));
-        let has_tokenizer = matches!(found, tokenizer::Found::Bpe(_));
+        let has_tokenizer = matches!(found, tokenizer::Found::Vocab(_));
         match found {
-            tokenizer::Found::Bpe(md) => metadata.extend(md),
+            tokenizer::Found::Vocab(md) => metadata.extend(md),
             tokenizer::Found::None => {
                 eprintln!(
                     "gpuq: warning: {}: no tokenizer; writing the weights only (tokenizer.ggml.model = none)",

@@ -1,12 +1,16 @@
-//! tokenizer.json / tokenizer_config.json -> `tokenizer.*` GGUF metadata for GPT-2-style BPE
-//! vocabularies, as llama.cpp's converter writes them (`TextModel._set_vocab_gpt2`,
-//! `get_vocab_base`, `get_vocab_base_pre`, and gguf-py's `SpecialVocab`).
+//! A folder's tokenizer files -> `tokenizer.*` GGUF metadata, as llama.cpp's converter writes
+//! them for the supported classes: a SentencePiece tokenizer.model when there is one (see
+//! [`super::spm`]), else tokenizer.json as a GPT-2-style BPE vocabulary
+//! (`TextModel._set_vocab_gpt2`, `get_vocab_base`, `get_vocab_base_pre`); then gguf-py's
+//! `SpecialVocab` (special ids, add_bos/add_eos/add_sep, chat template) and LlamaModel's
+//! additions (add_space_prefix, CodeLlama's eot, Granite's add_bos).
 //!
 //! `tokenizer.ggml.pre` is chosen the converter's way: the tokenizer (run by the `tokenizers`
 //! crate, the same Rust core Hugging Face's Python tokenizers use) encodes a fixed check text
 //! with its special tokens, and the sha256 of the id list printed as Python prints it
 //! (`[1, 2, 3]`) is looked up among the known pre-tokenizers.
 
+use super::config::Arch;
 use super::error::HfError;
 use super::pre_hashes::KNOWN;
 use crate::formats::gguf::{Array, Value};
@@ -21,15 +25,17 @@ pub const CHECK_TEXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n\
 /// llama.cpp token types (gguf-py `TokenType`).
 pub mod token_type {
     pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
     pub const CONTROL: i32 = 3;
     pub const USER_DEFINED: i32 = 4;
     pub const UNUSED: i32 = 5;
+    pub const BYTE: i32 = 6;
 }
 
 /// What a folder holds for a tokenizer.
 pub enum Found {
-    /// A GPT-2-style BPE vocabulary: its metadata.
-    Bpe(Vec<(String, Value)>),
+    /// A vocabulary (SentencePiece `llama` or GPT-2-style BPE): its metadata.
+    Vocab(Vec<(String, Value)>),
     /// No tokenizer at all.
     None,
 }
@@ -43,6 +49,18 @@ fn read_json(path: &Path) -> Result<Json, HfError> {
         path: path.to_path_buf(),
         what: e.to_string(),
     })
+}
+
+/// Python's truth value of a JSON value (`if x:` on what `json.load` gives).
+pub(crate) fn truthy(v: &Json) -> bool {
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64() != Some(0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(o) => !o.is_empty(),
+    }
 }
 
 /// The sha256 (hex) of the token ids `tokenizer.json` gives for [`CHECK_TEXT`], with special
@@ -82,7 +100,7 @@ pub fn known_pre(hash: &str) -> Option<&'static str> {
 
 /// Special-token markers that make an added token a control token even when it is not flagged
 /// special (`TextModel.does_token_look_special`).
-fn looks_special(t: &str) -> bool {
+pub(crate) fn looks_special(t: &str) -> bool {
     matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
         || (t.starts_with("<|") && t.ends_with("|>"))
         || (t.starts_with("<\u{ff5c}") && t.ends_with("\u{ff5c}>"))
@@ -95,37 +113,137 @@ struct Added {
     special: bool,
 }
 
-/// Reads the folder's tokenizer. `vocab_size` is config.json's (the token list is padded to
-/// it); `vocab_pre` replaces the hash lookup when given.
+/// tokenizer.json's `added_tokens`.
+fn added_tokens(path: &Path, tj: &Json) -> Result<Vec<Added>, HfError> {
+    let bad = |what: String| HfError::Tokenizer {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut added = Vec::new();
+    for a in tj
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let id = a
+            .get("id")
+            .and_then(Json::as_u64)
+            .ok_or_else(|| bad(format!("added token {a}: no id")))?;
+        let content = a
+            .get("content")
+            .and_then(Json::as_str)
+            .ok_or_else(|| bad(format!("added token {a}: no content")))?;
+        added.push(Added {
+            id,
+            content: content.to_string(),
+            special: a.get("special").and_then(Json::as_bool).unwrap_or(false),
+        });
+    }
+    Ok(added)
+}
+
+/// Sets `key` in place when it is already there (gguf-py's writer overwrites a repeated key),
+/// else appends it.
+fn put(md: &mut Vec<(String, Value)>, key: &str, v: Value) {
+    match md.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = v,
+        None => md.push((key.to_string(), v)),
+    }
+}
+
+/// Reads the folder's tokenizer as the converter's `set_vocab` of `arch` does: a SentencePiece
+/// tokenizer.model when there is one (LlamaModel and Qwen2Model both try
+/// `_set_vocab_sentencepiece` first), else tokenizer.json as GPT-2-style BPE. `vocab_size` is
+/// config.json's (the token list has that many entries); `vocab_pre` replaces the BPE hash
+/// lookup when given.
 pub fn load(
     dir: &Path,
     vocab_size: u64,
     config: &Json,
     vocab_pre: Option<&str>,
+    arch: Arch,
 ) -> Result<Found, HfError> {
+    let spm_path = dir.join("tokenizer.model");
     let tj_path = dir.join("tokenizer.json");
-    let spm = dir.join("tokenizer.model");
-    if !tj_path.is_file() {
-        if spm.is_file() {
-            return Err(HfError::Tokenizer {
-                path: spm,
-                what: "SentencePiece vocabularies (tokenizer.model without tokenizer.json) are not supported yet; \
-                       pass --no-tokenizer to convert the weights only"
-                    .into(),
-            });
-        }
+    let tc_path = dir.join("tokenizer_config.json");
+    let has_spm = spm_path.is_file();
+    if !has_spm && !tj_path.is_file() {
         return Ok(Found::None);
     }
-    let bytes = std::fs::read(&tj_path).map_err(|source| HfError::Io {
-        path: tj_path.clone(),
-        source,
-    })?;
-    let tj: Json = serde_json::from_slice(&bytes).map_err(|e| HfError::Json {
-        path: tj_path.clone(),
-        what: e.to_string(),
-    })?;
+    let tj = if tj_path.is_file() {
+        let bytes = std::fs::read(&tj_path).map_err(|source| HfError::Io {
+            path: tj_path.clone(),
+            source,
+        })?;
+        let json: Json = serde_json::from_slice(&bytes).map_err(|e| HfError::Json {
+            path: tj_path.clone(),
+            what: e.to_string(),
+        })?;
+        Some((bytes, json))
+    } else {
+        None
+    };
+    let tc = if tc_path.is_file() {
+        let j = read_json(&tc_path)?;
+        if !j.is_object() {
+            return Err(HfError::Json {
+                path: tc_path,
+                what: "not a JSON object".into(),
+            });
+        }
+        Some((tc_path.clone(), j))
+    } else {
+        None
+    };
+    let added = match &tj {
+        Some((_, j)) => added_tokens(&tj_path, j)?,
+        None => Vec::new(),
+    };
+    let mut md = match &tj {
+        _ if has_spm => {
+            let md = super::spm::vocab(dir, vocab_size, tc.as_ref())?;
+            if let Some(p) = vocab_pre.filter(|p| *p != "default") {
+                eprintln!(
+                    "gpuq: warning: {}: a SentencePiece vocabulary has no pre-tokenizer; --vocab-pre {p} is ignored (tokenizer.ggml.pre = default)",
+                    spm_path.display()
+                );
+            }
+            md
+        }
+        Some((bytes, j)) => bpe(&tj_path, bytes, j, &added, vocab_size, vocab_pre)?,
+        None => return Ok(Found::None),
+    };
+    let tj_json = tj.as_ref().map(|(_, j)| j);
+    let tc_json = tc.as_ref().map(|(_, j)| j);
+    special_vocab(
+        dir,
+        tj_json,
+        tc_json,
+        &added,
+        SPECIAL_TYPES,
+        Some(vocab_size),
+        config,
+    )?
+    .write(&mut md);
+    if arch == Arch::Llama {
+        llama_extras(&mut md, dir, tj_json, tc_json, &added, vocab_size, config)?;
+    }
+    Ok(Found::Vocab(md))
+}
+
+/// tokenizer.json as a GPT-2-style BPE vocabulary (`_set_vocab_gpt2`): model, pre, tokens,
+/// types, merges.
+fn bpe(
+    tj_path: &Path,
+    bytes: &[u8],
+    tj: &Json,
+    added: &[Added],
+    vocab_size: u64,
+    vocab_pre: Option<&str>,
+) -> Result<Vec<(String, Value)>, HfError> {
     let bad = |what: String| HfError::Tokenizer {
-        path: tj_path.clone(),
+        path: tj_path.to_path_buf(),
         what,
     };
     let model = tj
@@ -134,14 +252,15 @@ pub fn load(
     let ty = model.get("type").and_then(Json::as_str).unwrap_or("BPE");
     if ty != "BPE" {
         return Err(bad(format!(
-            "tokenizer model '{ty}' is not supported yet (gpuq writes GPT-2-style BPE vocabularies); \
+            "tokenizer model '{ty}' is not supported yet (gpuq writes GPT-2-style BPE and SentencePiece vocabularies); \
              pass --no-tokenizer to convert the weights only"
         )));
     }
-    if spm.is_file() || model.get("byte_fallback").and_then(Json::as_bool) == Some(true) {
+    if model.get("byte_fallback").and_then(Json::as_bool) == Some(true) {
         return Err(bad(
-            "this is a SentencePiece-style vocabulary (tokenizer.model or byte_fallback BPE), which llama.cpp \
-             reads as a 'llama' tokenizer; gpuq does not write those yet; pass --no-tokenizer to convert the weights only"
+            "this is a byte_fallback BPE vocabulary without a tokenizer.model, which llama.cpp's converter reads \
+             as a 'llama' tokenizer through tokenizer.json (LlamaHfVocab); gpuq does not write those yet; \
+             pass --no-tokenizer to convert the weights only"
                 .into(),
         ));
     }
@@ -160,27 +279,8 @@ pub fn load(
         })?;
         by_id.insert(id, tok.clone());
     }
-    let mut added: Vec<Added> = Vec::new();
-    for a in tj
-        .get("added_tokens")
-        .and_then(Json::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
-        let id = a
-            .get("id")
-            .and_then(Json::as_u64)
-            .ok_or_else(|| bad(format!("added token {a}: no id")))?;
-        let content = a
-            .get("content")
-            .and_then(Json::as_str)
-            .ok_or_else(|| bad(format!("added token {a}: no content")))?;
-        by_id.insert(id, content.to_string());
-        added.push(Added {
-            id,
-            content: content.to_string(),
-            special: a.get("special").and_then(Json::as_bool).unwrap_or(false),
-        });
+    for a in added {
+        by_id.insert(a.id, a.content.clone());
     }
     if let Some(max) = by_id.keys().max() {
         if *max >= vocab_size {
@@ -193,11 +293,11 @@ pub fn load(
     let pre = match vocab_pre {
         Some(name) => name.to_string(),
         None => {
-            let hash = check_hash(&tj_path, &bytes)?;
+            let hash = check_hash(tj_path, bytes)?;
             known_pre(&hash)
                 .map(str::to_string)
                 .ok_or(HfError::UnknownPreTokenizer {
-                    path: tj_path.clone(),
+                    path: tj_path.to_path_buf(),
                     hash,
                 })?
         }
@@ -227,14 +327,14 @@ pub fn load(
         }
     }
 
-    let merges = read_merges(&tj).map_err(bad)?;
+    let merges = read_merges(tj).map_err(bad)?;
     if merges.is_empty() {
         return Err(bad(
             "model.merges is empty; llama.cpp cannot load a BPE vocabulary without merges".into(),
         ));
     }
 
-    let mut md: Vec<(String, Value)> = vec![
+    Ok(vec![
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String(pre)),
         (
@@ -249,9 +349,7 @@ pub fn load(
             "tokenizer.ggml.merges".into(),
             Value::Array(Array::String(merges)),
         ),
-    ];
-    md.extend(special_tokens(dir, &tj, &added, vocab_size, config)?);
-    Ok(Found::Bpe(md))
+    ])
 }
 
 /// `model.merges` as "a b" strings; pairs (transformers >= 4.45) have their spaces encoded as
@@ -279,177 +377,391 @@ fn read_merges(tj: &Json) -> Result<Vec<String>, String> {
         .collect()
 }
 
-const SPECIAL_TYPES: &[(&str, &str)] = &[
-    ("bos", "tokenizer.ggml.bos_token_id"),
-    ("eos", "tokenizer.ggml.eos_token_id"),
-    ("unk", "tokenizer.ggml.unknown_token_id"),
-    ("sep", "tokenizer.ggml.seperator_token_id"),
-    ("pad", "tokenizer.ggml.padding_token_id"),
-    ("cls", "tokenizer.ggml.cls_token_id"),
-    ("mask", "tokenizer.ggml.mask_token_id"),
-];
+/// gguf-py `SpecialVocab`'s default special token types.
+const SPECIAL_TYPES: &[&str] = &["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
 
-/// Special token ids, add_bos/add_eos and the chat template (gguf-py `SpecialVocab`:
-/// tokenizer_config.json names the tokens, tokenizer.json's added tokens give their ids,
-/// config.json's `*_token_id` fill the gaps; the first value found wins).
-fn special_tokens(
-    dir: &Path,
-    tj: &Json,
-    added: &[Added],
-    n_vocab: u64,
-    config: &Json,
-) -> Result<Vec<(String, Value)>, HfError> {
-    let tc_path = dir.join("tokenizer_config.json");
-    let tc = if tc_path.is_file() {
-        Some(read_json(&tc_path)?)
-    } else {
-        None
-    };
-    let content = |entry: Option<&Json>| -> Option<String> {
-        match entry? {
-            Json::String(s) => Some(s.clone()),
-            Json::Object(o) => o.get("content").and_then(Json::as_str).map(str::to_string),
-            _ => None,
-        }
-    };
-    let tc_token = |typ: &str| content(tc.as_ref().and_then(|c| c.get(format!("{typ}_token"))));
-
-    let mut add: Vec<(&str, bool)> = Vec::new();
-    // a TemplateProcessing post-processor tells whether bos/eos are added
-    if let Some(pp) = tj.get("post_processor").filter(|p| !p.is_null()) {
-        let procs: Vec<&Json> = match pp.get("processors").and_then(Json::as_array) {
-            Some(list) => list.iter().collect(),
-            None => vec![pp],
-        };
-        let bos = tc_token("bos").or_else(|| tc_token("cls"));
-        let eos = tc_token("eos").or_else(|| tc_token("sep"));
-        for p in procs {
-            if p.get("type").and_then(Json::as_str) != Some("TemplateProcessing") {
-                continue;
-            }
-            let single = p
-                .get("single")
-                .and_then(Json::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let special_id = |j: Option<&Json>| {
-                j.and_then(|x| x.get("SpecialToken"))
-                    .and_then(|s| s.get("id"))
-                    .and_then(Json::as_str)
-                    .map(str::to_string)
-            };
-            if single.len() > 1 {
-                if let Some(first) = special_id(single.first()) {
-                    add.push(("bos", tc.is_none() || Some(&first) == bos.as_ref()));
-                }
-                if let Some(last) = special_id(single.last()) {
-                    add.push(("eos", tc.is_none() || Some(&last) == eos.as_ref()));
-                }
-            }
-        }
-    }
-
-    let mut ids: Vec<(&str, u64)> = Vec::new();
-    let mut set = |typ: &'static str, id: Option<u64>| {
-        if let Some(id) = id {
-            if id < n_vocab && !ids.iter().any(|(t, _)| *t == typ) {
-                ids.push((typ, id));
-            }
-        }
-    };
-    let mut md: Vec<(String, Value)> = Vec::new();
-    if let Some(tc) = &tc {
-        for (typ, _) in SPECIAL_TYPES {
-            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
-                add.retain(|(t, _)| t != typ);
-                add.push((typ, b));
-            }
-            if let Some(c) = tc_token(typ).or_else(|| match *typ {
-                "bos" => tc_token("cls"),
-                "eos" => tc_token("sep"),
-                _ => None,
-            }) {
-                set(typ, added.iter().find(|a| a.content == c).map(|a| a.id));
-            }
-        }
-    }
-    for (typ, _) in SPECIAL_TYPES {
-        set(
-            typ,
-            config.get(format!("{typ}_token_id")).and_then(Json::as_u64),
-        );
-    }
-    for (typ, key) in SPECIAL_TYPES {
-        if let Some((_, id)) = ids.iter().find(|(t, _)| t == typ) {
-            md.push((key.to_string(), Value::U32(*id as u32)));
-        }
-    }
-    for (typ, b) in &add {
-        if matches!(*typ, "bos" | "eos" | "sep") {
-            md.push((format!("tokenizer.ggml.add_{typ}_token"), Value::Bool(*b)));
-        }
-    }
-    md.extend(chat_template(dir, tc.as_ref())?);
-    Ok(md)
+/// The GGUF key of each special token type gguf-py's writer has a handler for; the others
+/// (cls, prefix, suffix, middle) are skipped by `SpecialVocab.add_to_gguf`.
+fn special_key(typ: &str) -> Option<&'static str> {
+    Some(match typ {
+        "bos" => "tokenizer.ggml.bos_token_id",
+        "eos" => "tokenizer.ggml.eos_token_id",
+        "unk" => "tokenizer.ggml.unknown_token_id",
+        "sep" => "tokenizer.ggml.seperator_token_id",
+        "pad" => "tokenizer.ggml.padding_token_id",
+        "mask" => "tokenizer.ggml.mask_token_id",
+        "eot" => "tokenizer.ggml.eot_token_id",
+        "eom" => "tokenizer.ggml.eom_token_id",
+        _ => return None,
+    })
 }
 
-/// `tokenizer.chat_template` (and named alternatives) from tokenizer_config.json, else
-/// chat_template.jinja or chat_template.json.
-fn chat_template(dir: &Path, tc: Option<&Json>) -> Result<Vec<(String, Value)>, HfError> {
-    let Some(tc) = tc else { return Ok(Vec::new()) };
-    let jinja: PathBuf = dir.join("chat_template.jinja");
-    let json = dir.join("chat_template.json");
-    let alt = if jinja.is_file() {
-        Some(Json::String(std::fs::read_to_string(&jinja).map_err(
-            |source| HfError::Io {
-                path: jinja.clone(),
-                source,
-            },
-        )?))
-    } else if json.is_file() {
-        read_json(&json)?.get("chat_template").cloned()
-    } else {
-        None
-    };
-    let mut md = Vec::new();
-    match tc.get("chat_template").cloned().or(alt) {
-        Some(Json::String(s)) => md.push(("tokenizer.chat_template".into(), Value::String(s))),
-        Some(Json::Array(list)) => {
-            let mut names = Vec::new();
-            for choice in list {
-                let name: String = choice
-                    .get("name")
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
-                let Some(t) = choice.get("template").and_then(Json::as_str) else {
-                    continue;
-                };
-                if name == "default" {
-                    md.push((
-                        "tokenizer.chat_template".into(),
-                        Value::String(t.to_string()),
-                    ));
-                } else if !name.is_empty() {
-                    md.push((
-                        format!("tokenizer.chat_template.{name}"),
-                        Value::String(t.to_string()),
-                    ));
-                    names.push(name);
-                }
-            }
-            if !names.is_empty() {
-                md.push((
-                    "tokenizer.chat_templates".into(),
-                    Value::Array(Array::String(names)),
-                ));
+static NULL: Json = Json::Null;
+
+/// `v.get(k)` as Python's `dict.get` answers it (None, here Null, when missing).
+fn pget<'a>(v: &'a Json, k: &str) -> &'a Json {
+    v.get(k).unwrap_or(&NULL)
+}
+
+/// `x.get('SpecialToken', {}).get('id')` (or `Sequence`) of a TemplateProcessing piece.
+fn piece_id<'a>(piece: Option<&'a Json>, kind: &str) -> &'a Json {
+    piece.map_or(&NULL, |p| pget(pget(p, kind), "id"))
+}
+
+/// What gguf-py's `SpecialVocab` collects from a folder, in its insertion orders.
+#[derive(Default)]
+struct SpecialVocab {
+    ids: Vec<(String, u64)>,
+    add: Vec<(String, bool)>,
+    chat_template: Option<Json>,
+}
+
+impl SpecialVocab {
+    /// `_set_special_token`: the first id for a type wins; ids not below `n_vocab` are skipped.
+    fn set_id(&mut self, typ: &str, id: Option<u64>, n_vocab: Option<u64>) {
+        if let Some(id) = id {
+            if n_vocab.is_none_or(|n| id < n) && !self.ids.iter().any(|(t, _)| t == typ) {
+                self.ids.push((typ.to_string(), id));
             }
         }
-        _ => {}
     }
-    Ok(md)
+
+    /// `add_special_token[typ] = b` (a dict: an existing key keeps its place).
+    fn set_add(&mut self, typ: &str, b: bool) {
+        match self.add.iter_mut().find(|(t, _)| t == typ) {
+            Some(slot) => slot.1 = b,
+            None => self.add.push((typ.to_string(), b)),
+        }
+    }
+
+    /// `add_to_gguf`, with repeated keys overwritten as gguf-py's writer does.
+    fn write(&self, md: &mut Vec<(String, Value)>) {
+        for (typ, id) in &self.ids {
+            if let Some(key) = special_key(typ) {
+                put(md, key, Value::U32(*id as u32));
+            }
+        }
+        for (typ, b) in &self.add {
+            if matches!(typ.as_str(), "bos" | "eos" | "sep") {
+                put(
+                    md,
+                    &format!("tokenizer.ggml.add_{typ}_token"),
+                    Value::Bool(*b),
+                );
+            }
+        }
+        match &self.chat_template {
+            Some(Json::String(t)) => put(md, "tokenizer.chat_template", Value::String(t.clone())),
+            Some(Json::Array(list)) => {
+                let mut names = Vec::new();
+                let mut default = None;
+                for choice in list {
+                    let name: String = pget(choice, "name")
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
+                    let Some(t) = pget(choice, "template").as_str() else {
+                        continue;
+                    };
+                    if name == "default" {
+                        default = Some(t.to_string());
+                    } else if !name.is_empty() {
+                        put(
+                            md,
+                            &format!("tokenizer.chat_template.{name}"),
+                            Value::String(t.to_string()),
+                        );
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+                if !names.is_empty() {
+                    put(
+                        md,
+                        "tokenizer.chat_templates",
+                        Value::Array(Array::String(names)),
+                    );
+                }
+                if let Some(t) = default {
+                    put(md, "tokenizer.chat_template", Value::String(t));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// gguf-py's `SpecialVocab(dir, special_token_types=types, n_vocab=n_vocab)`: the post-processor
+/// of tokenizer.json (RobertaProcessing, or TemplateProcessing read crudely for whether bos,
+/// eos and sep are added, possibly renaming eos and keeping the old one as eot/eom),
+/// tokenizer_config.json (chat template, `add_{typ}_token`, `{typ}_token` names resolved to ids
+/// through tokenizer.json's added tokens), then config.json's `{typ}_token_id`.
+fn special_vocab(
+    dir: &Path,
+    tj: Option<&Json>,
+    tc: Option<&Json>,
+    added: &[Added],
+    types: &[&str],
+    n_vocab: Option<u64>,
+    config: &Json,
+) -> Result<SpecialVocab, HfError> {
+    let mut sv = SpecialVocab::default();
+    let mut types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+    // the converter edits its copy of tokenizer_config.json as it goes
+    let mut tcm: Option<Json> = tc.cloned();
+    let tc_truthy = |t: &Option<Json>| t.as_ref().is_some_and(truthy);
+    let tc_get = |t: &Option<Json>, k: &str| t.as_ref().map_or(Json::Null, |t| pget(t, k).clone());
+    let tc_set = |t: &mut Option<Json>, k: &str, v: Json| {
+        if let Some(Json::Object(m)) = t {
+            m.insert(k.to_string(), v);
+        }
+    };
+
+    if let Some(tj) = tj.filter(|t| truthy(t)) {
+        let mut s_bos = tc_get(&tcm, "bos_token");
+        let mut s_cls = tc_get(&tcm, "cls_token");
+        let mut s_eos = tc_get(&tcm, "eos_token");
+        let mut s_sep = tc_get(&tcm, "sep_token");
+        if !truthy(&s_bos) && truthy(&s_cls) && tc_truthy(&tcm) {
+            s_bos = s_cls.clone();
+            tc_set(&mut tcm, "bos_token", s_bos.clone());
+        }
+        if !truthy(&s_eos) && truthy(&s_sep) && tc_truthy(&tcm) {
+            s_eos = s_sep.clone();
+            tc_set(&mut tcm, "eos_token", s_eos.clone());
+        }
+        let pp = pget(tj, "post_processor");
+        if truthy(pp) {
+            let procs: Vec<&Json> = match pp.get("processors") {
+                Some(Json::Array(list)) => list.iter().collect(),
+                Some(_) => Vec::new(),
+                None => vec![pp],
+            };
+            for p in procs {
+                match pget(p, "type").as_str() {
+                    Some("RobertaProcessing") => {
+                        sv.set_add("bos", true);
+                        sv.set_add("eos", true);
+                        sv.set_add("sep", true);
+                        let first_of = |k: &str, dflt: &Json| match p.get(k) {
+                            Some(Json::Array(a)) => a.first().cloned().unwrap_or(Json::Null),
+                            Some(_) => Json::Null,
+                            None => dflt.clone(),
+                        };
+                        if !truthy(&s_cls) && tc_truthy(&tcm) {
+                            s_cls = first_of("cls", &s_bos);
+                            tc_set(&mut tcm, "cls_token", s_cls.clone());
+                        }
+                        if !truthy(&s_sep) && tc_truthy(&tcm) {
+                            s_sep = first_of("sep", &s_eos);
+                            tc_set(&mut tcm, "sep_token", s_sep.clone());
+                        }
+                    }
+                    Some("TemplateProcessing") => {
+                        let list = |k: &str| {
+                            pget(p, k)
+                                .as_array()
+                                .map(Vec::as_slice)
+                                .unwrap_or(&[])
+                                .to_vec()
+                        };
+                        let (single, pair) = (list("single"), list("pair"));
+                        let mut first = Json::Null;
+                        let mut last = Json::Null;
+                        if single.len() > 1 {
+                            first = piece_id(single.first(), "SpecialToken").clone();
+                            if truthy(&first) {
+                                if !tc_truthy(&tcm) {
+                                    s_bos = first.clone();
+                                }
+                                sv.set_add("bos", first == s_bos || first == s_cls);
+                            }
+                            last = piece_id(single.last(), "SpecialToken").clone();
+                            if truthy(&last) {
+                                if !tc_truthy(&tcm) {
+                                    s_eos = last.clone();
+                                } else if last != s_eos {
+                                    for alt in ["eot", "eom"] {
+                                        if !types.iter().any(|t| t == alt) {
+                                            types.push(alt.to_string());
+                                            tc_set(
+                                                &mut tcm,
+                                                &format!("{alt}_token"),
+                                                s_eos.clone(),
+                                            );
+                                            break;
+                                        }
+                                    }
+                                    s_eos = last.clone();
+                                    tc_set(&mut tcm, "eos_token", s_eos.clone());
+                                }
+                                sv.set_add("eos", last == s_eos);
+                            }
+                        }
+                        if !pair.is_empty() {
+                            let start = usize::from(
+                                truthy(&first) && *piece_id(pair.first(), "SpecialToken") == first,
+                            );
+                            let stop = pair.len()
+                                - usize::from(
+                                    truthy(&last) && *piece_id(pair.last(), "SpecialToken") == last,
+                                );
+                            let pair = if start < stop {
+                                &pair[start..stop]
+                            } else {
+                                &[]
+                            };
+                            if !pair.is_empty()
+                                && piece_id(pair.first(), "Sequence").as_str() == Some("A")
+                                && piece_id(pair.last(), "Sequence").as_str() == Some("B")
+                                && pair.len() > 2
+                            {
+                                let inner = &pair[1..pair.len() - 1];
+                                let mut add_sep = false;
+                                let e = piece_id(inner.first(), "SpecialToken");
+                                if truthy(e) && (*e == s_sep || *e == s_eos) && !truthy(&last) {
+                                    add_sep = true;
+                                }
+                                if inner.len() == 2 {
+                                    let e = piece_id(inner.get(1), "SpecialToken");
+                                    if truthy(e) && (*e == s_sep || *e == s_eos) {
+                                        add_sep = true;
+                                    }
+                                }
+                                sv.set_add("sep", add_sep);
+                                if add_sep && !truthy(&s_sep) && tc_truthy(&tcm) {
+                                    tc_set(&mut tcm, "sep_token", s_eos.clone());
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    if let Some(tc) = tcm.as_ref().filter(|t| truthy(t)) {
+        sv.chat_template = match tc.get("chat_template") {
+            Some(t) => Some(t.clone()),
+            None => chat_template_file(dir)?,
+        };
+        for typ in &types {
+            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
+                sv.set_add(typ, b);
+            }
+            let name = match tc.get(format!("{typ}_token")) {
+                Some(Json::String(s)) => s.as_str(),
+                Some(Json::Object(o)) => match o.get("content").and_then(Json::as_str) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let id = added.iter().find(|a| a.content == name).map(|a| a.id);
+            sv.set_id(typ, id, n_vocab);
+        }
+    }
+    for typ in &types {
+        let key = format!("{typ}_token_id");
+        let v = match config.get(&key).filter(|v| !v.is_null()) {
+            Some(v) => Some(v),
+            None => config.get("text_config").and_then(|t| t.get(&key)),
+        };
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            match v.as_u64() {
+                Some(id) => sv.set_id(typ, Some(id), n_vocab),
+                None if v.as_i64().is_some() => eprintln!(
+                    "gpuq: warning: {}: {key} {v} is negative; ignored",
+                    dir.join("config.json").display()
+                ),
+                None => {}
+            }
+        }
+    }
+    Ok(sv)
+}
+
+/// chat_template.jinja (with the templates of additional_chat_templates/*.jinja, a list named
+/// by file stem after "default"), else chat_template.json's `chat_template`: the converter's
+/// fallbacks when tokenizer_config.json has no `chat_template`.
+fn chat_template_file(dir: &Path) -> Result<Option<Json>, HfError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| HfError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let jinja: PathBuf = dir.join("chat_template.jinja");
+    let json = dir.join("chat_template.json");
+    if jinja.is_file() {
+        let default = read(&jinja)?;
+        let extra_dir = dir.join("additional_chat_templates");
+        let mut extra: Vec<PathBuf> = match std::fs::read_dir(&extra_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jinja"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if extra.is_empty() {
+            return Ok(Some(Json::String(default)));
+        }
+        // Python lists them in directory order (and writes the names from a set); sorted here
+        extra.sort();
+        let mut list = vec![serde_json::json!({"name": "default", "template": default})];
+        for p in extra {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            list.push(serde_json::json!({"name": name, "template": read(&p)?}));
+        }
+        Ok(Some(Json::Array(list)))
+    } else if json.is_file() {
+        Ok(read_json(&json)?.get("chat_template").cloned())
+    } else {
+        Ok(None)
+    }
+}
+
+/// What LlamaModel.set_vocab adds after the vocabulary: CodeLlama's fill-in-the-middle tokens
+/// (vocab_size 32016: a second SpecialVocab for prefix/suffix/middle/eot, ids 32007-32010 when
+/// the folder names none; gguf-py writes only eot of these), `add_space_prefix` from
+/// tokenizer_config.json's `add_prefix_space`, and no BOS for Granite's small models
+/// (vocab_size 49152).
+fn llama_extras(
+    md: &mut Vec<(String, Value)>,
+    dir: &Path,
+    tj: Option<&Json>,
+    tc: Option<&Json>,
+    added: &[Added],
+    vocab_size: u64,
+    config: &Json,
+) -> Result<(), HfError> {
+    if vocab_size == 32016 {
+        let types = ["prefix", "suffix", "middle", "eot"];
+        let mut sv = special_vocab(dir, tj, tc, added, &types, None, config)?;
+        for (typ, id) in types.iter().zip(32007u64..) {
+            sv.set_id(typ, Some(id), None);
+        }
+        sv.write(md);
+    }
+    if let Some(v) = tc.and_then(|t| t.get("add_prefix_space")) {
+        // gguf-py packs the value as a C bool: null and false both write false
+        put(
+            md,
+            "tokenizer.ggml.add_space_prefix",
+            Value::Bool(truthy(v)),
+        );
+    }
+    if vocab_size == 49152 {
+        put(md, "tokenizer.ggml.add_bos_token", Value::Bool(false));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
