@@ -317,7 +317,7 @@ mod soft {
         if hi_bit >= s {
             two = ((m >> (hi_bit - s)) & 1) << 1;
         }
-        if hi_bit - 1 >= s {
+        if hi_bit > s {
             two |= (m >> (hi_bit - 1 - s)) & 1;
         }
         let rem = (rem << 2) | two;
