@@ -43,12 +43,13 @@ fn engines() -> Vec<(&'static str, Engine)> {
     v
 }
 
-fn on_backend(name: &str, e: &Engine, ty: GgmlType, encode: bool) -> bool {
+/// Whether `e` runs this codec itself: the CPU always; the GPU when the table has the kernel
+/// (for a weighted encode, one that takes weights: otherwise the call goes to the CPU codec).
+fn on_backend(name: &str, e: &Engine, ty: GgmlType, encode: Option<bool>) -> bool {
     name == "cpu"
-        || if encode {
-            e.encodes_on_gpu(ty)
-        } else {
-            e.decodes_on_gpu(ty)
+        || match encode {
+            Some(weighted) => e.encodes_on_gpu_with(ty, weighted),
+            None => e.decodes_on_gpu(ty),
         }
 }
 
@@ -83,7 +84,7 @@ fn codecs(c: &mut Criterion) {
             for &weighted in variants {
                 let w = weighted.then_some(imatrix.as_slice());
                 for (name, e) in &engines {
-                    if !on_backend(name, e, ty, true) {
+                    if !on_backend(name, e, ty, Some(weighted)) {
                         continue;
                     }
                     let id = format!("{ty}{}/{name}", if weighted { "+imatrix" } else { "" });
@@ -102,7 +103,7 @@ fn codecs(c: &mut Criterion) {
             let mut f = vec![0f32; n];
             g.throughput(Throughput::Bytes(packed.len() as u64));
             for (name, e) in &engines {
-                if !on_backend(name, e, ty, false) {
+                if !on_backend(name, e, ty, None) {
                     continue;
                 }
                 g.bench_function(BenchmarkId::from_parameter(format!("{ty}/{name}")), |b| {

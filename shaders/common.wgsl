@@ -120,6 +120,14 @@ fn bf16_bits_to_f32_bits(h: u32) -> u32 {
 // the values bytes depend on: WGSL's `/` may be off by 2.5 ULP, `sqrt` is loosely specified,
 // and Metal may fuse `a*b + c`. Rust twins: tests/codec_legacy_wgsl.rs (`soft`) and
 // tests/gpu_kquants.rs (`soft_sqrt`).
+//
+// LOOP BUDGET: these helpers contain no loops. Mesa's llvmpipe (lavapipe, the CI driver; seen
+// with Mesa 22.3) counts the iterations of *all* loops of one shader run on one SIMD group
+// (gallivm `LP_MAX_TGSI_LOOP_ITERATIONS`, 65535, one counter shared by every loop) and, once
+// the count is spent, silently leaves every loop after its current iteration: later loops
+// run once, and an encoder writes only the first word of its output. The k-quant encoders
+// call these helpers thousands of times per block, so a 27-step division loop alone would
+// spend the budget (kquants.wgsl lists each encoder's count).
 
 // Rounds `sig` (leading bit at bit 26, 3 guard/round/sticky bits below the 24-bit
 // significand) with biased exponent `e` (value = sig * 2^(e - 153)) to nearest even and packs.
@@ -253,24 +261,51 @@ fn soft_div(x: f32, y: f32) -> f32 {
     let ub = unpack_sig(ab);
     let ma = u32(ua.x);
     let mb = u32(ub.x);
-    // q = floor(ma * 2^n / mb) with n chosen so q has its leading bit at bit 26
+    // q = floor(ma * 2^n / mb) with n chosen so q has its leading bit at bit 26, by long
+    // division in exact u32 digits (no loop: see LOOP BUDGET above): the leading bit, three
+    // 8-bit digits, then the last n - 24 bits. rem < mb < 2^24, so rem << 8 fits in 32 bits.
     var n = 26u;
     if (ma < mb) {
         n = 27u;
     }
-    var rem = ma;
-    var q = 0u;
-    for (var i = 0u; i <= n; i = i + 1u) {
-        q = q << 1u;
-        if (rem >= mb) {
-            rem = rem - mb;
-            q = q | 1u;
-        }
-        rem = rem << 1u;
-    }
+    var q = ma / mb;
+    var rem = ma % mb;
+    var t = rem << 8u;
+    q = (q << 8u) | (t / mb);
+    rem = t % mb;
+    t = rem << 8u;
+    q = (q << 8u) | (t / mb);
+    rem = t % mb;
+    t = rem << 8u;
+    q = (q << 8u) | (t / mb);
+    rem = t % mb;
+    let k = n - 24u;
+    t = rem << k;
+    q = (q << k) | (t / mb);
+    rem = t % mb;
     let sig = q | select(0u, 1u, rem != 0u);
     let e = ua.y - ub.y - i32(n) + 153;
     return bitcast<f32>(round_pack(sign, e, sig));
+}
+
+// One step of the digit-by-digit square root of M = m << s (soft_sqrt): brings down bit pair
+// p (bits 51 - 2p and 50 - 2p of M) into the remainder and appends one bit to the root.
+// `st` is (root, remainder).
+fn sqrt_digit(st: vec2<u32>, m: u32, s: u32, p: u32) -> vec2<u32> {
+    let hi_bit = 51u - 2u * p;
+    var two = 0u;
+    if (hi_bit >= s) {
+        two = ((m >> (hi_bit - s)) & 1u) << 1u;
+    }
+    if (hi_bit - 1u >= s) {
+        two = two | ((m >> (hi_bit - 1u - s)) & 1u);
+    }
+    let rem = (st.y << 2u) | two;
+    let trial = (st.x << 2u) | 1u;
+    if (rem >= trial) {
+        return vec2<u32>((st.x << 1u) | 1u, rem - trial);
+    }
+    return vec2<u32>(st.x << 1u, rem);
 }
 
 // IEEE binary32 sqrt(x), correctly rounded, by digit-by-digit integer square root.
@@ -299,27 +334,37 @@ fn soft_sqrt(x: f32) -> f32 {
         s = 27u;
     }
     let k = (e - i32(s)) / 2;
-    var root = 0u;
-    var rem = 0u;
-    // 26 pairs of bits of M, from bits 51..50 down to 1..0
-    for (var p = 0u; p < 26u; p = p + 1u) {
-        let hi_bit = 51u - 2u * p;
-        var two = 0u;
-        if (hi_bit >= s) {
-            two = ((m >> (hi_bit - s)) & 1u) << 1u;
-        }
-        if (hi_bit - 1u >= s) {
-            two = two | ((m >> (hi_bit - 1u - s)) & 1u);
-        }
-        rem = (rem << 2u) | two;
-        let trial = (root << 2u) | 1u;
-        if (rem >= trial) {
-            rem = rem - trial;
-            root = (root << 1u) | 1u;
-        } else {
-            root = root << 1u;
-        }
-    }
+    // 26 pairs of bits of M, from bits 51..50 down to 1..0, one `sqrt_digit` each, written
+    // out rather than looped (LOOP BUDGET above)
+    var st = vec2<u32>(0u, 0u);
+    st = sqrt_digit(st, m, s, 0u);
+    st = sqrt_digit(st, m, s, 1u);
+    st = sqrt_digit(st, m, s, 2u);
+    st = sqrt_digit(st, m, s, 3u);
+    st = sqrt_digit(st, m, s, 4u);
+    st = sqrt_digit(st, m, s, 5u);
+    st = sqrt_digit(st, m, s, 6u);
+    st = sqrt_digit(st, m, s, 7u);
+    st = sqrt_digit(st, m, s, 8u);
+    st = sqrt_digit(st, m, s, 9u);
+    st = sqrt_digit(st, m, s, 10u);
+    st = sqrt_digit(st, m, s, 11u);
+    st = sqrt_digit(st, m, s, 12u);
+    st = sqrt_digit(st, m, s, 13u);
+    st = sqrt_digit(st, m, s, 14u);
+    st = sqrt_digit(st, m, s, 15u);
+    st = sqrt_digit(st, m, s, 16u);
+    st = sqrt_digit(st, m, s, 17u);
+    st = sqrt_digit(st, m, s, 18u);
+    st = sqrt_digit(st, m, s, 19u);
+    st = sqrt_digit(st, m, s, 20u);
+    st = sqrt_digit(st, m, s, 21u);
+    st = sqrt_digit(st, m, s, 22u);
+    st = sqrt_digit(st, m, s, 23u);
+    st = sqrt_digit(st, m, s, 24u);
+    st = sqrt_digit(st, m, s, 25u);
+    let root = st.x;
+    let rem = st.y;
     let sig = (root << 1u) | select(0u, 1u, rem != 0u);
     return bitcast<f32>(round_pack(0u, k + 152, sig));
 }

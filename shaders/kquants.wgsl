@@ -1,6 +1,6 @@
 // K-quant codecs Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (256-element super-blocks). Decoders equal
-// ggml's dequantize_row_qX_K bit for bit; encoders equal quantize_row_qX_K_ref (and, where
-// the table says so, the weighted quantize_row_qX_K_impl) byte for byte. CPU twins:
+// ggml's dequantize_row_qX_K bit for bit; encoders equal quantize_row_qX_K_ref and, with
+// importance weights, quantize_row_qX_K_impl byte for byte. CPU twins:
 // src/codec/kquants/qX_k.rs, with the scale searches of src/codec/kquants/search.rs mirrored
 // operation for operation (tests/gpu_kquants.rs holds the two together). Binding layout:
 // gpu::codecs (params, src, dst, weights); common.wgsl is prepended.
@@ -24,6 +24,15 @@
 // Encoders give each invocation whole blocks filling whole u32 words (Q4_K 144 B and Q5_K
 // 176 B and Q2_K 84 B: 1 block; Q6_K 210 B and Q3_K 110 B: 2 blocks), so every output word
 // has one writer. Decoders take one block per invocation.
+//
+// Loop budget (common.wgsl, LOOP BUDGET): llvmpipe stops every loop of a shader run once
+// 65535 loop iterations have been spent on one SIMD group. Measured on lavapipe (Mesa 22.3,
+// all test distributions, workgroup sizes 1 and 64; a counting loop after the flush read the
+// remaining budget): an encoder group spends at most ~1.9k iterations (Q2_K weighted; Q2_K
+// ref ~0.9k), ~2.9k (Q3_K, 2 blocks), ~1.6k (Q6_K, 2 blocks), ~12k / ~9.5k (Q4_K / Q5_K
+// ref), ~21.3k (Q4_K / Q5_K weighted): the 32-element loops are not unrolled, the 16-element
+// ones are. Keep new encoder code well inside the budget (no bit-serial loops per element);
+// the tests poison the output, so an exhausted budget shows as unwritten words.
 
 @group(0) @binding(0) var<uniform> params: CodecParams;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
@@ -274,48 +283,60 @@ fn dec_q6_k(b: u32) {
 
 // ---------------------------------------------------------------- scale searches
 
-// Levels of the block being encoded, and a trial's levels.
-var<private> lq: array<u32, 256>;
+// The searches work on one group of n <= 32 values at a time (a sub-block's elements, or a
+// block's sub-block scales): inputs `sx`, weights `wts`, levels out in `sl`, all filled or
+// read by the caller (module-scope private arrays rather than pointer arguments: simpler for
+// every back end). `lq` holds the levels of the whole block being encoded.
+var<private> sx: array<f32, 32>;
+var<private> wts: array<f32, 32>;
+var<private> sl: array<u32, 32>;
 var<private> laux: array<u32, 32>;
+var<private> lq: array<u32, 256>;
 
-// make_qx_quants(nmax = 32, n = 16, x = block b elements off..off+16, L = lq[off..],
-// rmse_type = 1, qw = x*x, or the importance weights when `weighted`). Returns the scale.
-// CPU twin: search::make_qx_quants (Q6_K's call, its lanes twin make_qx_quants_lanes).
-fn qx_weight(b: u32, j: u32, weighted: bool) -> f32 {
-    if (weighted) {
-        return qw_at(b, j);
+// Loads elements off..off+n of block b into `sx`.
+fn load_sx(b: u32, off: u32, n: u32) {
+    for (var i = 0u; i < n; i = i + 1u) {
+        sx[i] = x_at(b, off + i);
     }
-    let x = x_at(b, j);
-    return fmul(x, x);
 }
 
-fn make_qx_quants_32(b: u32, off: u32, weighted: bool) -> f32 {
-    let nmax = 32;
-    let nmaxf = 32.0;
+// Copies the n levels of `sl` to lq[off..off+n].
+fn store_sl(off: u32, n: u32) {
+    for (var i = 0u; i < n; i = i + 1u) {
+        lq[off + i] = sl[i];
+    }
+}
+
+// make_qx_quants(nmax, n, x = sx, L = sl (level + nmax), rmse_type = 1, qw = wts): the
+// caller passes ggml's NULL-weights default x*x in `wts` itself. Returns the scale.
+// CPU twin: search::make_qx_quants (lanes twin make_qx_quants_lanes). Calls: Q6_K (32,
+// weights x*x or the importance weights), Q3_K weighted (4, its sub-block weights; then 32
+// over the 16 scales with their weight sums).
+fn make_qx_quants(n: u32, nmax: i32) -> f32 {
+    let nmaxf = f32(nmax);
     var xmax = 0.0;
     var amax = 0.0;
-    for (var i = 0u; i < 16u; i = i + 1u) {
-        let xi = x_at(b, off + i);
-        let ax = abs(xi);
+    for (var i = 0u; i < n; i = i + 1u) {
+        let ax = abs(sx[i]);
         if (ax > amax) {
             amax = ax;
-            xmax = xi;
+            xmax = sx[i];
         }
     }
     if (amax < group_max_eps()) {
-        for (var i = 0u; i < 16u; i = i + 1u) {
-            lq[off + i] = 0u;
+        for (var i = 0u; i < n; i = i + 1u) {
+            sl[i] = 0u;
         }
         return 0.0;
     }
     var iscale = soft_div(-nmaxf, xmax);
     var sumlx = 0.0;
     var suml2 = 0.0;
-    for (var i = 0u; i < 16u; i = i + 1u) {
-        let xi = x_at(b, off + i);
+    for (var i = 0u; i < n; i = i + 1u) {
+        let xi = sx[i];
         let q = clamp(nearest_int(fmul(iscale, xi)), -nmax, nmax - 1);
-        lq[off + i] = u32(q + nmax);
-        let w = qx_weight(b, off + i, weighted);
+        sl[i] = u32(q + nmax);
+        let w = wts[i];
         let qf = f32(q);
         sumlx = fadd(sumlx, fmul(fmul(w, xi), qf));
         suml2 = fadd(suml2, fmul(fmul(w, qf), qf));
@@ -333,17 +354,18 @@ fn make_qx_quants_32(b: u32, off: u32, weighted: bool) -> f32 {
         iscale = soft_div(-fadd(nmaxf, fmul(tenth, f32(is))), xmax);
         sumlx = 0.0;
         suml2 = 0.0;
-        for (var i = 0u; i < 16u; i = i + 1u) {
-            let xi = x_at(b, off + i);
-            let q = f32(clamp(nearest_int(fmul(iscale, xi)), -nmax, nmax - 1));
-            let w = qx_weight(b, off + i, weighted);
-            sumlx = fadd(sumlx, fmul(fmul(w, xi), q));
-            suml2 = fadd(suml2, fmul(fmul(w, q), q));
+        for (var i = 0u; i < n; i = i + 1u) {
+            let xi = sx[i];
+            let q = clamp(nearest_int(fmul(iscale, xi)), -nmax, nmax - 1);
+            laux[i] = u32(q + nmax);
+            let w = wts[i];
+            let qf = f32(q);
+            sumlx = fadd(sumlx, fmul(fmul(w, xi), qf));
+            suml2 = fadd(suml2, fmul(fmul(w, qf), qf));
         }
         if (suml2 > 0.0 && fmul(sumlx, sumlx) > fmul(best, suml2)) {
-            for (var i = 0u; i < 16u; i = i + 1u) {
-                let q = clamp(nearest_int(fmul(iscale, x_at(b, off + i))), -nmax, nmax - 1);
-                lq[off + i] = u32(nmax + q);
+            for (var i = 0u; i < n; i = i + 1u) {
+                sl[i] = laux[i];
             }
             scale = soft_div(sumlx, suml2);
             best = fmul(scale, sumlx);
@@ -352,23 +374,86 @@ fn make_qx_quants_32(b: u32, off: u32, weighted: bool) -> f32 {
     return scale;
 }
 
-// Weights of the sub-block being searched (make_qkx2/qkx3_quants), filled by the caller.
-var<private> wts: array<f32, 32>;
+// make_q3_quants(nmax, n, x = sx, L = sl (level + nmax), do_rmse = true): weights x*x, then
+// up to 5 passes of coordinate descent. Returns the scale. CPU twin: search::make_q3_quants
+// (Q3_K's `_ref` call, nmax 4).
+fn make_q3_quants(n: u32, nmax: i32) -> f32 {
+    var xmax = 0.0;
+    var amax = 0.0;
+    for (var i = 0u; i < n; i = i + 1u) {
+        let ax = abs(sx[i]);
+        if (ax > amax) {
+            amax = ax;
+            xmax = sx[i];
+        }
+    }
+    if (amax < group_max_eps()) {
+        for (var i = 0u; i < n; i = i + 1u) {
+            sl[i] = 0u;
+        }
+        return 0.0;
+    }
+    let iscale = soft_div(-f32(nmax), xmax);
+    var sumlx = 0.0;
+    var suml2 = 0.0;
+    for (var i = 0u; i < n; i = i + 1u) {
+        let xi = sx[i];
+        let q = clamp(nearest_int(fmul(iscale, xi)), -nmax, nmax - 1);
+        sl[i] = u32(q + nmax);
+        let w = fmul(xi, xi);
+        let qf = f32(q);
+        sumlx = fadd(sumlx, fmul(fmul(w, xi), qf));
+        suml2 = fadd(suml2, fmul(fmul(w, qf), qf));
+    }
+    for (var itry = 0; itry < 5; itry = itry + 1) {
+        var n_changed = 0;
+        for (var i = 0u; i < n; i = i + 1u) {
+            let xi = sx[i];
+            let w = fmul(xi, xi);
+            let old_l = i32(sl[i]) - nmax;
+            let li = f32(old_l);
+            var slx = fsub(sumlx, fmul(fmul(w, xi), li));
+            if (slx > 0.0) {
+                var sl2 = fsub(suml2, fmul(fmul(w, li), li));
+                let new_l = clamp(nearest_int(soft_div(fmul(xi, sl2), slx)), -nmax, nmax - 1);
+                if (new_l != old_l) {
+                    let nl = f32(new_l);
+                    slx = fadd(slx, fmul(fmul(w, xi), nl));
+                    sl2 = fadd(sl2, fmul(fmul(w, nl), nl));
+                    if (sl2 > 0.0 && fmul(fmul(slx, slx), suml2) > fmul(fmul(sumlx, sumlx), sl2)) {
+                        sl[i] = u32(new_l + nmax);
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed = n_changed + 1;
+                    }
+                }
+            }
+        }
+        if (n_changed == 0) {
+            break;
+        }
+    }
+    if (suml2 > 0.0) {
+        return soft_div(sumlx, suml2);
+    }
+    return 0.0;
+}
 
-// make_qkx2_quants (v3 false) or make_qkx3_quants (v3 true) with n = 32, x = block b
-// elements off..off+32, weights `wts`, L = lq[off..], use_mad = false: returns (scale,
+// make_qkx2_quants (v3 false) or make_qkx3_quants (v3 true) over n values x = sx, weights
+// `wts`, L = sl; `use_mad` sums weighted absolute instead of squared errors. Returns (scale,
 // the_min). CPU twins: search::make_qkx2_quants / make_qkx3_quants (lanes twin
-// make_qkx_quants_lanes). Calls: Q4_K ref (15, -1, 0.1, 20), Q5_K ref (31, -0.5, 0.1, 15),
-// Q4_K/Q5_K weighted (nmax, -0.9, 0.05, 36, v3).
-fn make_qkx_quants(b: u32, off: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i32, v3: bool) -> vec2<f32> {
+// make_qkx_quants_lanes). Calls: Q4_K ref (32, 15, -1, 0.1, 20), Q5_K ref (32, 31, -0.5,
+// 0.1, 15), Q4_K/Q5_K weighted (32, nmax, -0.9, 0.05, 36, v3), Q2_K ref (16, 3, -0.5, 0.1,
+// 15, mad), Q2_K weighted (16, 3, -0.9, 0.05, 36, v3).
+fn make_qkx_quants(n: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i32, v3: bool, use_mad: bool) -> vec2<f32> {
     let nmaxf = f32(nmax);
-    let x0 = x_at(b, off);
+    let x0 = sx[0];
     var xmin = x0;
     var xmax = x0;
     var sum_w = wts[0];
     var sum_x = fmul(sum_w, x0);
-    for (var i = 1u; i < 32u; i = i + 1u) {
-        let xi = x_at(b, off + i);
+    for (var i = 1u; i < n; i = i + 1u) {
+        let xi = sx[i];
         if (xi < xmin) {
             xmin = xi;
         }
@@ -383,20 +468,24 @@ fn make_qkx_quants(b: u32, off: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i
         xmin = 0.0;
     }
     if (xmax == xmin || (v3 && xmax <= xmin)) {
-        for (var i = 0u; i < 32u; i = i + 1u) {
-            lq[off + i] = 0u;
+        for (var i = 0u; i < n; i = i + 1u) {
+            sl[i] = 0u;
         }
         return vec2<f32>(0.0, -xmin);
     }
     var iscale = soft_div(nmaxf, fsub(xmax, xmin));
     var scale = soft_div(1.0, iscale);
     var best_error = 0.0;
-    for (var i = 0u; i < 32u; i = i + 1u) {
-        let xi = x_at(b, off + i);
+    for (var i = 0u; i < n; i = i + 1u) {
+        let xi = sx[i];
         let q = clamp(nearest_int(fmul(iscale, fsub(xi, xmin))), 0, nmax);
-        lq[off + i] = u32(q);
+        sl[i] = u32(q);
         var diff = fsub(fadd(fmul(scale, f32(q)), xmin), xi);
-        diff = fmul(diff, diff);
+        if (use_mad) {
+            diff = abs(diff);
+        } else {
+            diff = fmul(diff, diff);
+        }
         best_error = fadd(best_error, fmul(wts[i], diff));
     }
     if (nstep < 1) {
@@ -409,8 +498,8 @@ fn make_qkx_quants(b: u32, off: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i
         var sum_l = 0.0;
         var sum_l2 = 0.0;
         var sum_xl = 0.0;
-        for (var i = 0u; i < 32u; i = i + 1u) {
-            let xi = x_at(b, off + i);
+        for (var i = 0u; i < n; i = i + 1u) {
+            let xi = sx[i];
             var q = 0;
             if (v3) {
                 let v = fmul(iscale, fsub(xi, xmin));
@@ -436,14 +525,18 @@ fn make_qkx_quants(b: u32, off: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i
                 this_scale = soft_div(sum_xl, sum_l2);
             }
             var cur_error = 0.0;
-            for (var i = 0u; i < 32u; i = i + 1u) {
-                var diff = fsub(fadd(fmul(this_scale, f32(laux[i])), this_min), x_at(b, off + i));
-                diff = fmul(diff, diff);
+            for (var i = 0u; i < n; i = i + 1u) {
+                var diff = fsub(fadd(fmul(this_scale, f32(laux[i])), this_min), sx[i]);
+                if (use_mad) {
+                    diff = abs(diff);
+                } else {
+                    diff = fmul(diff, diff);
+                }
                 cur_error = fadd(cur_error, fmul(wts[i], diff));
             }
             if (cur_error < best_error) {
-                for (var i = 0u; i < 32u; i = i + 1u) {
-                    lq[off + i] = laux[i];
+                for (var i = 0u; i < n; i = i + 1u) {
+                    sl[i] = laux[i];
                 }
                 best_error = cur_error;
                 scale = this_scale;
@@ -454,37 +547,31 @@ fn make_qkx_quants(b: u32, off: u32, nmax: i32, rmin: f32, rdelta: f32, nstep: i
     return vec2<f32>(scale, -xmin);
 }
 
-// make_qp_quants(nmax = 63, n = 8, x = qp_x, L = qp_l, quant_weights = qp_w) for the weighted Q4_K/Q5_K
-// paths: quantizes the 8 sub-block scales (or mins) to 6 bits; returns the scale.
+// make_qp_quants(nmax, n, x = sx, L = sl, quant_weights = wts) for the weighted paths:
+// quantizes the sub-block scales (or mins) of a block, Q4_K/Q5_K (8, 63), Q2_K (16, 15).
+// As ggml, the first rounding is stored unclamped (truncated to a byte). Returns the scale.
 // CPU twin: search::make_qp_quants.
-// Inputs and levels of make_qp_quants_8 (module-scope private arrays rather than pointer
-// arguments: simpler for every back end).
-var<private> qp_x: array<f32, 8>;
-var<private> qp_w: array<f32, 8>;
-var<private> qp_l: array<u32, 8>;
-
-fn make_qp_quants_8() -> f32 {
-    let nmax = 63;
-    let nmaxf = 63.0;
+fn make_qp_quants(n: u32, nmax: i32) -> f32 {
+    let nmaxf = f32(nmax);
     var xmax = 0.0;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        xmax = select(qp_x[i], xmax, xmax > qp_x[i]);
+    for (var i = 0u; i < n; i = i + 1u) {
+        xmax = select(sx[i], xmax, xmax > sx[i]);
     }
     if (xmax < group_max_eps()) {
-        for (var i = 0u; i < 8u; i = i + 1u) {
-            qp_l[i] = 0u;
+        for (var i = 0u; i < n; i = i + 1u) {
+            sl[i] = 0u;
         }
         return 0.0;
     }
     var iscale = soft_div(nmaxf, xmax);
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        qp_l[i] = u32(nearest_int(fmul(iscale, qp_x[i]))) & 0xffu;
+    for (var i = 0u; i < n; i = i + 1u) {
+        sl[i] = u32(nearest_int(fmul(iscale, sx[i]))) & 0xffu;
     }
     let scale = soft_div(1.0, iscale);
     var best_mse = 0.0;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        let diff = fsub(qp_x[i], fmul(scale, f32(qp_l[i])));
-        best_mse = fadd(best_mse, fmul(fmul(qp_w[i], diff), diff));
+    for (var i = 0u; i < n; i = i + 1u) {
+        let diff = fsub(sx[i], fmul(scale, f32(sl[i])));
+        best_mse = fadd(best_mse, fmul(fmul(wts[i], diff), diff));
     }
     let tenth = bitcast<f32>(0x3dcccccdu);
     for (var is = -4; is <= 4; is = is + 1) {
@@ -494,10 +581,10 @@ fn make_qp_quants_8() -> f32 {
         let iscale_is = soft_div(fadd(fmul(tenth, f32(is)), nmaxf), xmax);
         let scale_is = soft_div(1.0, iscale_is);
         var mse = 0.0;
-        for (var i = 0u; i < 8u; i = i + 1u) {
-            let q = min(nearest_int(fmul(iscale_is, qp_x[i])), nmax);
-            let diff = fsub(qp_x[i], fmul(scale_is, f32(q)));
-            mse = fadd(mse, fmul(fmul(qp_w[i], diff), diff));
+        for (var i = 0u; i < n; i = i + 1u) {
+            let q = min(nearest_int(fmul(iscale_is, sx[i])), nmax);
+            let diff = fsub(sx[i], fmul(scale_is, f32(q)));
+            mse = fadd(mse, fmul(fmul(wts[i], diff), diff));
         }
         if (mse < best_mse) {
             best_mse = mse;
@@ -506,30 +593,30 @@ fn make_qp_quants_8() -> f32 {
     }
     var sumlx = 0.0;
     var suml2 = 0.0;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        let q = min(nearest_int(fmul(iscale, qp_x[i])), nmax);
-        qp_l[i] = u32(q) & 0xffu;
-        let w = qp_w[i];
+    for (var i = 0u; i < n; i = i + 1u) {
+        let q = min(nearest_int(fmul(iscale, sx[i])), nmax);
+        sl[i] = u32(q) & 0xffu;
+        let w = wts[i];
         let qf = f32(q);
-        sumlx = fadd(sumlx, fmul(fmul(w, qp_x[i]), qf));
+        sumlx = fadd(sumlx, fmul(fmul(w, sx[i]), qf));
         suml2 = fadd(suml2, fmul(fmul(w, qf), qf));
     }
     for (var itry = 0; itry < 5; itry = itry + 1) {
         var n_changed = 0;
-        for (var i = 0u; i < 8u; i = i + 1u) {
-            let w = qp_w[i];
-            let xi = qp_x[i];
-            let li = f32(qp_l[i]);
+        for (var i = 0u; i < n; i = i + 1u) {
+            let w = wts[i];
+            let xi = sx[i];
+            let li = f32(sl[i]);
             var slx = fsub(sumlx, fmul(fmul(w, xi), li));
             var sl2 = fsub(suml2, fmul(fmul(w, li), li));
             if (slx > 0.0 && sl2 > 0.0) {
                 let new_l = min(nearest_int(soft_div(fmul(xi, sl2), slx)), nmax);
-                if (new_l != i32(qp_l[i])) {
+                if (new_l != i32(sl[i])) {
                     let nl = f32(new_l);
                     slx = fadd(slx, fmul(fmul(w, xi), nl));
                     sl2 = fadd(sl2, fmul(fmul(w, nl), nl));
                     if (fmul(fmul(slx, slx), suml2) > fmul(fmul(sumlx, sumlx), sl2)) {
-                        qp_l[i] = u32(new_l) & 0xffu;
+                        sl[i] = u32(new_l) & 0xffu;
                         sumlx = slx;
                         suml2 = sl2;
                         n_changed = n_changed + 1;
@@ -549,62 +636,266 @@ fn make_qp_quants_8() -> f32 {
 
 // ---------------------------------------------------------------- encoders
 
+// sum over the block of x*x, in element order (the weighted paths' sigma2 numerator).
+fn block_sum_x2(b: u32) -> f32 {
+    var s = 0.0;
+    for (var i = 0u; i < QK_K; i = i + 1u) {
+        let v = x_at(b, i);
+        s = fadd(s, fmul(v, v));
+    }
+    return s;
+}
+
+// The weighted paths' sub-block weights: wts[i] = qw * sqrt(sigma2 + x*x) for the n
+// elements of block b at `off` (already in `sx`); returns their sum, in element order.
+fn fill_weighted(b: u32, off: u32, n: u32, sigma2: f32) -> f32 {
+    var s = 0.0;
+    for (var i = 0u; i < n; i = i + 1u) {
+        let v = sx[i];
+        let w = fmul(qw_at(b, off + i), soft_sqrt(fadd(sigma2, fmul(v, v))));
+        wts[i] = w;
+        s = fadd(s, w);
+    }
+    return s;
+}
+
+// Packs 2-bit levels lq (0..=3) as Q2_K/Q3_K store them, at byte `o`: byte 32*h + l holds
+// elements 128*h + l + 32*k at bits 2k. CPU twin: kquants::pack_2bit.
+fn pack_2bit(o: u32) {
+    for (var h = 0u; h < 2u; h = h + 1u) {
+        let j = 128u * h;
+        for (var i = 0u; i < 32u; i = i + 1u) {
+            let v = lq[j + i] | (lq[j + i + 32u] << 2u) | (lq[j + i + 64u] << 4u) | (lq[j + i + 96u] << 6u);
+            put_byte(o + 32u * h + i, v);
+        }
+    }
+}
+
+// quantize_row_q2_K_ref, or with `weighted` quantize_row_q2_K_impl with the importance
+// weights, for block b, bytes at `o` of out_words. CPU twin: q2_k::quantize_block_ref /
+// quantize_block_weighted (and q2_k::requantize).
+fn enc_q2_k(b: u32, o: u32, weighted: bool) {
+    var scales: array<f32, 16>;
+    var mins: array<f32, 16>;
+    var sw: array<f32, 16>;
+    var sc: array<u32, 16>;
+    var sigma2 = 0.0;
+    if (weighted) {
+        // sumx2 / 256: an exact scaling by a power of two
+        sigma2 = fmul(block_sum_x2(b), 0.00390625);
+    }
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        load_sx(b, 16u * j, 16u);
+        var sm: vec2<f32>;
+        if (weighted) {
+            sw[j] = fill_weighted(b, 16u * j, 16u, sigma2);
+            sm = make_qkx_quants(16u, 3, bitcast<f32>(0xbf666666u), bitcast<f32>(0x3d4ccccdu), 36, true, false);
+        } else {
+            for (var i = 0u; i < 16u; i = i + 1u) {
+                wts[i] = abs(sx[i]);
+            }
+            sm = make_qkx_quants(16u, 3, -0.5, bitcast<f32>(0x3dcccccdu), 15, false, true);
+        }
+        scales[j] = sm.x;
+        mins[j] = sm.y;
+        store_sl(16u * j, 16u);
+    }
+    var dh = 0u;
+    var mh = 0u;
+    if (weighted) {
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sx[j] = scales[j];
+            wts[j] = sw[j];
+        }
+        dh = f16_of(make_qp_quants(16u, 15));
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sc[j] = sl[j];
+            sx[j] = mins[j];
+        }
+        mh = f16_of(make_qp_quants(16u, 15));
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sc[j] = (sc[j] | (sl[j] << 4u)) & 0xffu;
+        }
+    } else {
+        var max_scale = 0.0;
+        var max_min = 0.0;
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            if (scales[j] > max_scale) {
+                max_scale = scales[j];
+            }
+            if (mins[j] > max_min) {
+                max_min = mins[j];
+            }
+        }
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sc[j] = 0u;
+        }
+        if (max_scale > 0.0) {
+            let iscale = soft_div(15.0, max_scale);
+            for (var j = 0u; j < 16u; j = j + 1u) {
+                sc[j] = u32(nearest_int(fmul(iscale, scales[j]))) & 0xffu;
+            }
+            dh = f16_of(soft_div(max_scale, 15.0));
+        }
+        if (max_min > 0.0) {
+            let iscale = soft_div(15.0, max_min);
+            for (var j = 0u; j < 16u; j = j + 1u) {
+                sc[j] = sc[j] | ((u32(nearest_int(fmul(iscale, mins[j]))) << 4u) & 0xffu);
+            }
+            mh = f16_of(soft_div(max_min, 15.0));
+        }
+    }
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        put_byte(o + j, sc[j]);
+    }
+    put_u16(o + 80u, dh);
+    put_u16(o + 82u, mh);
+    let d_all = f32_of_f16(dh);
+    let dmin_all = f32_of_f16(mh);
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        // products of an f16 and a 4-bit integer: exact
+        let d = d_all * f32(sc[j] & 0xfu);
+        if (d == 0.0) {
+            continue;
+        }
+        let dm = dmin_all * f32(sc[j] >> 4u);
+        for (var i = 0u; i < 16u; i = i + 1u) {
+            let q = nearest_int(soft_div(fadd(x_at(b, 16u * j + i), dm), d));
+            lq[16u * j + i] = u32(clamp(q, 0, 3));
+        }
+    }
+    pack_2bit(o + 16u);
+}
+
+// quantize_row_q3_K_ref, or with `weighted` quantize_row_q3_K_impl with the importance
+// weights, for block b, bytes at `o` of out_words. CPU twin: q3_k::quantize_block_ref /
+// quantize_block_weighted and q3_k::finish_block.
+fn enc_q3_k(b: u32, o: u32, weighted: bool) {
+    var scales: array<f32, 16>;
+    var sw: array<f32, 16>;
+    // the 6-bit scales, stored + 32
+    var sc: array<u32, 16>;
+    var sigma2 = 0.0;
+    if (weighted) {
+        // 2 * sumx2 / 256: both steps exact scalings by powers of two
+        sigma2 = fmul(fmul(2.0, block_sum_x2(b)), 0.00390625);
+    }
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        load_sx(b, 16u * j, 16u);
+        if (weighted) {
+            sw[j] = fill_weighted(b, 16u * j, 16u, sigma2);
+            scales[j] = make_qx_quants(16u, 4);
+        } else {
+            scales[j] = make_q3_quants(16u, 4);
+        }
+        store_sl(16u * j, 16u);
+    }
+    var dh = 0u;
+    if (weighted) {
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sx[j] = scales[j];
+            wts[j] = sw[j];
+        }
+        dh = f16_of(make_qx_quants(16u, 32));
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sc[j] = sl[j];
+        }
+    } else {
+        var max_scale = 0.0;
+        var amax = 0.0;
+        for (var j = 0u; j < 16u; j = j + 1u) {
+            sc[j] = 0u;
+            let a = abs(scales[j]);
+            if (a > amax) {
+                amax = a;
+                max_scale = scales[j];
+            }
+        }
+        if (max_scale != 0.0) {
+            let iscale = soft_div(-32.0, max_scale);
+            for (var j = 0u; j < 16u; j = j + 1u) {
+                // `nearest_int(..) as i8`, then clamped to -32..=31
+                let q = (nearest_int(fmul(iscale, scales[j])) << 24u) >> 24u;
+                sc[j] = u32(clamp(q, -32, 31) + 32);
+            }
+            dh = f16_of(soft_div(1.0, iscale));
+        }
+    }
+    // 12 bytes at 96: low nibbles of scales 0..7 in bytes 0..7, of 8..15 in their high
+    // nibbles; top 2 bits of scale j in byte 8 + j%4 at bit 2*(j/4) (q3_k::put_scale)
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        let l = sc[j];
+        if (j < 8u) {
+            put_byte(o + 96u + j, l & 0xfu);
+        } else {
+            put_byte(o + 96u + j - 8u, (l & 0xfu) << 4u);
+        }
+        put_byte(o + 104u + (j % 4u), (l >> 4u) << (2u * (j / 4u)));
+    }
+    put_u16(o + 108u, dh);
+    let d_all = f32_of_f16(dh);
+    for (var j = 0u; j < 16u; j = j + 1u) {
+        // an f16 times a 6-bit integer: exact. The packed scale reads back as sc & 63 = sc.
+        let d = d_all * f32(i32(sc[j]) - 32);
+        if (d == 0.0) {
+            continue;
+        }
+        for (var i = 0u; i < 16u; i = i + 1u) {
+            let q = clamp(nearest_int(soft_div(x_at(b, 16u * j + i), d)), -4, 3);
+            lq[16u * j + i] = u32(q + 4);
+        }
+    }
+    // hmask (32 bytes at 0): bit k of byte l is the 3rd bit of element 32*k + l
+    for (var l = 0u; l < 32u; l = l + 1u) {
+        var m = 0u;
+        for (var k = 0u; k < 8u; k = k + 1u) {
+            if (lq[32u * k + l] > 3u) {
+                m = m | (1u << k);
+                lq[32u * k + l] = lq[32u * k + l] - 4u;
+            }
+        }
+        put_byte(o + l, m);
+    }
+    pack_2bit(o + 32u);
+}
+
 // quantize_row_q4_K_ref / quantize_row_q5_K_ref (q5 true), or with `weighted` the
-// quantize_row_qX_K_impl paths. The weighted path matches the CPU byte for byte on lavapipe
-// at workgroup size 1 but not at 4 or more, where whole SIMD groups of lanes (4 or 8
-// consecutive blocks) come out wrong (6-bit scales of 0): a lavapipe miscompile of divergent
-// control flow is suspected, not proven; gpu::codecs routes weighted Q4_K/Q5_K to the CPU
-// until it is understood. for block b, bytes at `o` of out_words. CPU twins:
-// q4_k::quantize_block_ref / quantize_block_weighted, q5_k::quantize_block_ref /
-// quantize_block_weighted.
+// quantize_row_qX_K_impl paths, for block b, bytes at `o` of out_words. CPU twins:
+// k4::quantize_ref / k4::quantize_weighted (q4_k.rs, q5_k.rs pack the levels).
 fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
     let nmax = select(15, 31, q5);
     var scales: array<f32, 8>;
     var mins: array<f32, 8>;
-    var ls: array<u32, 8>;
-    var lm: array<u32, 8>;
     if (weighted) {
-        var sum_x2 = 0.0;
-        for (var i = 0u; i < 256u; i = i + 1u) {
-            let v = x_at(b, i);
-            sum_x2 = fadd(sum_x2, fmul(v, v));
-        }
         // 2 * sum_x2 / 256: both steps exact scalings by powers of two
-        let sigma2 = fmul(fmul(2.0, sum_x2), 0.00390625);
+        let sigma2 = fmul(fmul(2.0, block_sum_x2(b)), 0.00390625);
         var sw: array<f32, 8>;
         for (var j = 0u; j < 8u; j = j + 1u) {
-            var s = 0.0;
-            for (var i = 0u; i < 32u; i = i + 1u) {
-                let v = x_at(b, 32u * j + i);
-                let w = fmul(qw_at(b, 32u * j + i), soft_sqrt(fadd(sigma2, fmul(v, v))));
-                wts[i] = w;
-                s = fadd(s, w);
-            }
-            sw[j] = s;
-            let sm = make_qkx_quants(b, 32u * j, nmax, bitcast<f32>(0xbf666666u), bitcast<f32>(0x3d4ccccdu), 36, true);
+            load_sx(b, 32u * j, 32u);
+            sw[j] = fill_weighted(b, 32u * j, 32u, sigma2);
+            let sm = make_qkx_quants(32u, nmax, bitcast<f32>(0xbf666666u), bitcast<f32>(0x3d4ccccdu), 36, true, false);
             scales[j] = sm.x;
             mins[j] = sm.y;
+            store_sl(32u * j, 32u);
         }
-        qp_w = sw;
-        qp_x = scales;
-        let d_block = make_qp_quants_8();
         for (var j = 0u; j < 8u; j = j + 1u) {
-            ls[j] = qp_l[j];
+            sx[j] = scales[j];
+            wts[j] = sw[j];
         }
-        qp_x = mins;
-        let m_block = make_qp_quants_8();
+        let d_block = make_qp_quants(8u, 63);
         for (var j = 0u; j < 8u; j = j + 1u) {
-            lm[j] = qp_l[j];
+            fin_ls[j] = sl[j];
+            sx[j] = mins[j];
+        }
+        let m_block = make_qp_quants(8u, 63);
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            fin_lm[j] = sl[j];
         }
         if (q5) {
             for (var j = 0u; j < 8u; j = j + 1u) {
-                ls[j] = min(ls[j], 63u);
-                lm[j] = min(lm[j], 63u);
+                fin_ls[j] = min(fin_ls[j], 63u);
+                fin_lm[j] = min(fin_lm[j], 63u);
             }
-        }
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            fin_ls[j] = ls[j];
-            fin_lm[j] = lm[j];
         }
         finish_q45_k(b, o, q5, d_block, m_block);
         return;
@@ -612,22 +903,23 @@ fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
     var max_scale = 0.0;
     var max_min = 0.0;
     for (var j = 0u; j < 8u; j = j + 1u) {
+        load_sx(b, 32u * j, 32u);
         var sum_x2 = 0.0;
         for (var i = 0u; i < 32u; i = i + 1u) {
-            let xi = x_at(b, 32u * j + i);
-            sum_x2 = fadd(sum_x2, fmul(xi, xi));
+            sum_x2 = fadd(sum_x2, fmul(sx[i], sx[i]));
         }
         // (sum_x2 / 32).sqrt(): dividing by 32 is multiplying by 2^-5, exactly the same value
         let av_x = soft_sqrt(fmul(sum_x2, 0.03125));
         for (var i = 0u; i < 32u; i = i + 1u) {
-            wts[i] = fadd(av_x, abs(x_at(b, 32u * j + i)));
+            wts[i] = fadd(av_x, abs(sx[i]));
         }
         var sm: vec2<f32>;
         if (q5) {
-            sm = make_qkx_quants(b, 32u * j, 31, -0.5, bitcast<f32>(0x3dcccccdu), 15, false);
+            sm = make_qkx_quants(32u, 31, -0.5, bitcast<f32>(0x3dcccccdu), 15, false, false);
         } else {
-            sm = make_qkx_quants(b, 32u * j, 15, -1.0, bitcast<f32>(0x3dcccccdu), 20, false);
+            sm = make_qkx_quants(32u, 15, -1.0, bitcast<f32>(0x3dcccccdu), 20, false, false);
         }
+        store_sl(32u * j, 32u);
         scales[j] = sm.x;
         mins[j] = sm.y;
         if (sm.x > max_scale) {
@@ -646,12 +938,8 @@ fn enc_q45_k(b: u32, o: u32, q5: bool, weighted: bool) {
         inv_min = soft_div(63.0, max_min);
     }
     for (var j = 0u; j < 8u; j = j + 1u) {
-        ls[j] = min(u32(nearest_int(fmul(inv_scale, scales[j]))) & 0xffu, 63u);
-        lm[j] = min(u32(nearest_int(fmul(inv_min, mins[j]))) & 0xffu, 63u);
-    }
-    for (var j = 0u; j < 8u; j = j + 1u) {
-        fin_ls[j] = ls[j];
-        fin_lm[j] = lm[j];
+        fin_ls[j] = min(u32(nearest_int(fmul(inv_scale, scales[j]))) & 0xffu, 63u);
+        fin_lm[j] = min(u32(nearest_int(fmul(inv_min, mins[j]))) & 0xffu, 63u);
     }
     finish_q45_k(b, o, q5, soft_div(max_scale, 63.0), soft_div(max_min, 63.0));
 }
@@ -731,7 +1019,16 @@ fn enc_q6_k(b: u32, o: u32, weighted: bool) {
     var max_scale = 0.0;
     var max_abs_scale = 0.0;
     for (var j = 0u; j < 16u; j = j + 1u) {
-        let s = make_qx_quants_32(b, 16u * j, weighted);
+        load_sx(b, 16u * j, 16u);
+        for (var i = 0u; i < 16u; i = i + 1u) {
+            if (weighted) {
+                wts[i] = qw_at(b, 16u * j + i);
+            } else {
+                wts[i] = fmul(sx[i], sx[i]);
+            }
+        }
+        let s = make_qx_quants(16u, 32);
+        store_sl(16u * j, 16u);
         scales[j] = s;
         let a = abs(s);
         if (a > max_abs_scale) {
@@ -787,6 +1084,8 @@ fn encode_group(g: u32, ty: u32, bpg: u32, bb: u32) {
         let b = first + k;
         let o = k * bb;
         switch ty {
+            case 10u: { enc_q2_k(b, o, weighted); }
+            case 11u: { enc_q3_k(b, o, weighted); }
             case 12u: { enc_q45_k(b, o, false, weighted); }
             case 13u: { enc_q45_k(b, o, true, weighted); }
             default: { enc_q6_k(b, o, weighted); }
@@ -796,6 +1095,22 @@ fn encode_group(g: u32, ty: u32, bpg: u32, bb: u32) {
 }
 
 // ---------------------------------------------------------------- entry points
+
+@compute @workgroup_size(WG)
+fn encode_q2_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = flat_invocation(gid, nwg);
+    if (g < params.n_groups) {
+        encode_group(g, 10u, 1u, 84u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn encode_q3_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = flat_invocation(gid, nwg);
+    if (g < params.n_groups) {
+        encode_group(g, 11u, 2u, 110u);
+    }
+}
 
 @compute @workgroup_size(WG)
 fn encode_q4_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -73,8 +73,9 @@ fn legacy_wgsl_validates_and_translates() {
     }
 }
 
-// A line-by-line Rust transliteration of legacy.wgsl's integer IEEE arithmetic (`round_pack`,
-// `unpack_sig`, `soft_mul`, `soft_div`), checked against the CPU's IEEE `*` and `/` on random
+// A line-by-line Rust transliteration of common.wgsl's integer IEEE arithmetic (`round_pack`,
+// `unpack_sig`, `soft_mul`, `soft_div`; the WGSL writes the four digit steps of the division
+// out instead of looping), checked against the CPU's IEEE `*` and `/` on random
 // bit patterns and on the operands the encoders feed it. Keep the two in step.
 mod soft {
     fn round_pack(sign: u32, e_in: i32, sig_in: u32) -> u32 {
@@ -179,14 +180,12 @@ mod soft {
         let (ma, ea) = unpack_sig(aa);
         let (mb, eb) = unpack_sig(ab);
         let n: u32 = if ma < mb { 27 } else { 26 };
-        let (mut rem, mut q) = (ma, 0u32);
-        for _ in 0..=n {
-            q <<= 1;
-            if rem >= mb {
-                rem -= mb;
-                q |= 1;
-            }
-            rem <<= 1;
+        let mut q = ma / mb;
+        let mut rem = ma % mb;
+        for k in [8u32, 8, 8, n - 24] {
+            let t = rem << k;
+            q = (q << k) | (t / mb);
+            rem = t % mb;
         }
         let sig = q | (rem != 0) as u32;
         round_pack(sign, ea - eb - n as i32 + 153, sig)

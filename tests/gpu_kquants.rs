@@ -1,9 +1,10 @@
 //! shaders/kquants.wgsl on the GPU (lavapipe in CI) against the CPU references in
 //! src/codec/kquants/, through `Engine` with `Backend::Gpu`: decode bit for bit for all five
-//! k-quants (encoder output and random blocks), encode byte for byte for the types with a GPU
-//! encoder (unweighted `quantize_row_qX_K_ref`; weighted `_impl` where the table says the
-//! kernel takes weights, else the call must land on the CPU codec), on every `Dist`, rows of
-//! 256..16384 elements. Also the Rust twin of common.wgsl's integer `soft_sqrt` against IEEE.
+//! k-quants (encoder output and random blocks), encode byte for byte for all five
+//! (unweighted `quantize_row_qX_K_ref`, weighted `quantize_row_qX_K_impl` with importance
+//! weights) on every `Dist`, rows of 256..16384 elements (odd block counts, so Q3_K/Q6_K pairs
+//! end half full), at several workgroup sizes, and on edge data; differing blocks are counted
+//! per type and mode. Also the Rust twin of common.wgsl's integer `soft_sqrt` against IEEE.
 //!
 //! `GPUQ_TEST_SEED=<u64>` draws fresh data; the seed in use is printed.
 #![cfg(feature = "gpu")]
@@ -12,7 +13,7 @@ mod common;
 mod gpu_diff;
 
 use common::{Dist, rng, sample};
-use gpu_diff::{decode_diff, encode_diff, gpu_engine, random_blocks, report};
+use gpu_diff::{decode_diff, encode_diff, encode_diff_counts, gpu_engine, random_blocks, report};
 use gpuq::GgmlType;
 use gpuq::gpu::codecs::{RunnerOptions, can_encode, can_encode_with};
 
@@ -74,11 +75,48 @@ fn kquants_gpu_decode_equals_cpu() {
     report(&failures, checks);
 }
 
+/// Options of the encode tests: the device output buffer is poisoned before each dispatch,
+/// so a word the kernel does not write (as when llvmpipe's loop budget runs out, see
+/// common.wgsl LOOP BUDGET) differs from the CPU's bytes whatever the pool held before.
+fn encode_opts(workgroup_size: u32) -> RunnerOptions {
+    RunnerOptions {
+        workgroup_size,
+        poison_output: true,
+        ..RunnerOptions::default()
+    }
+}
+
+/// Blocks compared and blocks differing per (type, weighted).
+#[derive(Default)]
+struct Tally(Vec<(GgmlType, bool, usize, usize)>);
+
+impl Tally {
+    fn add(&mut self, ty: GgmlType, weighted: bool, c: &gpu_diff::EncodeCounts) {
+        match self.0.iter_mut().find(|t| t.0 == ty && t.1 == weighted) {
+            Some(t) => {
+                t.2 += c.blocks;
+                t.3 += c.differing;
+            }
+            None => self.0.push((ty, weighted, c.blocks, c.differing)),
+        }
+    }
+
+    fn print(&self, what: &str) {
+        for &(ty, weighted, blocks, differing) in &self.0 {
+            eprintln!(
+                "{what}: {ty} {}: {differing} of {blocks} blocks differ",
+                if weighted { "weighted" } else { "unweighted" }
+            );
+        }
+    }
+}
+
 #[test]
 fn kquants_gpu_encode_equals_cpu() {
-    let eng = gpu_engine(RunnerOptions::default());
+    let eng = gpu_engine(encode_opts(RunnerOptions::default().workgroup_size));
     let mut r = rng(seed() ^ 0xe4c0);
-    let (mut failures, mut checks, mut blocks) = (Vec::new(), 0, 0);
+    let (mut failures, mut checks) = (Vec::new(), 0);
+    let mut tally = Tally::default();
     let mut on_gpu = Vec::new();
     for (ty, _) in TYPES {
         if !can_encode(ty) {
@@ -102,66 +140,59 @@ fn kquants_gpu_encode_equals_cpu() {
                         }
                     );
                     checks += 1;
-                    match encode_diff(&eng, ty, &data, row_len, w.as_deref(), &label) {
-                        Ok(n) => blocks += n,
-                        Err(e) => failures.push(e),
-                    }
+                    let c = encode_diff_counts(&eng, ty, &data, row_len, w.as_deref(), &label);
+                    tally.add(ty, weighted, &c);
+                    failures.extend(c.message);
                 }
             }
         }
     }
-    assert!(on_gpu.contains(&GgmlType::Q4_K) && on_gpu.contains(&GgmlType::Q6_K));
-    eprintln!("GPU encoders {on_gpu:?}: {blocks} blocks compared");
+    // every k-quant has a GPU encoder, weighted and unweighted
+    for (ty, _) in TYPES {
+        assert!(on_gpu.contains(&ty), "{ty}: no GPU encoder");
+        assert!(
+            can_encode_with(ty, true),
+            "{ty}: weighted encodes go to the CPU"
+        );
+    }
+    tally.print("GPU vs CPU encode");
     report(&failures, checks);
 }
 
-/// The weighted Q4_K/Q5_K kernels (routed to the CPU by the table): byte-exact on lavapipe at
-/// workgroup size 1; at 64 the differing blocks are counted and printed (whole SIMD groups of
-/// lanes go wrong there; see kquants.wgsl `enc_q45_k`).
+/// The encoders at several workgroup sizes: each lane carries its own blocks through loops
+/// whose trip counts depend on the data (coordinate descent, accepted trials), so lanes of
+/// one SIMD group diverge; the bytes must not depend on it. (Before the loop-free soft_div /
+/// soft_sqrt, llvmpipe's shared loop budget ran out in whole SIMD groups at sizes >= 4.)
 #[test]
-fn kquants_weighted_q4k_q5k_kernels_at_workgroup_1() {
+fn kquants_gpu_encode_any_workgroup_size() {
     let mut r = rng(seed() ^ 0x0057_e1a1);
-    for wg in [1u32, 64] {
-        let eng = gpu_engine(RunnerOptions {
-            workgroup_size: wg,
-            unverified_weighted_kernels: true,
-            ..RunnerOptions::default()
-        });
-        let (mut failures, mut checks, mut blocks) = (Vec::new(), 0, 0);
-        for ty in [GgmlType::Q4_K, GgmlType::Q5_K] {
-            assert!(
-                !can_encode_with(ty, true),
-                "{ty}: the table now routes weights to the GPU"
-            );
-            for dist in Dist::all(256) {
-                let (row_len, rows) = (4096, 2);
-                let data = sample(dist, row_len * rows, &mut r);
-                let w = weights(row_len, &mut r);
-                checks += 1;
-                let label = format!("{dist:?} weighted, workgroup size {wg}");
-                match encode_diff(&eng, ty, &data, row_len, Some(&w), &label) {
-                    Ok(n) => blocks += n,
-                    Err(e) => failures.push(e),
+    for wg in [1u32, 8, 256] {
+        let eng = gpu_engine(encode_opts(wg));
+        let (mut failures, mut checks) = (Vec::new(), 0);
+        let mut tally = Tally::default();
+        for (ty, _) in TYPES {
+            for weighted in [false, true] {
+                for dist in [Dist::HeavyTailed, Dist::Uniform, Dist::ZeroBlocks(256)] {
+                    let (row_len, rows) = (4096, 3);
+                    let data = sample(dist, row_len * rows, &mut r);
+                    let w = weighted.then(|| weights(row_len, &mut r));
+                    checks += 1;
+                    let label = format!("{dist:?} weighted {weighted}, workgroup size {wg}");
+                    let c = encode_diff_counts(&eng, ty, &data, row_len, w.as_deref(), &label);
+                    tally.add(ty, weighted, &c);
+                    failures.extend(c.message);
                 }
             }
         }
-        if wg == 1 {
-            eprintln!("workgroup size 1: {blocks} weighted Q4_K/Q5_K blocks agree");
-            report(&failures, checks);
-        } else {
-            eprintln!(
-                "workgroup size {wg} (known lavapipe problem, not asserted): {} of {checks} checks differ\n{}",
-                failures.len(),
-                failures.join("\n")
-            );
-        }
+        tally.print(&format!("workgroup size {wg}"));
+        report(&failures, checks);
     }
 }
 
 /// Edge data: constant rows, zero rows, single spikes, sub-f16 and beyond-f16 magnitudes.
 #[test]
 fn kquants_gpu_encode_edge_cases() {
-    let eng = gpu_engine(RunnerOptions::default());
+    let eng = gpu_engine(encode_opts(RunnerOptions::default().workgroup_size));
     let mut r = rng(seed() ^ 0xed6e);
     let row_len = 1024;
     let mut cases: Vec<(&str, Vec<f32>)> = vec![
@@ -280,6 +311,24 @@ mod soft {
         (m | 0x80_0000, ef)
     }
 
+    fn sqrt_digit((root, rem): (u32, u32), m: u32, s: u32, p: u32) -> (u32, u32) {
+        let hi_bit = 51 - 2 * p;
+        let mut two = 0;
+        if hi_bit >= s {
+            two = ((m >> (hi_bit - s)) & 1) << 1;
+        }
+        if hi_bit > s {
+            two |= (m >> (hi_bit - 1 - s)) & 1;
+        }
+        let rem = (rem << 2) | two;
+        let trial = (root << 2) | 1;
+        if rem >= trial {
+            ((root << 1) | 1, rem - trial)
+        } else {
+            (root << 1, rem)
+        }
+    }
+
     pub fn sqrt(a: u32) -> u32 {
         if (a & 0x7fff_ffff) > 0x7f80_0000 {
             return a | 0x40_0000;
@@ -297,24 +346,10 @@ mod soft {
         let e = eb - 150;
         let s: u32 = if (e & 1) != 0 { 27 } else { 28 };
         let k = (e - s as i32) / 2;
+        // common.wgsl writes the 26 `sqrt_digit` calls out instead of looping
         let (mut root, mut rem) = (0u32, 0u32);
         for p in 0..26u32 {
-            let hi_bit = 51 - 2 * p;
-            let mut two = 0;
-            if hi_bit >= s {
-                two = ((m >> (hi_bit - s)) & 1) << 1;
-            }
-            if hi_bit > s {
-                two |= (m >> (hi_bit - 1 - s)) & 1;
-            }
-            rem = (rem << 2) | two;
-            let trial = (root << 2) | 1;
-            if rem >= trial {
-                rem -= trial;
-                root = (root << 1) | 1;
-            } else {
-                root <<= 1;
-            }
+            (root, rem) = sqrt_digit((root, rem), m, s, p);
         }
         let sig = (root << 1) | (rem != 0) as u32;
         round_pack(0, k + 152, sig)

@@ -150,15 +150,14 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         2,
         1,
     ),
-    // kquants.wgsl. Q6_K (210 bytes) two blocks per encode invocation, Q4_K (144) and Q5_K
-    // (176) one. Q6_K's weighted `_impl` runs on the GPU; Q4_K/Q5_K weighted encodes go to
-    // the CPU: their kernel path (make_qkx3 + make_qp_quants, in kquants.wgsl) equals the CPU
-    // on lavapipe only at workgroup size 1 (see kquants.wgsl, enc_q45_k).
+    // kquants.wgsl: `quantize_row_qX_K_ref` unweighted, `quantize_row_qX_K_impl` with
+    // importance weights, all five. Q6_K (210 bytes) and Q3_K (110) two blocks per encode
+    // invocation, Q2_K (84), Q4_K (144) and Q5_K (176) one.
     row(
         GgmlType::Q4_K,
         wgsl::KQUANTS,
         "encode_q4_k",
-        false,
+        true,
         "decode_q4_k",
         1,
         1,
@@ -167,7 +166,7 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         GgmlType::Q5_K,
         wgsl::KQUANTS,
         "encode_q5_k",
-        false,
+        true,
         "decode_q5_k",
         1,
         1,
@@ -181,24 +180,24 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         2,
         1,
     ),
-    GpuCodec {
-        ty: GgmlType::Q2_K,
-        shader: wgsl::KQUANTS,
-        encode: None,
-        encode_weighted: false,
-        decode: Some("decode_q2_k"),
-        blocks_per_invocation: 1,
-        decode_blocks_per_invocation: 1,
-    },
-    GpuCodec {
-        ty: GgmlType::Q3_K,
-        shader: wgsl::KQUANTS,
-        encode: None,
-        encode_weighted: false,
-        decode: Some("decode_q3_k"),
-        blocks_per_invocation: 2,
-        decode_blocks_per_invocation: 1,
-    },
+    row(
+        GgmlType::Q2_K,
+        wgsl::KQUANTS,
+        "encode_q2_k",
+        true,
+        "decode_q2_k",
+        1,
+        1,
+    ),
+    row(
+        GgmlType::Q3_K,
+        wgsl::KQUANTS,
+        "encode_q3_k",
+        true,
+        "decode_q3_k",
+        2,
+        1,
+    ),
     // ternary.wgsl: llama.cpp's block-absmax encoders, which take no weights (ggml ignores them).
     row(
         GgmlType::TQ1_0,
@@ -274,9 +273,6 @@ pub struct RunnerOptions {
     /// Fill each tile's output buffer with 0xa5 bytes before the dispatch (tests: an output
     /// word the kernel forgets to write then shows up instead of stale or zero data).
     pub poison_output: bool,
-    /// Run weighted encodes on kernels whose table row has `encode_weighted: false` but that
-    /// read the weights anyway (Q4_K, Q5_K): for tests of those kernels only.
-    pub unverified_weighted_kernels: bool,
 }
 
 impl Default for RunnerOptions {
@@ -292,7 +288,6 @@ impl Default for RunnerOptions {
             max_tile_bytes: None,
             max_workgroups_x: None,
             poison_output: false,
-            unverified_weighted_kernels: false,
         }
     }
 }
@@ -401,7 +396,7 @@ impl CodecRunner {
             direction: "encode",
         })?;
         let (n_rows, row_bytes) = check_shape(ty, row_len, src.len(), dst.len())?;
-        if weights.is_some() && !codec.encode_weighted && !self.opts.unverified_weighted_kernels {
+        if weights.is_some() && !codec.encode_weighted {
             return Err(GpuError::NoKernel {
                 ty,
                 direction: "weighted (importance) encode",

@@ -29,17 +29,50 @@ pub fn encode_diff(
     weights: Option<&[f32]>,
     label: &str,
 ) -> Result<usize, String> {
+    let c = encode_diff_counts(eng, ty, data, row_len, weights, label);
+    match c.message {
+        None => Ok(c.blocks),
+        Some(m) => Err(m),
+    }
+}
+
+/// What [`encode_diff_counts`] found: blocks compared, blocks whose bytes differ, and the
+/// report when any differ (or the GPU call failed: then every block counts as differing).
+pub struct EncodeCounts {
+    pub blocks: usize,
+    pub differing: usize,
+    pub message: Option<String>,
+}
+
+/// [`encode_diff`] with the counts.
+pub fn encode_diff_counts(
+    eng: &Engine,
+    ty: GgmlType,
+    data: &[f32],
+    row_len: usize,
+    weights: Option<&[f32]>,
+    label: &str,
+) -> EncodeCounts {
     let n_bytes = data.len() / row_len * ty.row_bytes(row_len as u64).unwrap() as usize;
+    let bb = ty.block_bytes() as usize;
+    let n_blocks = n_bytes / bb;
     let mut gpu = vec![0xA5u8; n_bytes];
-    eng.encode_into(ty, data, row_len, weights, &mut gpu)
-        .map_err(|e| format!("{label}: GPU encode failed: {e}"))?;
+    if let Err(e) = eng.encode_into(ty, data, row_len, weights, &mut gpu) {
+        return EncodeCounts {
+            blocks: n_blocks,
+            differing: n_blocks,
+            message: Some(format!("{label}: GPU encode failed: {e}")),
+        };
+    }
     let mut cpu = vec![0u8; n_bytes];
     encode_rows(ty, data, row_len, weights, &mut cpu).unwrap();
-    let bb = ty.block_bytes() as usize;
     let diff = super::common::differing_blocks(&gpu, &cpu, bb);
-    let n_blocks = n_bytes / bb;
     if diff.is_empty() {
-        return Ok(n_blocks);
+        return EncodeCounts {
+            blocks: n_blocks,
+            differing: 0,
+            message: None,
+        };
     }
     let mut msg = format!(
         "{label}: {ty} encode: {} of {n_blocks} blocks differ (GPU vs CPU)",
@@ -54,7 +87,11 @@ pub fn encode_diff(
             g[first], c[first]
         );
     }
-    Err(msg)
+    EncodeCounts {
+        blocks: n_blocks,
+        differing: diff.len(),
+        message: Some(msg),
+    }
 }
 
 /// Decodes `bytes` on the GPU (into a buffer pre-filled with a NaN pattern) and on the CPU;

@@ -141,7 +141,8 @@ pub fn measure(
         f_ref = Some(f.clone());
     }
     if let Some(e) = gpu {
-        if e.encodes_on_gpu(ty) {
+        // a weighted call whose type has no weighted kernel would time the CPU codec
+        if e.encodes_on_gpu_with(ty, weighted) {
             dst.fill(0xa5);
             let s = time(reps, || e.encode_into(ty, &src, row_len, w, &mut dst))?;
             row.enc_gpu = Cell {
