@@ -341,6 +341,68 @@ fn gpu_and_cpu_write_the_same_bytes() {
     }
 }
 
+/// `--type I2_S` on a plain (non-BitNet) F16 GGUF: every linear weight whose rows are whole
+/// 128-element groups becomes I2_S with its per-tensor absmean ternarization (the rest falls
+/// back to Q4_0), embeddings and output stay F16, and gpuq's decoder gives back trit * scale.
+#[test]
+fn i2s_from_a_plain_llama_gguf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("llama.f16.gguf");
+    python(
+        include_str!("py/llama_fixture.py"),
+        &[
+            "make",
+            src.to_str().unwrap(),
+            "--layers",
+            "2",
+            "--embd",
+            "256",
+            "--ff",
+            "320",
+            "--vocab",
+            "300",
+            "--seed",
+            "3",
+            "--dtype",
+            "f16",
+        ],
+    );
+    let out = tmp.path().join("llama.I2_S.gguf");
+    let (code, err) = run(&[
+        "quantize",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "I2_S",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let deq = tmp.path().join("llama.I2_S.f32.gguf");
+    let (code, err) = run(&[
+        "dequantize",
+        out.to_str().unwrap(),
+        "-o",
+        deq.to_str().unwrap(),
+        "--type",
+        "F32",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = python(
+        MODEL_PY,
+        &[
+            "check-i2s",
+            src.to_str().unwrap(),
+            out.to_str().unwrap(),
+            deq.to_str().unwrap(),
+        ],
+    );
+    // per layer: q, k, v, output, gate, up (rows of 256) as I2_S; ffn_down (rows of 320) Q4_0
+    assert!(r.starts_with("i2s 12 "), "{r}");
+    eprintln!("{}", r.trim());
+}
+
 /// The byte range of a tensor's data in a single-file safetensors folder.
 fn tensor_range(path: &Path, name: &str) -> std::ops::Range<usize> {
     let raw = std::fs::read(path).unwrap();

@@ -12,6 +12,9 @@ logits llama.cpp computes from a GGUF.
                                             (zeros are +0, not the converter's signed zeros)
   llama-quantize IN OUT FTYPE               llama.cpp's quantizer (llama_model_quantize)
   same-tensors A B TYPE                     raw bytes of the TYPE tensors of A equal B's
+  check-i2s SRC.gguf OUT.gguf [DEQ.gguf]    every I2_S tensor of OUT is the per-tensor absmean
+                                            ternarization of SRC's tensor (DEQ: gpuq's F32
+                                            decode of OUT holds trit * scale)
 
 The forward pass follows the Hugging Face modelling code, not llama.cpp: RMSNorm, rotary
 embedding in rotate_half layout on unpermuted q/k, grouped-query attention, SwiGLU, q/k/v
@@ -626,6 +629,49 @@ def same_tensors(a, b, ty):
     sys.exit(0 if names and not diff else 1)
 
 
+def check_i2s(src, out, deq=None):
+    import gguf
+    patch_gguf_i2s()
+    s_t = {t.name: t for t in gguf.GGUFReader(src).tensors}
+    o_r = gguf.GGUFReader(out)
+    o_t = {t.name: t for t in o_r.tensors}
+    d_t = {t.name: t for t in gguf.GGUFReader(deq).tensors} if deq else {}
+    assert o_r.fields["general.file_type"].contents() == 40
+    raw = np.memmap(out, dtype=np.uint8, mode="r")
+    n_i2s = n_el = flips = 0
+    for name, t in o_t.items():
+        st = s_t[name]
+        kind = t.tensor_type.name
+        if name in ("token_embd.weight", "output.weight"):
+            assert kind == st.tensor_type.name, (name, kind)
+            continue
+        if len(st.shape) == 1 or name.endswith("_norm.weight"):
+            assert kind == "F32", (name, kind)
+            continue
+        w = np.asarray(st.data, dtype=np.float32).reshape(-1)
+        if int(st.shape[0]) % 128:
+            assert kind == "Q4_0", (name, kind)
+            continue
+        assert kind == "I2_S", (name, kind)
+        trit, v, _, y = weight_quant(w)
+        n = w.size
+        got = decode_i2s_codes(np.asarray(t.data).tobytes(), n) - 1
+        tail = np.asarray(raw[t.data_offset + n // 4:t.data_offset + n // 4 + 32])
+        assert tail[:4].view(np.float32)[0] == v, (name, tail[:4].view(np.float32)[0], v)
+        assert not tail[4:].any()
+        bad = got != trit
+        near = np.abs(np.abs(y) - np.float32(0.5)) <= np.float32(2.0 ** -20)
+        assert not (bad & ~near).any(), (name, int((bad & ~near).sum()))
+        flips += int(bad.sum())
+        if deq:
+            dv = np.asarray(d_t[name].data, dtype=np.float32).reshape(-1)
+            assert np.array_equal(dv, got.astype(np.float32) * v), name
+        n_i2s += 1
+        n_el += n
+    print(f"i2s {n_i2s} elements {n_el} tie_flips {flips}")
+    sys.exit(0 if n_i2s else 1)
+
+
 def check(d, gguf, tol):
     from llama_cpp import Llama
 
@@ -665,6 +711,8 @@ if __name__ == "__main__":
                      decoded="--decoded" in sys.argv)
     elif cmd == "llama-quantize":
         llama_quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "check-i2s":
+        check_i2s(*sys.argv[2:5])
     elif cmd == "same-tensors":
         same_tensors(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
