@@ -542,3 +542,81 @@ fn decode_tq2_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         }
     }
 }
+
+// ------------------------------------------------------------------ I2_S (bitnet.cpp)
+// 128-element blocks of 2-bit codes, 32 bytes (8 words) each: byte p of a block holds elements
+// p, 32+p, 64+p, 96+p in bits 7-6, 5-4, 3-2, 1-0; codes 0, 1, 2 are -1, 0, +1. The tensor's one
+// scale lives after the codes (written by the host, not here). Binding 3 holds one word: the
+// bits of 1/s (encoder) or of the scale (decoder). One block per invocation, so every output
+// word has one writer. CPU twins: codec::i2s::{encode_codes_absmean, decode_codes}.
+
+fn elem128(b: u32, k: u32) -> u32 {
+    return src[params.src_offset + b * 128u + k];
+}
+
+// BitNet absmean codes: trit_absmean(x * id), as absmean_encode_tq*_0.
+@compute @workgroup_size(WG)
+fn absmean_encode_i2_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = flat_invocation(gid, nwg);
+    if (b >= params.n_groups || b >= params.n_blocks) {
+        return;
+    }
+    let id = weights[0];
+    let fast = id_is_fast(id);
+    for (var w = 0u; w < 8u; w = w + 1u) {
+        var word = 0u;
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let p = 4u * w + j;
+            var byte = 0u;
+            for (var k = 0u; k < 4u; k = k + 1u) {
+                let t = trit_absmean(scaled(elem128(b, k * 32u + p), id, fast));
+                byte = byte | (t << (6u - 2u * k));
+            }
+            word = word | (byte << (8u * j));
+        }
+        dst[params.dst_offset + b * 8u + w] = word;
+    }
+}
+
+// The f32 bits codes 0..3 decode to: (code - 1) * s as x86 computes the product, from the bits
+// of s (a NaN comes back quieted with its sign, 0 * inf is the default NaN 0xffc00000, 2 * s
+// may overflow to infinity; exact otherwise). CPU twin: codec::i2s::decode_values.
+fn i2s_values(s: u32) -> array<u32, 4> {
+    let a = s & 0x7fffffffu;
+    let sign = s & 0x80000000u;
+    if (a > 0x7f800000u) {
+        let q = s | 0x00400000u;
+        return array<u32, 4>(q, q, q, q);
+    }
+    var zero = sign;
+    if (a == 0x7f800000u) {
+        zero = 0xffc00000u;
+    }
+    var two = sign | 0x7f800000u;
+    if (a < 0x00800000u) {
+        two = sign | (a << 1u);
+    } else if (a < 0x7f000000u) {
+        two = s + 0x00800000u;
+    }
+    return array<u32, 4>(s ^ 0x80000000u, zero, s, two);
+}
+
+@compute @workgroup_size(WG)
+fn decode_i2_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = flat_invocation(gid, nwg);
+    if (b >= params.n_groups || b >= params.n_blocks) {
+        return;
+    }
+    var v = i2s_values(weights[0]);
+    let o = params.dst_offset + b * 128u;
+    for (var w = 0u; w < 8u; w = w + 1u) {
+        let word = src[params.src_offset + b * 8u + w];
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let p = 4u * w + j;
+            let byte = (word >> (8u * j)) & 0xffu;
+            for (var k = 0u; k < 4u; k = k + 1u) {
+                dst[o + k * 32u + p] = v[(byte >> (6u - 2u * k)) & 3u];
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! when the adapter is a real GPU (device type not `Cpu`): on a software adapter the native
 //! path is faster.
 
+use crate::codec::absmean::RowScale;
 use crate::codec::{self, CodecError};
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
@@ -243,6 +244,20 @@ impl Engine {
         scales: &[f32],
         dst: &mut [u8],
     ) -> Result<()> {
+        let rs: Vec<RowScale> = scales.iter().map(|&s| RowScale::new(s)).collect();
+        self.encode_row_scales(ty, src, row_len, &rs, dst)
+    }
+
+    /// [`Engine::encode_absmean`] with each row's `1/s` and f16 scale given: trits of
+    /// `x * scales[r].id`, block scale `scales[r].d`.
+    pub fn encode_row_scales(
+        &self,
+        ty: GgmlType,
+        src: &[f32],
+        row_len: usize,
+        scales: &[RowScale],
+        dst: &mut [u8],
+    ) -> Result<()> {
         #[cfg(feature = "gpu")]
         if let Some(g) = &self.gpu {
             return g.encode_absmean(ty, src, row_len, scales, dst);
@@ -268,8 +283,38 @@ impl Engine {
             .zip(dst.par_chunks_mut(row_bytes))
             .zip(scales.par_iter())
             .for_each(|((x, d), &s)| {
-                crate::codec::absmean::encode_scaled(ty, x, row_len, &[s], d);
+                crate::codec::absmean::encode_row_scales(ty, x, row_len, &[s], d);
             });
+        Ok(())
+    }
+
+    /// I2_S codes (no trailer) of rows of `row_len` elements (a multiple of 128): BitNet's
+    /// absmean trits of `x * id`, `id = 1/s` for the tensor's scale (`codec::i2s`). The
+    /// trailer holding the scale is the caller's to write (`i2s::trailer`).
+    pub fn encode_i2s(&self, src: &[f32], row_len: usize, id: f32, dst: &mut [u8]) -> Result<()> {
+        check_i2s_rows(src.len(), row_len)?;
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.encode_i2s(src, row_len, id, dst);
+        }
+        crate::codec::i2s::encode_codes_absmean(src, id, dst)?;
+        Ok(())
+    }
+
+    /// Decodes I2_S codes (no trailer) of rows of `row_len` elements with the tensor's scale.
+    pub fn decode_i2s(
+        &self,
+        src: &[u8],
+        row_len: usize,
+        scale: f32,
+        dst: &mut [f32],
+    ) -> Result<()> {
+        check_i2s_rows(dst.len(), row_len)?;
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.decode_i2s(src, row_len, scale, dst);
+        }
+        crate::codec::i2s::decode_codes(src, scale, dst)?;
         Ok(())
     }
 
@@ -358,6 +403,27 @@ fn check_absmean_rows(ty: GgmlType, n_elems: usize, row_len: usize) -> Result<us
     if n_elems % row_len != 0 {
         return Err(CodecError::BadLength {
             ty,
+            what: format!("{n_elems} elements is not a whole number of rows of {row_len}"),
+        }
+        .into());
+    }
+    Ok(n_elems / row_len)
+}
+
+/// Rows of a multiple of 128 elements for I2_S.
+fn check_i2s_rows(n_elems: usize, row_len: usize) -> Result<usize> {
+    let qk = crate::codec::i2s::QK_I2_S;
+    if row_len == 0 || row_len % qk != 0 {
+        return Err(CodecError::RowNotBlockMultiple {
+            ty: GgmlType::I2_S,
+            row_len,
+            block: qk as u64,
+        }
+        .into());
+    }
+    if n_elems % row_len != 0 {
+        return Err(CodecError::BadLength {
+            ty: GgmlType::I2_S,
             what: format!("{n_elems} elements is not a whole number of rows of {row_len}"),
         }
         .into());

@@ -6,7 +6,7 @@
 //! and the input pages of a tile are prefetched before and released after it is used, so
 //! resident memory does not grow with the model.
 
-use crate::codec::absmean::{self, TensorMean, TernaryScale};
+use crate::codec::absmean::{self, RowScale, TensorMean, TernaryScale};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
@@ -47,6 +47,17 @@ impl InputTensor {
     }
 }
 
+/// How a tensor of a BitNet checkpoint is ternarized (its BitLinear weights).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TernarySource {
+    /// Float master weights stored as `dtype` (F32, F16 or BF16): BitNet's `weight_quant` with
+    /// the tensor's absmean scale, as llama.cpp's converter (`BitnetModel`) applies it.
+    Absmean { dtype: GgmlType },
+    /// Already ternary (unpacked from a packed checkpoint): every value read is one of
+    /// `{-scale, 0, +scale}`.
+    Known { scale: f32 },
+}
+
 /// A model the pipeline reads: metadata, tensors and their bytes (usually a memory map).
 pub trait ModelSource: Sync {
     /// What to name in messages (a path).
@@ -71,6 +82,23 @@ pub trait ModelSource: Sync {
     fn unquantized_type(&self, _index: usize) -> Option<GgmlType> {
         None
     }
+    /// BitNet checkpoints: how tensor `index` is ternarized (`None`: it is not a BitLinear
+    /// weight). Such a tensor is always converted: into TQ1_0 / TQ2_0 / I2_S with its
+    /// per-tensor scale, into any other type after `weight_quant` (float master weights).
+    fn ternary(&self, _index: usize) -> Option<TernarySource> {
+        None
+    }
+    /// The scale of an I2_S tensor (the f32 after its codes), for decoding it.
+    fn i2s_scale(&self, index: usize) -> Result<f32> {
+        Err(Error::Invalid(format!(
+            "{}: tensor {}: this source cannot give the I2_S scale",
+            self.describe(),
+            self.tensors()
+                .get(index)
+                .map(|t| t.name.as_str())
+                .unwrap_or("?")
+        )))
+    }
     /// A hint that `data[range]` of tensor `index` is needed soon.
     fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
     /// A hint that `data[range]` of tensor `index` will not be read again.
@@ -94,7 +122,8 @@ pub struct PipelineOptions {
     /// Keys set after the input's metadata (llama-quantize's KV overrides, e.g. the
     /// `quantize.imatrix.*` keys).
     pub metadata: Vec<(String, Value)>,
-    /// TQ1_0 / TQ2_0 targets: BitNet absmean scaling instead of llama.cpp's block absmax.
+    /// TQ1_0 / TQ2_0 targets: BitNet absmean scaling instead of llama.cpp's block absmax (for
+    /// BitNet checkpoints per-tensor is the default; I2_S is always per-tensor).
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
     /// TQ1_0 / TQ2_0 targets: measure per-channel vs per-tensor absmean error (Summary).
     pub ternary_report: bool,
@@ -257,10 +286,16 @@ pub fn run(
     let metadata = output_metadata(src.metadata(), opts.file_type, &opts.metadata);
     let writer = GgufWriter::create(out, &metadata, &specs)?;
 
+    // BitNet float master weights are converted even into their own type (weight_quant)
+    let convert: Vec<bool> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.convert || matches!(src.ternary(i), Some(TernarySource::Absmean { .. })))
+        .collect();
     // Size the buffers once for the largest tile of any converted tensor.
     let mut max_tile_elems = 0u64;
     let mut max_tile_out = 0u64;
-    for (t, p) in tensors.iter().zip(plans).filter(|(_, p)| p.convert) {
+    for ((t, p), _) in tensors.iter().zip(plans).zip(&convert).filter(|(_, c)| **c) {
         let out_row = p.target.row_bytes(t.row_len()).unwrap_or(0);
         let rows = tensor_tile_rows(opts, t, p.target);
         max_tile_elems = max_tile_elems.max(rows * t.row_len());
@@ -317,7 +352,7 @@ pub fn run(
                     scratch: &mut scratch,
                     progress,
                 };
-                if !p.convert {
+                if !convert[i] {
                     copy_tensor(&mut io, t, max_tile_out.max(1 << 20))?;
                     continue;
                 }
@@ -454,12 +489,22 @@ fn convert_tensor(
         // tiles stay inside one expert slice, which has its own weights
         tile = tile.min(rows_per_slice);
     }
-    // BitNet absmean (TQ1_0 / TQ2_0 only): a first pass over the tiles for the tensor's mean
-    let absmean_ty = absmean::supports(p.target);
-    let scale_mode = opts.ternary_scale.filter(|_| absmean_ty);
-    let report = opts.ternary_report && absmean_ty;
+    let mode = ternary_mode(io.src, io.index, t, p.target, opts)?;
+    let in_scale = if t.ty == GgmlType::I2_S {
+        Some(src.i2s_scale(io.index)?)
+    } else {
+        None
+    };
+    let decode = |data: &[u8], f: &mut [f32]| -> Result<()> {
+        match in_scale {
+            Some(s) => engine.decode_i2s(data, row_len as usize, s, f),
+            None => engine.decode_into(t.ty, data, row_len as usize, f),
+        }
+    };
+    let report = opts.ternary_report && absmean::supports(p.target);
+    // A first pass over the tiles for the tensor's absmean where a per-tensor scale is needed
     let mut tensor_s = None;
-    if scale_mode == Some(TernaryScale::PerTensor) || report {
+    if mode.needs_tensor_mean() || report {
         let mut mean = TensorMean::default();
         let mut r0 = 0u64;
         while r0 < n_rows {
@@ -468,12 +513,13 @@ fn convert_tensor(
             let n = (rows * row_len) as usize;
             let f = &mut f32_buf[..n];
             let data = src.read_rows(io.index, r0, rows, io.scratch)?;
-            engine.decode_into(t.ty, data, row_len as usize, f)?;
+            decode(data, f)?;
             mean.add(&engine.absmean_block_sums(f, row_len as usize)?);
             r0 += rows;
         }
         tensor_s = Some(mean.finish());
     }
+    let encoding = mode.resolve(tensor_s);
     let (mut err_pc, mut err_pt, mut norm) = (0f64, 0f64, 0f64);
     let mut error =
         (opts.error_report && crate::codec::can_decode(p.target)).then(|| TensorError {
@@ -496,7 +542,7 @@ fn convert_tensor(
         let f = &mut f32_buf[..n];
         let data = src.read_rows(io.index, r0, rows, io.scratch)?;
         let in_len = data.len();
-        engine.decode_into(t.ty, data, row_len as usize, f)?;
+        decode(data, f)?;
         src.release(io.index, r0 as usize * in_row, in_len);
         if !opts.allow_nonfinite {
             if let Some(k) = f.iter().position(|x| !x.is_finite()) {
@@ -520,24 +566,28 @@ fn convert_tensor(
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        let row_scales = if scale_mode == Some(TernaryScale::PerChannel) || report {
+        let row_scales = if report || encoding == Encoding::TqPerChannel {
             let sums = engine.absmean_block_sums(f, row_len as usize)?;
             Some(absmean::row_scales(&sums, row_len as usize))
         } else {
             None
         };
-        match (scale_mode, &row_scales, tensor_s) {
-            (Some(TernaryScale::PerChannel), Some(s), _) => {
-                engine.encode_absmean(p.target, f, row_len as usize, s, &mut buf[..len])?
+        let rl = row_len as usize;
+        let out = &mut buf[..len];
+        match encoding {
+            Encoding::Plain => engine.encode_into(p.target, f, rl, w, out)?,
+            Encoding::WeightQuant { id, dtype } => {
+                absmean::weight_quant(f, id, dtype);
+                engine.encode_into(p.target, f, rl, w, out)?
             }
-            (Some(TernaryScale::PerTensor), _, Some(s)) => engine.encode_absmean(
-                p.target,
-                f,
-                row_len as usize,
-                &vec![s; rows as usize],
-                &mut buf[..len],
-            )?,
-            _ => engine.encode_into(p.target, f, row_len as usize, w, &mut buf[..len])?,
+            Encoding::TqPerChannel => {
+                let s = row_scales.as_deref().unwrap_or(&[]);
+                engine.encode_absmean(p.target, f, rl, s, out)?
+            }
+            Encoding::TqFixed(rs) => {
+                engine.encode_row_scales(p.target, f, rl, &vec![rs; rows as usize], out)?
+            }
+            Encoding::I2s { id, .. } => engine.encode_i2s(f, rl, id, out)?,
         }
         if let (true, Some(rs), Some(ts)) = (report, &row_scales, tensor_s) {
             for (x, &s) in f.chunks_exact(row_len as usize).zip(rs) {
@@ -556,6 +606,16 @@ fn convert_tensor(
         io.progress.advance(in_len as u64);
         r0 += rows;
     }
+    if let Encoding::I2s { scale, .. } = encoding {
+        // bitnet.cpp's tensor trailer: the scale after the codes, padded to 32 bytes
+        let mut buf = take_buffer(io.free_rx)?;
+        let tail = crate::codec::i2s::trailer(scale);
+        if buf.len() < tail.len() {
+            buf.resize(tail.len(), 0);
+        }
+        buf[..tail.len()].copy_from_slice(&tail);
+        io.send(n_rows * out_row as u64, tail.len(), buf)?;
+    }
     let rel = |e: f64| if norm > 0.0 { (e / norm).sqrt() } else { 0.0 };
     let ternary = report.then(|| TernaryReport {
         name: t.name.clone(),
@@ -563,6 +623,140 @@ fn convert_tensor(
         per_tensor: rel(err_pt),
     });
     Ok((ternary, error))
+}
+
+/// How a tensor's tiles are encoded, once any per-tensor scale is known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Encoding {
+    /// The target's own encoder (llama-quantize's bytes).
+    Plain,
+    /// BitNet float master weights into a non-ternary type: `weight_quant`, then the encoder.
+    WeightQuant { id: f32, dtype: GgmlType },
+    /// TQ1_0 / TQ2_0 with each row's absmean.
+    TqPerChannel,
+    /// TQ1_0 / TQ2_0 with one (1/s, d) for every row.
+    TqFixed(RowScale),
+    /// I2_S codes of `x * id`; `scale` goes into the trailer.
+    I2s { id: f32, scale: f32 },
+}
+
+/// Where a tensor's ternary scale comes from, before the first pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TernaryMode {
+    Plain,
+    TqPerChannel,
+    /// The encoding is fixed already (a known scale).
+    Fixed(Encoding),
+    /// Needs the tensor's absmean `s`: BitNet's converter value `1/(1/s)` rounded to `dtype`
+    /// (`bitnet`), or `s` itself (`--ternary-scale per-tensor` on other models).
+    TqTensor {
+        dtype: GgmlType,
+        bitnet: bool,
+    },
+    I2sTensor {
+        dtype: GgmlType,
+    },
+    WeightQuant {
+        dtype: GgmlType,
+    },
+}
+
+impl TernaryMode {
+    fn needs_tensor_mean(self) -> bool {
+        matches!(
+            self,
+            TernaryMode::TqTensor { .. }
+                | TernaryMode::I2sTensor { .. }
+                | TernaryMode::WeightQuant { .. }
+        )
+    }
+
+    fn resolve(self, s: Option<f32>) -> Encoding {
+        let s = s.unwrap_or(absmean::MIN_SCALE);
+        let id = 1.0 / s;
+        match self {
+            TernaryMode::Plain => Encoding::Plain,
+            TernaryMode::TqPerChannel => Encoding::TqPerChannel,
+            TernaryMode::Fixed(e) => e,
+            TernaryMode::TqTensor {
+                dtype,
+                bitnet: true,
+            } => Encoding::TqFixed(RowScale::with(id, absmean::quant_value(id, dtype))),
+            TernaryMode::TqTensor { bitnet: false, .. } => Encoding::TqFixed(RowScale::new(s)),
+            TernaryMode::I2sTensor { dtype } => Encoding::I2s {
+                id,
+                scale: absmean::quant_value(id, dtype),
+            },
+            TernaryMode::WeightQuant { dtype } => Encoding::WeightQuant { id, dtype },
+        }
+    }
+}
+
+/// The ternary treatment of tensor `index` for `target`:
+/// - TQ1_0 / TQ2_0: llama.cpp's block absmax, or absmean per channel / per tensor as asked;
+///   BitNet weights default to their per-tensor scale (absmean of the master weights, or the
+///   packed checkpoint's own scale);
+/// - I2_S: always one scale per tensor (absmean, or a packed checkpoint's own);
+/// - other types: BitNet master weights go through `weight_quant` first.
+fn ternary_mode(
+    src: &dyn ModelSource,
+    index: usize,
+    t: &InputTensor,
+    target: GgmlType,
+    opts: &PipelineOptions,
+) -> Result<TernaryMode> {
+    let tern = src.ternary(index);
+    let per_channel = opts.ternary_scale == Some(TernaryScale::PerChannel);
+    let refuse = |why: &str| {
+        Err(Error::Invalid(format!(
+            "{}: tensor {}: --ternary-scale per-channel: {why}",
+            src.describe(),
+            t.name
+        )))
+    };
+    let mode = if target == GgmlType::I2_S {
+        if per_channel {
+            return refuse("I2_S holds one scale per tensor");
+        }
+        match tern {
+            Some(TernarySource::Known { scale }) => TernaryMode::Fixed(Encoding::I2s {
+                id: 1.0 / scale,
+                scale,
+            }),
+            Some(TernarySource::Absmean { dtype }) => TernaryMode::I2sTensor { dtype },
+            None => TernaryMode::I2sTensor {
+                dtype: GgmlType::F32,
+            },
+        }
+    } else if absmean::supports(target) {
+        match (tern, opts.ternary_scale) {
+            (Some(TernarySource::Known { .. }), Some(TernaryScale::PerChannel)) => {
+                return refuse(
+                    "the tensor is already ternary with one scale (a packed BitNet checkpoint); \
+                     a scale per row would change the model",
+                );
+            }
+            (Some(TernarySource::Known { scale }), _) => {
+                TernaryMode::Fixed(Encoding::TqFixed(RowScale::new(scale)))
+            }
+            (_, Some(TernaryScale::PerChannel)) => TernaryMode::TqPerChannel,
+            (Some(TernarySource::Absmean { dtype }), _) => TernaryMode::TqTensor {
+                dtype,
+                bitnet: true,
+            },
+            (None, Some(TernaryScale::PerTensor)) => TernaryMode::TqTensor {
+                dtype: GgmlType::F32,
+                bitnet: false,
+            },
+            (None, None) => TernaryMode::Plain,
+        }
+    } else {
+        match tern {
+            Some(TernarySource::Absmean { dtype }) => TernaryMode::WeightQuant { dtype },
+            _ => TernaryMode::Plain,
+        }
+    };
+    Ok(mode)
 }
 
 #[cfg(test)]

@@ -103,6 +103,12 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
     p.leave_output_tensor = opts.leave_output_tensor;
     p.overrides = opts.overrides.clone();
     p.has_imatrix = opts.imatrix.is_some();
+    let bitnet = (0..src.tensors().len()).any(|i| src.ternary(i).is_some());
+    p.ternary_policy = match opts.mixture.default {
+        GgmlType::I2_S => true,
+        GgmlType::TQ1_0 | GgmlType::TQ2_0 => bitnet,
+        _ => false,
+    };
     let descs: Vec<TensorDesc> = src
         .tensors()
         .iter()
@@ -124,8 +130,27 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         }
     }
 
-    for (t, p) in src.tensors().iter().zip(&plans) {
+    for (i, (t, p)) in src.tensors().iter().zip(&plans).enumerate() {
         let here = || format!("{}: tensor {}", src.describe(), t.name);
+        if opts.ternary_scale == Some(crate::codec::absmean::TernaryScale::PerChannel) {
+            let known = matches!(
+                src.ternary(i),
+                Some(crate::pipeline::TernarySource::Known { .. })
+            );
+            if p.target == GgmlType::I2_S {
+                return Err(Error::Invalid(format!(
+                    "{}: --ternary-scale per-channel: I2_S holds one scale per tensor",
+                    here()
+                )));
+            }
+            if known && crate::codec::absmean::supports(p.target) {
+                return Err(Error::Invalid(format!(
+                    "{}: --ternary-scale per-channel: the tensor is already ternary with one \
+                     scale (a packed BitNet checkpoint); a scale per row would change the model",
+                    here()
+                )));
+            }
+        }
         if p.convert && t.ty.is_quantized() && !opts.allow_requantize {
             return Err(Error::Invalid(format!(
                 "{}: is already {}; re-quantizing loses quality (pass --allow-requantize to do it anyway)",
@@ -153,14 +178,14 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
                 )));
             }
         }
-        if p.convert && !crate::codec::can_encode(p.target) {
+        if p.convert && !crate::codec::can_encode_tensor(p.target) {
             return Err(Error::Invalid(format!(
                 "{}: gpuq cannot encode {} yet; choose another --type or override it with --tensor-type",
                 here(),
                 p.target
             )));
         }
-        if p.convert && !crate::codec::can_decode(t.ty) {
+        if p.convert && !crate::codec::can_decode_tensor(t.ty) {
             return Err(Error::Invalid(format!(
                 "{}: gpuq cannot decode {}",
                 here(),

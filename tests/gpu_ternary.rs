@@ -1,6 +1,7 @@
 //! shaders/ternary.wgsl (lavapipe in CI) against its CPU twins: TQ1_0 / TQ2_0 encode byte for
 //! byte and decode bit for bit (src/codec/ternary.rs), the BitNet absmean block sums bit for
-//! bit and the absmean encoders byte for byte (src/codec/absmean.rs), on every distribution of
+//! bit and the absmean encoders byte for byte (src/codec/absmean.rs), I2_S codes byte for byte
+//! and decode bit for bit (src/codec/i2s.rs), on every distribution of
 //! tests/common, on already-ternary data times per-row scales, on extreme magnitudes (the
 //! integer division / multiplication paths) and on random block bytes (decoders). Output
 //! buffers are poisoned, so a word a kernel forgets reads back as 0xa5a5a5a5. Fails without an
@@ -252,4 +253,108 @@ fn ternary_round_trip_is_exact_up_to_the_scale() {
             }
         }
     }
+}
+
+/// Scales of every f32 class for the I2_S decoder: normal, subnormal, zero, huge (2x overflows),
+/// infinities and NaN payloads, both signs.
+fn odd_scales(r: &mut StdRng) -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -0.037,
+        f32::MAX,
+        -f32::MAX,
+        f32::from_bits(0x7f00_0000),
+        f32::from_bits(0x7eff_ffff),
+        f32::MIN_POSITIVE,
+        f32::from_bits(0x007f_ffff),
+        -1e-45,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::from_bits(0x7fc0_0000),
+        f32::from_bits(0xff80_0001),
+        f32::from_bits(0x7f81_2345),
+    ];
+    v.extend((0..8).map(|_| f32::from_bits(r.random())));
+    v
+}
+
+#[test]
+fn i2s_codes_and_decode_match_the_cpu() {
+    let Some(gpu) = gpu_engine() else { return };
+    let cpu = Engine::new(Backend::Cpu).unwrap();
+    let mut r = rng(85);
+    let mut all = cases(86);
+    all.push((
+        "Normal".into(),
+        384,
+        sample(Dist::Normal, 384 * 171, &mut r),
+    ));
+    all.push((
+        "Uniform".into(),
+        128,
+        sample(Dist::Uniform, 128 * 301, &mut r),
+    ));
+    let (mut n_enc, mut n_dec) = (0, 0);
+    for (name, row_len, x) in all {
+        let s = absmean::tensor_scale(&x[..x.len() / 256 * 256]);
+        // the tensor's own 1/s, and ids that take the integer multiplication path
+        for id in [
+            1.0 / s,
+            1.0,
+            f32::from_bits(0x0680_0000),
+            f32::from_bits(0x7800_0000),
+        ] {
+            let mut c = vec![0u8; x.len() / 4];
+            cpu.encode_i2s(&x, row_len, id, &mut c).unwrap();
+            let mut g = vec![0u8; c.len()];
+            gpu.encode_i2s(&x, row_len, id, &mut g).unwrap();
+            report(
+                &format!("I2_S encode, {name}, rows of {row_len}, id {id:e}"),
+                &differing_blocks(&g, &c, 32),
+                c.len() / 32,
+            );
+            n_enc += c.len() / 32;
+        }
+        let mut c = vec![0u8; x.len() / 4];
+        cpu.encode_i2s(&x, row_len, 1.0 / s, &mut c).unwrap();
+        for scale in std::iter::once(s).chain(odd_scales(&mut r)) {
+            let mut dc = vec![0f32; x.len()];
+            cpu.decode_i2s(&c, row_len, scale, &mut dc).unwrap();
+            let mut dg = vec![0f32; x.len()];
+            gpu.decode_i2s(&c, row_len, scale, &mut dg).unwrap();
+            let bad: Vec<usize> = (0..dc.len() / 128)
+                .filter(|&b| (b * 128..b * 128 + 128).any(|i| dc[i].to_bits() != dg[i].to_bits()))
+                .collect();
+            report(
+                &format!("I2_S decode, {name}, scale {:#x}", scale.to_bits()),
+                &bad,
+                dc.len() / 128,
+            );
+            n_dec += dc.len() / 128;
+        }
+    }
+    // random bytes (code 3 included), 2 rows of 128
+    let q: Vec<u8> = (0..64 * 97).map(|_| r.random()).collect();
+    for scale in odd_scales(&mut r) {
+        let mut dc = vec![0f32; q.len() * 4];
+        cpu.decode_i2s(&q, 128, scale, &mut dc).unwrap();
+        let mut dg = vec![f32::NAN; q.len() * 4];
+        gpu.decode_i2s(&q, 128, scale, &mut dg).unwrap();
+        let bad: Vec<usize> = (0..dc.len())
+            .filter(|&i| dc[i].to_bits() != dg[i].to_bits())
+            .collect();
+        report("I2_S decode of random bytes", &bad, dc.len());
+    }
+    // the whole-tensor helpers agree with the row calls
+    let x = sample(Dist::HeavyTailed, 4096 * 8, &mut r);
+    let s = absmean::tensor_scale(&x);
+    let mut t = vec![0u8; gpuq::codec::i2s::tensor_bytes(x.len())];
+    gpuq::codec::i2s::encode_tensor_absmean(&x, s, &mut t).unwrap();
+    let mut g = vec![0u8; x.len() / 4];
+    gpu.encode_i2s(&x, 4096, 1.0 / s, &mut g).unwrap();
+    assert_eq!(&t[..x.len() / 4], &g[..]);
+    assert_eq!(&t[x.len() / 4..], &gpuq::codec::i2s::trailer(s)[..]);
+    eprintln!("I2_S: {n_enc} encoded and {n_dec} decoded blocks equal");
 }

@@ -43,7 +43,7 @@ pub fn dequantize_plan(src: &dyn ModelSource, ty: GgmlType) -> Result<Vec<Tensor
             } else {
                 t.ty
             };
-            if target != t.ty && !crate::codec::can_decode(t.ty) {
+            if target != t.ty && !crate::codec::can_decode_tensor(t.ty) {
                 return Err(Error::Invalid(format!(
                     "{}: tensor {}: gpuq cannot decode {}",
                     src.describe(),

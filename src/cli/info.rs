@@ -44,7 +44,8 @@ fn print_adapter(backend: Backend) -> crate::Result<()> {
                     if c.decode.is_some() {
                         d.push("decode");
                     }
-                    format!("{} ({})", c.ty, d.join("+"))
+                    let scale = if c.tensor_scale { ", tensor scale" } else { "" };
+                    format!("{} ({}{scale})", c.ty, d.join("+"))
                 })
                 .collect();
             println!("gpu kernels: {}", kernels.join(", "));

@@ -27,7 +27,9 @@ pub struct Args {
     /// Output GGUF.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K F16 BF16 F32 …
+    /// Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K F16 BF16
+    /// F32, TQ1_0 TQ2_0 (ternary), I2_S (bitnet.cpp's 2-bit ternary type: only bitnet.cpp reads
+    /// such files, llama.cpp does not).
     #[arg(long = "type", short = 't')]
     pub ty: Option<String>,
     /// Every quantizable tensor gets the mixture's default type (no k-quant mixture rules).
@@ -84,7 +86,8 @@ pub struct Args {
     #[arg(long, default_value = "2G", value_parser = parse_size)]
     pub max_memory: u64,
     /// TQ1_0 / TQ2_0: BitNet b1.58 absmean ternarization, one scale per row (per-channel) or
-    /// per tensor (per-tensor), instead of llama-quantize's block absmax.
+    /// per tensor (per-tensor), instead of llama-quantize's block absmax. BitNet checkpoints
+    /// are per-tensor by default (their own scale); I2_S is always per-tensor.
     #[arg(long, value_name = "per-channel|per-tensor")]
     pub ternary_scale: Option<crate::codec::absmean::TernaryScale>,
     /// Measure every converted tensor's error (the written bytes decoded against the source:

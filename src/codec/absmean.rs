@@ -152,11 +152,58 @@ pub struct RowScale {
 }
 
 impl RowScale {
+    /// Trits from `x * (1/s)`, `d = f16(s)`.
     pub fn new(s: f32) -> Self {
         RowScale {
             id: 1.0 / s,
             d: f32_to_f16_bits(s),
         }
+    }
+
+    /// Trits from `x * id`, `d = f16(d)` (BitNet checkpoints: `d` is the value the converter
+    /// writes for a trit of 1, see [`quant_value`]).
+    pub fn with(id: f32, d: f32) -> Self {
+        RowScale {
+            id,
+            d: f32_to_f16_bits(d),
+        }
+    }
+}
+
+/// `v` rounded to `dtype` (F16 or BF16, round to nearest even) and back; F32 and any other
+/// type leave it as it is.
+pub fn round_to(dtype: GgmlType, v: f32) -> f32 {
+    use super::float::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits};
+    match dtype {
+        GgmlType::F16 => f16_bits_to_f32(f32_to_f16_bits(v)),
+        GgmlType::BF16 => bf16_bits_to_f32(f32_to_bf16_bits(v)),
+        _ => v,
+    }
+}
+
+/// What BitNet's `weight_quant` (convert_hf_to_gguf.py, `BitnetModel`) writes for a trit of 1:
+/// `1 / iscale` in f32, cast back to the checkpoint's dtype.
+pub fn quant_value(id: f32, dtype: GgmlType) -> f32 {
+    round_to(dtype, 1.0 / id)
+}
+
+/// BitNet's `weight_quant` in place, as convert_hf_to_gguf.py's `BitnetModel` computes it in
+/// torch: `(x * iscale).round().clamp(-1, 1) / iscale`, cast to the checkpoint's `dtype`, with
+/// `iscale = id = 1/s` for the tensor's absmean `s`. Round is half to even, so a product of
+/// exactly ±0.5 gives a zero, which keeps the sign of `x` (as torch's -0.0 does); NaN stays NaN.
+pub fn weight_quant(x: &mut [f32], id: f32, dtype: GgmlType) {
+    let v = quant_value(id, dtype);
+    for e in x {
+        let y = *e * id;
+        *e = if y > 0.5 {
+            v
+        } else if y < -0.5 {
+            -v
+        } else if y.is_nan() {
+            y
+        } else {
+            0f32.copysign(y)
+        };
     }
 }
 
@@ -202,6 +249,18 @@ fn tq2_block(x: &[f32], s: RowScale) -> BlockTq2_0 {
 /// per row (`scales[r]`, already guarded). Packing as ggml's `quantize_row_tq*_0_ref`.
 /// GPU twin: `absmean_encode_tq1_0` / `_tq2_0`.
 pub fn encode_scaled(ty: GgmlType, src: &[f32], row_len: usize, scales: &[f32], dst: &mut [u8]) {
+    let rs: Vec<RowScale> = scales.iter().map(|&s| RowScale::new(s)).collect();
+    encode_row_scales(ty, src, row_len, &rs, dst);
+}
+
+/// [`encode_scaled`] with each row's `1/s` and f16 scale given ([`RowScale`]).
+pub fn encode_row_scales(
+    ty: GgmlType,
+    src: &[f32],
+    row_len: usize,
+    scales: &[RowScale],
+    dst: &mut [u8],
+) {
     let bb = ty.block_bytes() as usize;
     let bpr = row_len / QK_K;
     for (r, (x, d)) in src
@@ -209,7 +268,7 @@ pub fn encode_scaled(ty: GgmlType, src: &[f32], row_len: usize, scales: &[f32], 
         .zip(dst.chunks_exact_mut(bpr * bb))
         .enumerate()
     {
-        let s = RowScale::new(scales[r]);
+        let s = scales[r];
         for (xb, db) in x.chunks_exact(QK_K).zip(d.chunks_exact_mut(bb)) {
             match ty {
                 GgmlType::TQ1_0 => store(&tq1_block(xb, s), db),
@@ -279,6 +338,34 @@ mod tests {
         ] {
             assert_eq!(trit_absmean(v), t, "{v}");
         }
+    }
+
+    #[test]
+    fn weight_quant_is_bitnets() {
+        let id = 1.0 / 0.3f32;
+        let mut x = vec![0.1, -0.1, 0.15, -0.15, 0.16, -0.2, 5.0, -0.0, f32::NAN];
+        // 0.15 * id is exactly 0.5 in f32? then half to even: 0
+        let y: Vec<f32> = x.iter().map(|&v| v * id).collect();
+        weight_quant(&mut x, id, GgmlType::BF16);
+        let v = quant_value(id, GgmlType::BF16);
+        assert_eq!(v, round_to(GgmlType::BF16, 0.3));
+        for (i, (&q, &yi)) in x.iter().zip(&y).enumerate() {
+            let want = if yi > 0.5 {
+                v
+            } else if yi < -0.5 {
+                -v
+            } else {
+                0f32.copysign(yi)
+            };
+            if yi.is_nan() {
+                assert!(q.is_nan());
+            } else {
+                assert_eq!(q.to_bits(), want.to_bits(), "element {i}");
+            }
+        }
+        assert_eq!(x[1].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(round_to(GgmlType::F32, 0.1), 0.1);
+        assert_eq!(round_to(GgmlType::F16, 1.0 + 1e-4), 1.0);
     }
 
     #[test]

@@ -80,6 +80,17 @@ pub fn can_decode(ty: GgmlType) -> bool {
     cpu_codec(ty).is_some_and(|c| c.decode.is_some())
 }
 
+/// True when the pipeline can write tensors of `ty`: a row codec, or I2_S (whole tensors
+/// with one scale, see [`i2s`]).
+pub fn can_encode_tensor(ty: GgmlType) -> bool {
+    can_encode(ty) || ty == GgmlType::I2_S
+}
+
+/// True when the pipeline can read tensors of `ty` (a row codec, or I2_S).
+pub fn can_decode_tensor(ty: GgmlType) -> bool {
+    can_decode(ty) || ty == GgmlType::I2_S
+}
+
 fn check_rows(
     ty: GgmlType,
     row_len: usize,

@@ -62,6 +62,10 @@ pub struct GpuCodec {
     pub blocks_per_invocation: u32,
     /// Blocks one decode invocation handles (f32 output words never share a writer).
     pub decode_blocks_per_invocation: u32,
+    /// The kernels need the tensor's scale in binding 3 (I2_S: 1/s to encode, s to decode),
+    /// so they are reached only through their own calls (`CodecRunner::encode_i2s` /
+    /// `decode_i2s`), never through [`CodecRunner::encode`] / [`CodecRunner::decode`].
+    pub tensor_scale: bool,
 }
 
 const fn row(
@@ -81,6 +85,7 @@ const fn row(
         decode: Some(decode),
         blocks_per_invocation,
         decode_blocks_per_invocation,
+        tensor_scale: false,
     }
 }
 
@@ -218,25 +223,41 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         2,
         2,
     ),
+    // ternary.wgsl: bitnet.cpp's I2_S, one 128-element block (32 bytes) per invocation. The
+    // encoder is BitNet's absmean ternarization with the tensor's 1/s, the decoder takes the
+    // tensor's scale; both come in binding 3 (`tensor_scale`), so only
+    // `CodecRunner::encode_i2s` / `decode_i2s` (gpu::ternary) run them.
+    GpuCodec {
+        ty: GgmlType::I2_S,
+        shader: wgsl::TERNARY,
+        encode: Some("absmean_encode_i2_s"),
+        encode_weighted: false,
+        decode: Some("decode_i2_s"),
+        blocks_per_invocation: 1,
+        decode_blocks_per_invocation: 1,
+        tensor_scale: true,
+    },
 ];
 
 pub fn gpu_codec(ty: GgmlType) -> Option<&'static GpuCodec> {
     GPU_CODECS.iter().find(|c| c.ty == ty)
 }
 
-/// True when `ty` has a GPU encoder (unweighted).
+/// True when `ty` has a GPU encoder (unweighted) that [`CodecRunner::encode`] runs.
 pub fn can_encode(ty: GgmlType) -> bool {
-    gpu_codec(ty).is_some_and(|c| c.encode.is_some())
+    can_encode_with(ty, false)
 }
 
 /// True when `ty` has a GPU encoder for this call: with `weighted`, one that takes
 /// importance weights.
 pub fn can_encode_with(ty: GgmlType, weighted: bool) -> bool {
-    gpu_codec(ty).is_some_and(|c| c.encode.is_some() && (!weighted || c.encode_weighted))
+    gpu_codec(ty)
+        .is_some_and(|c| c.encode.is_some() && !c.tensor_scale && (!weighted || c.encode_weighted))
 }
 
+/// True when `ty` has a GPU decoder that [`CodecRunner::decode`] runs.
 pub fn can_decode(ty: GgmlType) -> bool {
-    gpu_codec(ty).is_some_and(|c| c.decode.is_some())
+    gpu_codec(ty).is_some_and(|c| c.decode.is_some() && !c.tensor_scale)
 }
 
 /// Uniform parameters of one dispatch; WGSL twin: `CodecParams` in common.wgsl.
@@ -387,10 +408,12 @@ impl CodecRunner {
         weights: Option<&[f32]>,
         dst: &mut [u8],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
-            ty,
-            direction: "encode",
-        })?;
+        let codec = gpu_codec(ty)
+            .filter(|c| !c.tensor_scale)
+            .ok_or(GpuError::NoKernel {
+                ty,
+                direction: "encode",
+            })?;
         let entry = codec.encode.ok_or(GpuError::NoKernel {
             ty,
             direction: "encode",
@@ -437,10 +460,12 @@ impl CodecRunner {
         row_len: usize,
         dst: &mut [f32],
     ) -> crate::Result<()> {
-        let codec = gpu_codec(ty).ok_or(GpuError::NoKernel {
-            ty,
-            direction: "decode",
-        })?;
+        let codec = gpu_codec(ty)
+            .filter(|c| !c.tensor_scale)
+            .ok_or(GpuError::NoKernel {
+                ty,
+                direction: "decode",
+            })?;
         let entry = codec.decode.ok_or(GpuError::NoKernel {
             ty,
             direction: "decode",

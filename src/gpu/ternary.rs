@@ -1,6 +1,7 @@
-//! BitNet absmean ternarization on the GPU: the block-sum reduction pass and the scaled
-//! TQ1_0 / TQ2_0 encoders of shaders/ternary.wgsl, driven through the codec runner's tiles.
-//! CPU twins: `codec::absmean::{block_sums, encode_scaled}`; results agree bit for bit.
+//! BitNet absmean ternarization on the GPU: the block-sum reduction pass, the scaled
+//! TQ1_0 / TQ2_0 encoders and the I2_S codes of shaders/ternary.wgsl, driven through the codec
+//! runner's tiles. CPU twins: `codec::absmean::{block_sums, encode_scaled}` and
+//! `codec::i2s::{encode_codes_absmean, decode_codes}`; results agree bit for bit.
 
 use super::codecs::{CodecRunner, GpuCodec};
 use super::wgsl;
@@ -38,6 +39,7 @@ impl CodecRunner {
             decode: None,
             blocks_per_invocation: 1,
             decode_blocks_per_invocation: 1,
+            tensor_scale: false,
         };
         let bpr = row_len / QK_K;
         let mut out = vec![0f32; n_rows * bpr];
@@ -57,13 +59,13 @@ impl CodecRunner {
     }
 
     /// `absmean::encode_scaled` on the GPU: rows of `row_len` into TQ1_0 / TQ2_0 with the
-    /// absmean scale `scales[r]` of each row.
+    /// scale of each row (`scales[r]`: `1/s` for the trits, the f16 bits written as `d`).
     pub fn encode_absmean(
         &self,
         ty: GgmlType,
         src: &[f32],
         row_len: usize,
-        scales: &[f32],
+        scales: &[RowScale],
         dst: &mut [u8],
     ) -> crate::Result<()> {
         let entry = match ty {
@@ -99,14 +101,12 @@ impl CodecRunner {
             decode: None,
             blocks_per_invocation: 2,
             decode_blocks_per_invocation: 2,
+            tensor_scale: false,
         };
-        // per row: [bits of 1/s, f16 bits of s], computed here once (CPU division is exact)
+        // per row: [bits of 1/s, f16 bits of d] (the division was done on the CPU, exactly)
         let words: Vec<f32> = scales
             .iter()
-            .flat_map(|&s| {
-                let r = RowScale::new(s);
-                [r.id, f32::from_bits(r.d as u32)]
-            })
+            .flat_map(|r| [r.id, f32::from_bits(r.d as u32)])
             .collect();
         let rpt = self.rows_per_tile(
             ty,
@@ -132,6 +132,87 @@ impl CodecRunner {
             )?;
             r0 += rows;
         }
+        Ok(())
+    }
+}
+
+fn check_i2s(src: usize, row_len: usize, dst: usize) -> Result<usize, CodecError> {
+    let qk = crate::codec::i2s::QK_I2_S;
+    if row_len == 0 || row_len % qk != 0 {
+        return Err(CodecError::RowNotBlockMultiple {
+            ty: GgmlType::I2_S,
+            row_len,
+            block: qk as u64,
+        });
+    }
+    if src % row_len != 0 || dst != src / 4 {
+        return Err(CodecError::BadLength {
+            ty: GgmlType::I2_S,
+            what: format!("{src} elements in rows of {row_len} vs {dst} bytes of codes"),
+        });
+    }
+    Ok(src / row_len)
+}
+
+impl CodecRunner {
+    fn i2s_codec() -> Result<&'static GpuCodec, super::GpuError> {
+        super::codecs::gpu_codec(GgmlType::I2_S).ok_or(super::GpuError::NoKernel {
+            ty: GgmlType::I2_S,
+            direction: "encode",
+        })
+    }
+
+    /// `i2s::encode_codes_absmean` on the GPU: the codes (no trailer) of rows of `row_len`
+    /// elements, BitNet's absmean trits of `x * id`.
+    pub fn encode_i2s(
+        &self,
+        src: &[f32],
+        row_len: usize,
+        id: f32,
+        dst: &mut [u8],
+    ) -> crate::Result<()> {
+        let n_rows = check_i2s(src.len(), row_len, dst.len())?;
+        let codec = Self::i2s_codec()?;
+        let entry = codec.encode.unwrap_or("absmean_encode_i2_s");
+        self.run(
+            codec,
+            entry,
+            1,
+            bytemuck::cast_slice(src),
+            row_len as u64 * 4,
+            dst,
+            row_len as u64 / 4,
+            n_rows,
+            row_len,
+            Some(&[id]),
+        )?;
+        Ok(())
+    }
+
+    /// `i2s::decode_codes` on the GPU: codes (no trailer) of rows of `row_len` elements,
+    /// decoded with the tensor's `scale`.
+    pub fn decode_i2s(
+        &self,
+        src: &[u8],
+        row_len: usize,
+        scale: f32,
+        dst: &mut [f32],
+    ) -> crate::Result<()> {
+        let n_rows = check_i2s(dst.len(), row_len, src.len())?;
+        let codec = Self::i2s_codec()?;
+        let entry = codec.decode.unwrap_or("decode_i2_s");
+        self.run(
+            codec,
+            entry,
+            1,
+            src,
+            row_len as u64 / 4,
+            bytemuck::cast_slice_mut(dst),
+            row_len as u64 * 4,
+            n_rows,
+            row_len,
+            Some(&[scale]),
+        )?;
         Ok(())
     }
 }

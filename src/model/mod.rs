@@ -71,6 +71,21 @@ impl ModelSource for GgufSource {
             ))
         })
     }
+    fn i2s_scale(&self, index: usize) -> Result<f32> {
+        let t = &self.file.tensors[index];
+        let codes = (t.dims.iter().product::<u64>() / 4) as usize;
+        self.file
+            .tensor_data(t)
+            .get(codes..)
+            .and_then(crate::codec::i2s::trailer_scale)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: tensor {}: no I2_S scale after its {codes} bytes of codes",
+                    self.describe(),
+                    t.name
+                ))
+            })
+    }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         self.file.advise(self.abs(index, offset), len as u64, true);
     }

@@ -62,6 +62,8 @@ pub const MIXTURES: &[Mixture] = &[
     mix!("BF16", 32, BF16),
     mix!("TQ1_0", 36, TQ1_0),
     mix!("TQ2_0", 37, TQ2_0),
+    // bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S (its fork of llama.h); only bitnet.cpp reads it
+    mix!("I2_S", 40, I2_S),
 ];
 
 impl Mixture {

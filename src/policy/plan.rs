@@ -66,6 +66,11 @@ pub struct PlanOptions {
     pub overrides: Vec<(String, GgmlType)>,
     /// Whether an importance matrix is given.
     pub has_imatrix: bool,
+    /// Ternary targets for BitNet-style models (a BitNet checkpoint into TQ1_0 / TQ2_0, or any
+    /// model into I2_S): the mixture's type goes to every quantizable tensor without the
+    /// per-tensor mixture rules, and token_embd / output stay unquantized unless
+    /// `--token-embedding-type` / `--output-tensor-type` (or `--pure`) say otherwise.
+    pub ternary_policy: bool,
 }
 
 impl PlanOptions {
@@ -78,6 +83,7 @@ impl PlanOptions {
             leave_output_tensor: false,
             overrides: Vec::new(),
             has_imatrix: false,
+            ternary_policy: false,
         }
     }
 }
@@ -429,7 +435,9 @@ pub fn fallback_type(ncols: u64, t: GgmlType) -> Option<GgmlType> {
         | G::IQ3_XXS
         | G::IQ3_S
         | G::IQ4_XS => G::IQ4_NL,
-        G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 => G::Q4_0,
+        // I2_S (bitnet.cpp, 128-element groups) is not in llama.cpp's table; it falls back
+        // as the other ternary types do
+        G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 | G::I2_S => G::Q4_0,
         G::Q4_K => G::Q5_0,
         G::Q5_K => G::Q5_1,
         G::Q6_K => G::Q8_0,
@@ -527,6 +535,11 @@ pub fn plan_types(
                 t
             } else if let (Some(t), Category::Output) = (opts.output_tensor_type, cat) {
                 t
+            } else if opts.ternary_policy
+                && !opts.pure
+                && matches!(cat, Category::TokenEmbd | Category::Output)
+            {
+                desc.ty
             } else if default.is_quantized() {
                 let mut t = default;
                 let mut manual = false;
@@ -539,7 +552,7 @@ pub fn plan_types(
                     manual = true;
                     plan.overridden = true;
                 }
-                if !manual && !opts.pure {
+                if !manual && !opts.pure && !opts.ternary_policy {
                     t = st.mixture_rule(t, desc, cat)?;
                 }
                 let (t, fell_back) = fallback(desc, t)?;

@@ -27,9 +27,31 @@ post-processor unless --spm-no-tj. --spm-unused N marks N normal pieces UNUSED i
 --spm-no-prefix trains without SentencePiece's dummy prefix and sets tokenizer_config.json's
 add_prefix_space to false (LlamaModel writes it as tokenizer.ggml.add_space_prefix).
 
+  make-bitnet DIR SEED FORM [--old-names]   FORM: bf16 | packed-div | packed-mul
+  check-bitnet DIR GGUF LINEAR EMBD [TOL] [--decoded]
+                                            tensor names/types/shapes, the ternary values, and
+                                            (TOL given) llama.cpp's logits vs a numpy forward;
+                                            --decoded: float values decoded from a ternary type
+                                            (zeros are +0, not the converter's signed zeros)
+  llama-quantize IN OUT FTYPE               llama.cpp's quantizer (llama_model_quantize)
+  same-tensors A B TYPE                     raw bytes of the TYPE tensors of A equal B's
+  check-i2s SRC.gguf OUT.gguf [DEQ.gguf]    every I2_S tensor of OUT is the per-tensor absmean
+                                            ternarization of SRC's tensor (DEQ: gpuq's F32
+                                            decode of OUT holds trit * scale)
+
 The forward pass follows the Hugging Face modelling code, not llama.cpp: RMSNorm, rotary
 embedding in rotate_half layout on unpermuted q/k, grouped-query attention, SwiGLU, q/k/v
 biases (qwen2), per-head q/k RMS norms before rotary (qwen3).
+
+BitNet (microsoft/bitnet-b1.58-2B-4T's tensor names and config keys): the folder holds BF16
+master weights (FORM bf16) or packed uint8 trits with a one-element BF16 weight_scale
+(`quantization_config.quant_method` "bitnet"; packed-div: transformers' BitLinear, weight =
+trit / weight_scale; packed-mul: AutoBitLinear offline, weight = trit * weight_scale). The
+expected ternarization is computed here from the folder: BitNet's weight_quant in f32 (scale =
+mean |w|, iscale = 1/scale, trit = round-half-even(w * iscale) clamped, value 1/iscale cast
+back to bf16) for master weights, the stored trits and scale for packed ones. The forward pass
+is llama.cpp's bitnet graph (sub-norms before o_proj and down_proj, tied output) with its
+silu(gate) * up: llama.cpp's graph does not implement the checkpoint's relu2.
 """
 import json
 import struct
@@ -659,6 +681,388 @@ def forward(cfg, w, ids):
     return x @ head.T
 
 
+# ---------------------------------------------------------------------------------- BitNet
+
+BITNET_LINEAR = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+BITNET_NORMS = {
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "self_attn.attn_sub_norm": "attn_sub_norm", "mlp.ffn_sub_norm": "ffn_sub_norm",
+}
+OLD_NAMES = {"self_attn.attn_sub_norm": "self_attn.inner_attn_ln", "mlp.ffn_sub_norm": "mlp.ffn_layernorm"}
+
+
+def bitnet_config(form, old_names):
+    c = {
+        "architectures": ["BitnetForCausalLM" if old_names else "BitNetForCausalLM"],
+        "model_type": "bitnet",
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 280,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0,
+        "hidden_act": "relu2",
+        "attention_bias": False,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": None,
+        "eos_token_id": 266,
+    }
+    if form == "packed-div":
+        c["quantization_config"] = {"quant_method": "bitnet"}
+    elif form == "packed-mul":
+        c["quantization_config"] = {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                    "quantization_mode": "offline"}
+    return c
+
+
+def round_bf16(a):
+    return bf16_to_f32(to_bf16(a))
+
+
+def weight_quant(w32):
+    """BitNet's weight_quant in f32: (trits, value of a trit 1 in f32 before the cast, iscale, w*iscale)."""
+    s = np.float32(np.mean(np.abs(w32), dtype=np.float64))
+    s = max(s, np.float32(1e-5))
+    iscale = np.float32(1) / s
+    y = (w32 * iscale).astype(np.float32)
+    trit = (y > 0.5).astype(np.int8) - (y < -0.5).astype(np.int8)
+    return trit, np.float32(1) / iscale, iscale, y
+
+
+def make_bitnet(d, seed, form, old_names=False):
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = bitnet_config(form, old_names)
+    rng = np.random.default_rng(seed)
+    E, F, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    H, KV, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
+    D = E // H
+    (d / "config.json").write_text(json.dumps(cfg, indent=1))
+    tokenizer_files(d)
+
+    def norm(n):
+        return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
+
+    items = []
+
+    def put(name, a):
+        items.append((name, "BF16", a.shape, to_bf16(a).tobytes()))
+
+    put("model.embed_tokens.weight", rng.standard_normal((V, E)).astype(np.float32))
+    shapes = {"self_attn.q_proj": (H * D, E), "self_attn.k_proj": (KV * D, E),
+              "self_attn.v_proj": (KV * D, E), "self_attn.o_proj": (E, H * D),
+              "mlp.gate_proj": (F, E), "mlp.up_proj": (F, E), "mlp.down_proj": (E, F)}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        for hf, n in [("input_layernorm", E), ("post_attention_layernorm", E),
+                      ("self_attn.attn_sub_norm", E), ("mlp.ffn_sub_norm", F)]:
+            put(p + (OLD_NAMES.get(hf, hf) if old_names else hf) + ".weight", norm(n))
+        for k, (o, i) in shapes.items():
+            # master weights of a few shapes of distribution, one scale per tensor
+            a = rng.standard_normal((o, i)) if k != "mlp.down_proj" else rng.standard_t(3, (o, i))
+            w = (a * 10 ** rng.uniform(-2.5, -0.5)).astype(np.float32)
+            name = p + k + ".weight"
+            if form == "bf16":
+                put(name, w)
+                continue
+            trit, v, iscale, _ = weight_quant(round_bf16(w))
+            ws = np.float32(1) / iscale if form == "packed-mul" else iscale
+            codes = (trit + 1).astype(np.uint8)
+            R = o // 4
+            packed = np.zeros((R, i), dtype=np.uint8)
+            for kk in range(4):
+                packed |= codes[kk * R:(kk + 1) * R] << (2 * kk)
+            items.append((name, "U8", packed.shape, packed.tobytes()))
+            items.append((name + "_scale", "BF16", (1,), to_bf16(np.array([ws], dtype=np.float32)).tobytes()))
+    put("model.norm.weight", norm(E))
+    items.sort(key=lambda t: t[0])
+    write_safetensors(d / "model.safetensors", items)
+
+
+def read_raw_safetensors(d):
+    out = {}
+    for f in sorted(Path(d).glob("*.safetensors")):
+        raw = f.read_bytes()
+        n = struct.unpack("<Q", raw[:8])[0]
+        h = json.loads(raw[8:8 + n])
+        for name, e in h.items():
+            if name == "__metadata__":
+                continue
+            b, en = e["data_offsets"]
+            out[name] = (e["dtype"], e["shape"], raw[8 + n + b:8 + n + en])
+    return out
+
+
+def bitnet_expected(d):
+    """config, and per GGUF name: ("ternary", trit[out,in], v, boundary mask) or ("float", f32 array)."""
+    cfg = json.loads((Path(d) / "config.json").read_text())
+    qc = cfg.get("quantization_config") or {}
+    mul = qc.get("linear_class") == "autobitlinear"
+    raw = read_raw_safetensors(d)
+    inv_old = {v: k for k, v in OLD_NAMES.items()}
+    exp = {}
+    for name, (dt, shape, buf) in raw.items():
+        if name.endswith(".weight_scale"):
+            continue
+        if dt == "U8":
+            packed = np.frombuffer(buf, dtype=np.uint8).reshape(shape)
+            codes = np.concatenate([(packed >> (2 * k)) & 3 for k in range(4)], axis=0)
+            ws = bf16_to_f32(np.frombuffer(raw[name + "_scale"][2], dtype=np.uint16))[0]
+            v = np.float32(ws) if mul else np.float32(1) / np.float32(ws)
+            val = ("ternary", codes.astype(np.int8) - 1, v, np.zeros(codes.shape, dtype=bool))
+        else:
+            a = bf16_to_f32(np.frombuffer(buf, dtype=np.uint16)).reshape(shape)
+            val = ("float", a)
+        if name == "model.embed_tokens.weight":
+            g = "token_embd.weight"
+        elif name == "model.norm.weight":
+            g = "output_norm.weight"
+        else:
+            l, rest = name[len("model.layers."):].split(".", 1)
+            rest = rest[:-len(".weight")]
+            rest = inv_old.get(rest, rest)
+            if rest in BITNET_LINEAR:
+                g = f"blk.{l}.{BITNET_LINEAR[rest]}.weight"
+                if val[0] == "float":
+                    trit, v1, _, y = weight_quant(val[1])
+                    near = np.abs(np.abs(y) - np.float32(0.5)) <= np.float32(2.0 ** -20)
+                    # the converter casts 1/iscale back to the checkpoint's bf16
+                    val = ("ternary", trit, round_bf16(np.array([v1]))[0], near, y)
+            else:
+                g = f"blk.{l}.{BITNET_NORMS[rest]}.weight"
+        exp[g] = val
+    return cfg, exp
+
+
+def patch_gguf_i2s():
+    """gguf-py 0.19 does not know bitnet.cpp's type id 36: add I2_S (codes only; the 32-byte
+    trailer after them is read from the file)."""
+    import enum
+    from gguf import constants, gguf_reader
+    T = constants.GGMLQuantizationType
+    if "I2_S" in T.__members__:
+        return T
+    E = enum.IntEnum("GGMLQuantizationType", [(m.name, m.value) for m in T] + [("I2_S", 36)])
+    constants.GGML_QUANT_SIZES[36] = (128, 32)
+    gguf_reader.GGMLQuantizationType = E
+    return E
+
+
+def f16_round(a):
+    return np.asarray(a, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def decode_i2s_codes(codes_bytes, n):
+    b = np.frombuffer(codes_bytes, dtype=np.uint8).reshape(-1, 32)
+    out = np.zeros((b.shape[0], 128), dtype=np.int8)
+    for k in range(4):
+        out[:, k * 32:(k + 1) * 32] = ((b >> (6 - 2 * k)) & 3).astype(np.int8)
+    return out.reshape(n)
+
+
+def check_bitnet(d, path, linear, embd, tol, decoded=False):
+    import gguf
+    patch_gguf_i2s()
+    cfg, exp = bitnet_expected(d)
+    r = gguf.GGUFReader(path)
+    got = {t.name: t for t in r.tensors}
+    assert set(got) == set(exp), (sorted(set(got) ^ set(exp)))
+    L = cfg["num_hidden_layers"]
+    assert len(got) == 2 + 11 * L, len(got)
+    arch = r.fields["general.architecture"].contents()
+    assert arch == "bitnet", arch
+    raw_file = np.memmap(path, dtype=np.uint8, mode="r")
+    weights = {}
+    n_tern = n_elems = n_near = 0
+    for name, e in exp.items():
+        t = got[name]
+        tname = t.tensor_type.name
+        want_shape = list(reversed(e[1].shape))
+        assert [int(x) for x in t.shape] == want_shape, (name, list(t.shape), want_shape)
+        if e[0] == "float":
+            want_t = embd if name == "token_embd.weight" else "F32"
+            assert tname == want_t, (name, tname, want_t)
+            a = e[1]
+            if tname == "F32":
+                assert np.array_equal(np.asarray(t.data, dtype=np.float32).reshape(a.shape), a), name
+            weights[name] = dequant(t, a.shape)
+            continue
+        assert tname == linear, (name, tname, linear)
+        trit, v, near = e[1], np.float32(e[2]), e[3]
+        out, inn = trit.shape
+        n_tern += 1
+        n_elems += trit.size
+        if tname in ("TQ1_0", "TQ2_0"):
+            y = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).reshape(out, inn)
+            d_ = f16_round(v)
+            got_trit = np.rint(y / d_).astype(np.int8)
+            assert np.array_equal(y, got_trit.astype(np.float32) * d_), (name, "values are not trit * f16(v)")
+        elif tname == "I2_S":
+            n = trit.size
+            got_trit = decode_i2s_codes(np.asarray(t.data).tobytes(), n).reshape(out, inn) - 1
+            tail = np.asarray(raw_file[t.data_offset + n // 4:t.data_offset + n // 4 + 32])
+            scale = tail[:4].view(np.float32)[0]
+            assert scale == v, (name, scale, v)
+            assert not tail[4:].any(), (name, "trailer padding is not zero")
+            d_ = v
+        else:
+            y = np.asarray(t.data, dtype=np.float32).reshape(out, inn) if tname != "BF16" else \
+                bf16_to_f32(np.asarray(t.data).view(np.uint16)).reshape(out, inn)
+            if tname == "F16":
+                d_ = f16_round(v)
+            elif tname == "BF16":
+                d_ = round_bf16(np.array([v]))[0]
+            else:
+                d_ = v
+            got_trit = np.rint(y / d_).astype(np.int8)
+            assert np.array_equal(y, got_trit.astype(np.float32) * d_), (name, "values are not trit * v")
+            if len(e) > 4 and not decoded:
+                # zeros keep the sign of w * iscale (torch's -0.0 from round)
+                z = got_trit == 0
+                assert np.array_equal(np.signbit(y[z]), np.signbit(e[4][z])), (name, "sign of zeros")
+        bad = got_trit != trit
+        assert not (bad & ~near).any(), (name, int((bad & ~near).sum()), "trits differ")
+        n_near += int(bad.sum())
+        weights[name] = trit.astype(np.float32) * d_
+    print(f"tensors {len(got)} ternary {n_tern} elements {n_elems} tie_flips {n_near}")
+    if tol is None:
+        return
+    from llama_cpp import Llama
+    llm = Llama(model_path=str(path), n_ctx=64, logits_all=True, n_threads=2, verbose=False, type_k=0, type_v=0)
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for n in (1, 5, 17):
+        ids = [int(i) for i in rng.integers(0, 266, n)]
+        ref = bitnet_forward(cfg, weights, ids)
+        llm.reset()
+        llm.eval(ids)
+        got_l = np.array(llm.scores[:n], dtype=np.float64)
+        assert got_l.shape == ref.shape, (got_l.shape, ref.shape)
+        assert np.isfinite(got_l).all()
+        worst = max(worst, np.abs(got_l - ref).max() / np.abs(ref).max())
+    print(f"max_rel_err {worst:.3e}")
+    sys.exit(0 if worst <= tol else 1)
+
+
+def dequant(t, shape):
+    import gguf
+    a = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+    return np.asarray(a, dtype=np.float32).reshape(shape)
+
+
+def bitnet_forward(cfg, w, ids):
+    """llama.cpp's bitnet graph (src/models/bitnet.cpp) in float64 numpy."""
+    E, L = cfg["hidden_size"], cfg["num_hidden_layers"]
+    H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = E // H
+    eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+    T = len(ids)
+    x = w["token_embd.weight"][ids]
+    inv = 1.0 / (theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
+    ang = np.arange(T)[:, None] * inv[None, :]
+    emb = np.concatenate([ang, ang], axis=-1)
+    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for l in range(L):
+        p = f"blk.{l}."
+        h = rmsnorm(x, w[p + "attn_norm.weight"], eps)
+        q = (h @ w[p + "attn_q.weight"].T).reshape(T, H, D)
+        k = (h @ w[p + "attn_k.weight"].T).reshape(T, KV, D)
+        v = (h @ w[p + "attn_v.weight"].T).reshape(T, KV, D)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        out = np.zeros((T, H, D))
+        for hh in range(H):
+            kh = hh // (H // KV)
+            s = q[:, hh, :] @ k[:, kh, :].T / np.sqrt(D) + mask
+            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            s /= s.sum(axis=-1, keepdims=True)
+            out[:, hh, :] = s @ v[:, kh, :]
+        a = rmsnorm(out.reshape(T, H * D), w[p + "attn_sub_norm.weight"], eps)
+        x = x + a @ w[p + "attn_output.weight"].T
+        h = rmsnorm(x, w[p + "ffn_norm.weight"], eps)
+        g = h @ w[p + "ffn_gate.weight"].T
+        u = h @ w[p + "ffn_up.weight"].T
+        a = rmsnorm((g / (1.0 + np.exp(-g))) * u, w[p + "ffn_sub_norm.weight"], eps)
+        x = x + a @ w[p + "ffn_down.weight"].T
+    x = rmsnorm(x, w["output_norm.weight"], eps)
+    return x @ w["token_embd.weight"].T
+
+
+def llama_quantize(src, dst, ftype):
+    import ctypes
+    import llama_cpp
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.nthread = 2
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
+    sys.exit(rc)
+
+
+def same_tensors(a, b, ty):
+    import gguf
+    ta = {t.name: t for t in gguf.GGUFReader(a).tensors}
+    tb = {t.name: t for t in gguf.GGUFReader(b).tensors}
+    names = [n for n, t in ta.items() if t.tensor_type.name == ty]
+    diff = [n for n in names if n not in tb or tb[n].tensor_type.name != ty
+            or np.asarray(ta[n].data).tobytes() != np.asarray(tb[n].data).tobytes()]
+    blocks = sum(np.asarray(ta[n].data).size for n in names)
+    print(f"same {len(names) - len(diff)} differ {len(diff)} bytes {blocks} {' '.join(diff)}")
+    sys.exit(0 if names and not diff else 1)
+
+
+def check_i2s(src, out, deq=None):
+    import gguf
+    patch_gguf_i2s()
+    s_t = {t.name: t for t in gguf.GGUFReader(src).tensors}
+    o_r = gguf.GGUFReader(out)
+    o_t = {t.name: t for t in o_r.tensors}
+    d_t = {t.name: t for t in gguf.GGUFReader(deq).tensors} if deq else {}
+    assert o_r.fields["general.file_type"].contents() == 40
+    raw = np.memmap(out, dtype=np.uint8, mode="r")
+    n_i2s = n_el = flips = 0
+    for name, t in o_t.items():
+        st = s_t[name]
+        kind = t.tensor_type.name
+        if name in ("token_embd.weight", "output.weight"):
+            assert kind == st.tensor_type.name, (name, kind)
+            continue
+        if len(st.shape) == 1 or name.endswith("_norm.weight"):
+            assert kind == "F32", (name, kind)
+            continue
+        w = np.asarray(st.data, dtype=np.float32).reshape(-1)
+        if int(st.shape[0]) % 128:
+            assert kind == "Q4_0", (name, kind)
+            continue
+        assert kind == "I2_S", (name, kind)
+        trit, v, _, y = weight_quant(w)
+        n = w.size
+        got = decode_i2s_codes(np.asarray(t.data).tobytes(), n) - 1
+        tail = np.asarray(raw[t.data_offset + n // 4:t.data_offset + n // 4 + 32])
+        assert tail[:4].view(np.float32)[0] == v, (name, tail[:4].view(np.float32)[0], v)
+        assert not tail[4:].any()
+        bad = got != trit
+        near = np.abs(np.abs(y) - np.float32(0.5)) <= np.float32(2.0 ** -20)
+        assert not (bad & ~near).any(), (name, int((bad & ~near).sum()))
+        flips += int(bad.sum())
+        if deq:
+            dv = np.asarray(d_t[name].data, dtype=np.float32).reshape(-1)
+            assert np.array_equal(dv, got.astype(np.float32) * v), name
+        n_i2s += 1
+        n_el += n
+    print(f"i2s {n_i2s} elements {n_el} tie_flips {flips}")
+    sys.exit(0 if n_i2s else 1)
+
+
 def check(d, gguf, tol):
     from llama_cpp import Llama
 
@@ -698,5 +1102,17 @@ if __name__ == "__main__":
         converter_hash(sys.argv[2], sys.argv[3])
     elif cmd == "spm-check":
         spm_check(sys.argv[2], sys.argv[3], int(sys.argv[4]), "--tokenize" in sys.argv[5:])
+    elif cmd == "make-bitnet":
+        make_bitnet(sys.argv[2], int(sys.argv[3]), sys.argv[4], old_names="--old-names" in sys.argv[5:])
+    elif cmd == "check-bitnet":
+        pos = [a for a in sys.argv[2:] if not a.startswith("--")]
+        check_bitnet(pos[0], pos[1], pos[2], pos[3], float(pos[4]) if len(pos) > 4 else None,
+                     decoded="--decoded" in sys.argv)
+    elif cmd == "llama-quantize":
+        llama_quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "check-i2s":
+        check_i2s(*sys.argv[2:5])
+    elif cmd == "same-tensors":
+        same_tensors(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         raise SystemExit(f"unknown command {cmd}")

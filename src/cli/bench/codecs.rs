@@ -3,7 +3,9 @@
 //! Throughput is input bytes per second: f32 bytes for an encoder, packed bytes for a
 //! decoder. Each cell is the median of `--reps` timed calls after one untimed warm-up call
 //! (which also compiles the GPU pipeline and fills the staging pool). The GPU's output is
-//! compared with the CPU's; a cell whose bytes differ is marked `!`.
+//! compared with the CPU's; a cell whose bytes differ is marked `!`. I2_S (one scale per
+//! tensor) is timed as BitNet's whole ternarize + pack: the absmean block sums, the tensor
+//! scale, the codes and the trailer; its decode takes the scale.
 
 use crate::cli::quantize::parse_size;
 use crate::codec;
@@ -30,6 +32,7 @@ pub const DEFAULT_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
+    GgmlType::I2_S,
 ];
 
 /// Types whose encoder takes importance weights (benchmarked with and without).
@@ -46,7 +49,8 @@ pub struct Args {
     /// one); cpu or gpu = that one alone.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// Comma-separated types (default: F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K TQ1_0 TQ2_0).
+    /// Comma-separated types (default: F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K TQ1_0 TQ2_0
+    /// I2_S).
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<GgmlType>,
     /// Tile size: f32 input bytes per call, e.g. 1M, 64M.
@@ -111,6 +115,9 @@ pub fn measure(
     row_len: usize,
     reps: usize,
 ) -> Result<Row> {
+    if ty == GgmlType::I2_S {
+        return measure_i2s(cpu, gpu, n, row_len, reps);
+    }
     let src = synth::weights_f32(n, row_len, 1 + ty.id() as u64);
     let w = weighted.then(|| synth::importance(row_len, 2));
     let w = w.as_deref();
@@ -166,6 +173,64 @@ pub fn measure(
                 mismatch: !same,
             };
         }
+    }
+    Ok(row)
+}
+
+/// I2_S: BitNet ternarize + pack of a whole tensor (absmean block sums on the engine, the
+/// tensor scale, the codes of `x / s`, the trailer) and the decode of its codes.
+fn measure_i2s(
+    cpu: Option<&Engine>,
+    gpu: Option<&Engine>,
+    n: usize,
+    row_len: usize,
+    reps: usize,
+) -> Result<Row> {
+    use crate::codec::{absmean, i2s};
+    let src = synth::weights_f32(n, row_len, 1 + GgmlType::I2_S.id() as u64);
+    let encode = |e: &Engine, dst: &mut [u8]| -> Result<()> {
+        let mut m = absmean::TensorMean::default();
+        m.add(&e.absmean_block_sums(&src, row_len)?);
+        let s = m.finish();
+        let (codes, tail) = dst.split_at_mut(n / 4);
+        e.encode_i2s(&src, row_len, 1.0 / s, codes)?;
+        tail.copy_from_slice(&i2s::trailer(s));
+        Ok(())
+    };
+    let mut reference = vec![0u8; i2s::tensor_bytes(n)];
+    i2s::encode_tensor_absmean(&src, absmean::tensor_scale(&src), &mut reference)?;
+    let scale = i2s::trailer_scale(&reference[n / 4..]).unwrap_or(0.0);
+    let (in_enc, in_dec) = ((n * 4) as f64, reference.len() as f64);
+    let mut row = Row {
+        ty: GgmlType::I2_S,
+        weighted: false,
+        enc_cpu: Cell::default(),
+        enc_gpu: Cell::default(),
+        dec_cpu: Cell::default(),
+        dec_gpu: Cell::default(),
+    };
+    let mut want = vec![0f32; n];
+    i2s::decode_codes(&reference[..n / 4], scale, &mut want)?;
+    let mut dst = vec![0u8; reference.len()];
+    let mut f = vec![0f32; n];
+    for (e, enc, dec) in [
+        (cpu, &mut row.enc_cpu, &mut row.dec_cpu),
+        (gpu, &mut row.enc_gpu, &mut row.dec_gpu),
+    ] {
+        let Some(e) = e else { continue };
+        dst.fill(0xa5);
+        let t = time(reps, || encode(e, &mut dst))?;
+        *enc = Cell {
+            gbps: Some(in_enc / t / 1e9),
+            mismatch: dst != reference,
+        };
+        let t = time(reps, || {
+            e.decode_i2s(&reference[..n / 4], row_len, scale, &mut f)
+        })?;
+        *dec = Cell {
+            gbps: Some(in_dec / t / 1e9),
+            mismatch: want.iter().zip(&f).any(|(a, b)| a.to_bits() != b.to_bits()),
+        };
     }
     Ok(row)
 }
@@ -231,7 +296,7 @@ pub fn run(a: Args) -> Result<()> {
         a.types.clone()
     };
     for &ty in &types {
-        if !codec::can_encode(ty) || !codec::can_decode(ty) {
+        if !codec::can_encode_tensor(ty) || !codec::can_decode_tensor(ty) {
             return Err(Error::Invalid(format!(
                 "{ty}: gpuq has no CPU encoder and decoder for it"
             )));

@@ -1,6 +1,8 @@
 //! config.json -> GGUF metadata, the keys llama.cpp's `convert_hf_to_gguf.py` writes for the
 //! supported classes (`TextModel.set_gguf_parameters`, plus `LlamaModel`'s vocab size and rope
-//! dimension count, and the llama3 rope-factor tensor of `LlamaModel.generate_extra_tensors`).
+//! dimension count, the llama3 rope-factor tensor of `LlamaModel.generate_extra_tensors`, and
+//! `BitnetModel`'s linear rope scaling of factor 1), and how a BitNet checkpoint stores its
+//! BitLinear weights (`quantization_config`).
 
 use super::error::HfError;
 use crate::formats::gguf::Value;
@@ -16,6 +18,9 @@ pub enum Arch {
     Qwen2,
     /// `qwen3`: as qwen2 without biases, with per-head q/k RMS norms.
     Qwen3,
+    /// `bitnet`: BitNet b1.58 (NEOX rotary, no permutation; sub-norms before o_proj and
+    /// down_proj; ternary BitLinear weights, tied embeddings).
+    Bitnet,
 }
 
 impl Arch {
@@ -24,6 +29,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Bitnet => "bitnet",
         }
     }
 }
@@ -34,7 +40,19 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("MistralForCausalLM", Arch::Llama),
     ("Qwen2ForCausalLM", Arch::Qwen2),
     ("Qwen3ForCausalLM", Arch::Qwen3),
+    ("BitNetForCausalLM", Arch::Bitnet),
+    ("BitnetForCausalLM", Arch::Bitnet),
 ];
+
+/// How a packed BitNet checkpoint's `weight_scale` applies to the unpacked trits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackedScale {
+    /// `trit / weight_scale`: transformers' `BitLinear` (`linear_class` "bitlinear", the
+    /// default), and what llama.cpp's converter does for every packed checkpoint.
+    Divide,
+    /// `trit * weight_scale`: transformers' `AutoBitLinear` with `quantization_mode` "offline".
+    Multiply,
+}
 
 /// Rope scaling as config.json's `rope_scaling` / `rope_parameters` gives it.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +101,10 @@ pub struct HfConfig {
     pub rope_theta: Option<f64>,
     pub rope: RopeScaling,
     pub tie_word_embeddings: bool,
+    /// `hidden_act` as given.
+    pub hidden_act: Option<String>,
+    /// `quantization_config.quant_method == "bitnet"` with packed (uint8) BitLinear weights.
+    pub packed: Option<PackedScale>,
 }
 
 fn first<'a>(j: &'a Json, keys: &[&str]) -> Option<(&'a str, &'a Json)> {
@@ -275,7 +297,34 @@ impl HfConfig {
             }
         };
 
+        let packed = packed_scale(&path, config, arch)?;
+        if arch == Arch::Bitnet {
+            if n_head * head_dim != n_embd {
+                return Err(HfError::BadKey {
+                    path,
+                    key: "num_attention_heads".into(),
+                    what: format!(
+                        "llama.cpp's bitnet graph needs num_attention_heads x head_dim = \
+                         hidden_size, found {n_head} x {head_dim} != {n_embd}"
+                    ),
+                });
+            }
+            if rope != RopeScaling::None {
+                return Err(HfError::BadKey {
+                    path,
+                    key: "rope_scaling".into(),
+                    what: "BitNet takes no rope scaling (llama.cpp's BitnetModel writes linear \
+                           scaling of factor 1 itself)"
+                        .into(),
+                });
+            }
+        }
         Ok(HfConfig {
+            hidden_act: config
+                .get("hidden_act")
+                .and_then(Json::as_str)
+                .map(str::to_string),
+            packed,
             tie_word_embeddings: config
                 .get("tie_word_embeddings")
                 .and_then(Json::as_bool)
@@ -361,6 +410,14 @@ impl HfConfig {
             put("rope.dimension_count", Value::U32(self.head_dim as u32));
         }
         md.push(("general.file_type".into(), Value::U32(file_type)));
+        if self.arch == Arch::Bitnet {
+            // BitnetModel.set_gguf_parameters, after TextModel's keys
+            md.push((
+                format!("{a}.rope.scaling.type"),
+                Value::String("linear".into()),
+            ));
+            md.push((format!("{a}.rope.scaling.factor"), Value::F32(1.0)));
+        }
         md
     }
 
@@ -398,6 +455,54 @@ impl HfConfig {
             })
             .collect();
         Some(factors)
+    }
+}
+
+/// `quantization_config` of a packed BitNet checkpoint (`quant_method` "bitnet"): how its
+/// `weight_scale` applies, as transformers' integration reads `linear_class` and
+/// `quantization_mode`. `None` when the weights are not packed (no such config, another
+/// method, or `AutoBitLinear` in "online" mode, whose weights are float master weights).
+fn packed_scale(path: &Path, config: &Json, arch: Arch) -> Result<Option<PackedScale>, HfError> {
+    let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
+        return Ok(None);
+    };
+    if q.get("quant_method").and_then(Json::as_str) != Some("bitnet") {
+        return Ok(None);
+    }
+    let bad = |key: &str, what: String| HfError::BadKey {
+        path: path.to_path_buf(),
+        key: format!("quantization_config.{key}"),
+        what,
+    };
+    if arch != Arch::Bitnet {
+        return Err(bad(
+            "quant_method",
+            format!(
+                "packed BitNet weights are converted for BitNetForCausalLM only, not {}",
+                arch.gguf_name()
+            ),
+        ));
+    }
+    let class = q
+        .get("linear_class")
+        .and_then(Json::as_str)
+        .unwrap_or("bitlinear");
+    let mode = q
+        .get("quantization_mode")
+        .and_then(Json::as_str)
+        .unwrap_or("offline");
+    match (class, mode) {
+        ("bitlinear", _) => Ok(Some(PackedScale::Divide)),
+        ("autobitlinear", "offline") => Ok(Some(PackedScale::Multiply)),
+        ("autobitlinear", "online") => Ok(None),
+        ("autobitlinear", m) => Err(bad(
+            "quantization_mode",
+            format!("'{m}' is not a mode gpuq knows (offline or online)"),
+        )),
+        (c, _) => Err(bad(
+            "linear_class",
+            format!("'{c}' is not a class gpuq knows (bitlinear or autobitlinear)"),
+        )),
     }
 }
 
@@ -484,6 +589,58 @@ mod tests {
             e.contains("GPTBigCodeForCausalLM") && e.contains("Qwen3ForCausalLM"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bitnet_keys_and_packing() {
+        let mut j = base();
+        j["architectures"] = json!(["BitNetForCausalLM"]);
+        j["num_attention_heads"] = json!(4);
+        j["hidden_act"] = json!("relu2");
+        let c = HfConfig::from_json(Path::new("config.json"), &j).unwrap();
+        assert_eq!((c.arch, c.packed), (Arch::Bitnet, None));
+        let md = c.metadata(1);
+        assert_eq!(
+            get(&md, "bitnet.rope.scaling.type"),
+            Some(&Value::String("linear".into()))
+        );
+        assert_eq!(
+            get(&md, "bitnet.rope.scaling.factor"),
+            Some(&Value::F32(1.0))
+        );
+        assert!(get(&md, "bitnet.vocab_size").is_none());
+        let last = md.len() - 1;
+        assert_eq!(md[last - 2].0, "general.file_type");
+        for (qc, want) in [
+            (json!({"quant_method": "bitnet"}), Some(PackedScale::Divide)),
+            (
+                json!({"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}),
+                Some(PackedScale::Multiply),
+            ),
+            (
+                json!({"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"}),
+                None,
+            ),
+        ] {
+            j["quantization_config"] = qc;
+            let c = HfConfig::from_json(Path::new("config.json"), &j).unwrap();
+            assert_eq!(c.packed, want);
+        }
+        j["quantization_config"] = json!({"quant_method": "bitnet", "linear_class": "x"});
+        let e = HfConfig::from_json(Path::new("config.json"), &j)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linear_class") && e.contains("'x'"), "{e}");
+        j["architectures"] = json!(["LlamaForCausalLM"]);
+        j["quantization_config"] = json!({"quant_method": "bitnet"});
+        assert!(HfConfig::from_json(Path::new("config.json"), &j).is_err());
+        j["architectures"] = json!(["BitnetForCausalLM"]);
+        j["num_attention_heads"] = json!(8);
+        j["head_dim"] = json!(16);
+        let e = HfConfig::from_json(Path::new("config.json"), &j)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_size"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,18 @@
 //! shards) as a pipeline source: GGUF names and metadata as llama.cpp's `convert_hf_to_gguf.py`
 //! writes them, the tensors' bytes read straight from the memory-mapped shards in their own
 //! type (F32, F16, BF16), and the Llama q/k row permutation done per tile as a row gather.
+//!
+//! BitNet (`BitNetForCausalLM`): the BitLinear weights (attn_q/k/v/output, ffn_gate/up/down)
+//! are marked as ternary for the pipeline ([`TernarySource`]): float master weights get the
+//! converter's `weight_quant` (per-tensor absmean), and packed checkpoints
+//! (`quantization_config.quant_method == "bitnet"`: uint8 weights of shape [out/4, in] with a
+//! one-element `weight_scale`) are unpacked per tile into f32 rows of exactly
+//! `{-v, 0, +v}`: unpacked row `k * out/4 + r` is bits `2k..2k+1` of packed row `r`, code
+//! `c` means `c - 1`, and `v = 1 / weight_scale` (transformers' `BitLinear`, and llama.cpp's
+//! `dequant_bitnet`) or `v = weight_scale` (`AutoBitLinear` offline). Unlike llama.cpp's
+//! converter, gpuq does not run `weight_quant` again on unpacked weights: that would rescale
+//! each tensor by its fraction of nonzero trits (the absmean of `{-v, 0, v}` data), which is
+//! not the checkpoint's weight.
 
 pub mod config;
 pub mod error;
@@ -10,14 +22,14 @@ mod pre_hashes;
 pub mod spm;
 pub mod tokenizer;
 
-pub use config::{Arch, HfConfig, SUPPORTED};
+pub use config::{Arch, HfConfig, PackedScale, SUPPORTED};
 pub use error::HfError;
 
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::formats::safetensors::{Dtype, SafetensorsModel};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{InputTensor, ModelSource};
+use crate::pipeline::{InputTensor, ModelSource, TernarySource};
 use names::{Role, map_name};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +49,9 @@ enum Data {
     Mapped { st: usize, permute_heads: u64 },
     /// Computed at open (the llama3 rope factors).
     Owned(Vec<u8>),
+    /// A packed BitNet weight (uint8, [out/4, in]), read as f32 rows: code `c` of a row
+    /// becomes `values[c]` (code 3 is refused).
+    Packed { st: usize, values: [f32; 3] },
 }
 
 /// A Hugging Face folder as a [`ModelSource`].
@@ -47,6 +62,7 @@ pub struct HfSource {
     metadata: Vec<(String, Value)>,
     tensors: Vec<InputTensor>,
     data: Vec<Data>,
+    ternary: Vec<Option<TernarySource>>,
     has_tokenizer: bool,
 }
 
@@ -104,6 +120,18 @@ impl HfSource {
 
         let mut tensors = Vec::new();
         let mut data = Vec::new();
+        let mut ternary = Vec::new();
+        if config.arch == Arch::Bitnet {
+            if let Some(act) = config.hidden_act.as_deref().filter(|a| *a != "silu") {
+                eprintln!(
+                    "gpuq: warning: {}: hidden_act is '{act}', but llama.cpp's bitnet graph \
+                     computes silu(gate) * up; llama.cpp will not compute this model's function \
+                     (the weights are converted as they are)",
+                    config_path.display()
+                );
+            }
+        }
+        let scales = weight_scales(&st, &config)?;
         if let Some(freqs) = config.rope_freqs() {
             tensors.push(InputTensor {
                 name: "rope_freqs.weight".into(),
@@ -113,11 +141,12 @@ impl HfSource {
             data.push(Data::Owned(
                 freqs.iter().flat_map(|f| f.to_le_bytes()).collect(),
             ));
+            ternary.push(None);
         }
         let mut seen: HashMap<String, String> = HashMap::new();
         for (i, t) in st.tensors.iter().enumerate() {
             let path = st.shard_path(t).to_path_buf();
-            if names::is_skipped(&t.name) {
+            if names::is_skipped(&t.name) || scales.contains_key(&t.name) {
                 continue;
             }
             let mapped = map_name(&t.name)
@@ -127,7 +156,41 @@ impl HfSource {
                     tensor: t.name.clone(),
                     arch: arch_name.into(),
                 })?;
-            let ty = ggml_type(t.dtype).ok_or_else(|| HfError::BadDtype {
+            let bitlinear = config.arch == Arch::Bitnet && mapped.role.is_bitlinear();
+            let packed_scale = format!("{}_scale", t.name);
+            let packed = match (bitlinear, config.packed, t.dtype) {
+                (true, Some(how), Dtype::U8) => {
+                    let ws = scales.get(&packed_scale).copied().ok_or_else(|| {
+                        HfError::MissingTensor {
+                            path: path.clone(),
+                            tensor: packed_scale.clone(),
+                            gguf: mapped.role.gguf_name(mapped.layer),
+                            arch: arch_name.into(),
+                        }
+                    })?;
+                    Some(match how {
+                        PackedScale::Divide => 1.0 / ws,
+                        PackedScale::Multiply => ws,
+                    })
+                }
+                (true, Some(_), _) if scales.contains_key(&packed_scale) => {
+                    return Err(HfError::BadDtype {
+                        path,
+                        tensor: t.name.clone(),
+                        dtype: t.dtype.to_string(),
+                        arch: format!(
+                            "{arch_name} (it has a {packed_scale}, so its weight must be packed uint8)"
+                        ),
+                    }
+                    .into());
+                }
+                _ => None,
+            };
+            let ty = match packed {
+                Some(_) => Some(GgmlType::F32),
+                None => ggml_type(t.dtype),
+            }
+            .ok_or_else(|| HfError::BadDtype {
                 path: path.clone(),
                 tensor: t.name.clone(),
                 dtype: t.dtype.to_string(),
@@ -145,7 +208,12 @@ impl HfSource {
                 }
             }
             let (expected, why) = expected_shape(&config, mapped.role);
-            if t.shape != expected {
+            // packed: four rows of trits per byte row
+            let shape = match (packed, t.shape.as_slice()) {
+                (Some(_), [r, c]) => vec![r.saturating_mul(4), *c],
+                _ => t.shape.clone(),
+            };
+            if shape != expected {
                 return Err(HfError::BadShape {
                     path,
                     tensor: t.name.clone(),
@@ -172,13 +240,25 @@ impl HfSource {
             };
             tensors.push(InputTensor {
                 name: gguf,
-                dims: t.shape.iter().rev().copied().collect(),
+                dims: shape.iter().rev().copied().collect(),
                 ty,
             });
-            data.push(Data::Mapped {
-                st: i,
-                permute_heads,
-            });
+            match packed {
+                Some(v) => {
+                    data.push(Data::Packed {
+                        st: i,
+                        values: [-v, 0.0, v],
+                    });
+                    ternary.push(Some(TernarySource::Known { scale: v }));
+                }
+                None => {
+                    data.push(Data::Mapped {
+                        st: i,
+                        permute_heads,
+                    });
+                    ternary.push(bitlinear.then_some(TernarySource::Absmean { dtype: ty }));
+                }
+            }
         }
         check_complete(&config, &seen, dir)?;
 
@@ -230,6 +310,7 @@ impl HfSource {
             metadata,
             tensors,
             data,
+            ternary,
             has_tokenizer,
         })
     }
@@ -244,13 +325,68 @@ impl HfSource {
     }
 }
 
-/// Which tensors each architecture's llama.cpp graph loads.
+/// Which tensors each architecture's llama.cpp graph loads (BitNet: no biases, and no
+/// output.weight: its graph uses token_embd as the output matrix).
 fn allowed(arch: Arch, role: Role) -> bool {
     match role {
         Role::QNorm | Role::KNorm => arch == Arch::Qwen3,
+        Role::AttnSubNorm | Role::FfnSubNorm => arch == Arch::Bitnet,
         Role::OBias => arch == Arch::Llama,
+        Role::QBias | Role::KBias | Role::VBias | Role::Output => arch != Arch::Bitnet,
         _ => true,
     }
+}
+
+/// The `weight_scale` of every packed BitLinear weight of a BitNet checkpoint, by tensor
+/// name: one finite positive number each (F32, F16 or BF16).
+fn weight_scales(st: &SafetensorsModel, c: &HfConfig) -> Result<HashMap<String, f32>> {
+    let mut out = HashMap::new();
+    if c.arch != Arch::Bitnet || c.packed.is_none() {
+        return Ok(out);
+    }
+    for t in st
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with(".weight_scale"))
+    {
+        let path = st.shard_path(t).to_path_buf();
+        let bad = |what: String| {
+            Error::Invalid(format!("{}: tensor '{}': {what}", path.display(), t.name))
+        };
+        let weight = t.name.trim_end_matches("_scale");
+        if !map_name(weight).is_some_and(|m| m.role.is_bitlinear()) {
+            return Err(bad(format!(
+                "a weight_scale for '{weight}', which is not a BitLinear weight"
+            )));
+        }
+        if t.shape.iter().product::<u64>() != 1 {
+            return Err(bad(format!(
+                "shape {:?}: a packed BitNet weight_scale holds one number",
+                t.shape
+            )));
+        }
+        let b = st.numeric_data(t)?;
+        let v = match (t.dtype, b.len()) {
+            (Dtype::F32, 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            (Dtype::F16, 2) => {
+                crate::codec::float::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))
+            }
+            (Dtype::BF16, 2) => {
+                crate::codec::float::bf16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))
+            }
+            _ => {
+                return Err(bad(format!(
+                    "dtype {}: a weight_scale must be F32, F16 or BF16",
+                    t.dtype
+                )));
+            }
+        };
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bad(format!("scale {v} is not a finite positive number")));
+        }
+        out.insert(t.name.clone(), v);
+    }
+    Ok(out)
 }
 
 /// The HF shape (outermost first) config.json implies for a tensor, and why.
@@ -261,9 +397,10 @@ fn expected_shape(c: &HfConfig, role: Role) -> (Vec<u64>, String) {
             vec![c.vocab_size, c.n_embd],
             format!("vocab_size {} x hidden_size {}", c.vocab_size, c.n_embd),
         ),
-        Role::OutputNorm | Role::AttnNorm | Role::FfnNorm | Role::OBias => {
+        Role::OutputNorm | Role::AttnNorm | Role::FfnNorm | Role::OBias | Role::AttnSubNorm => {
             (vec![c.n_embd], format!("hidden_size {}", c.n_embd))
         }
+        Role::FfnSubNorm => (vec![c.n_ff], format!("intermediate_size {}", c.n_ff)),
         Role::Q => (
             vec![q, c.n_embd],
             format!(
@@ -320,6 +457,8 @@ fn check_complete(c: &HfConfig, seen: &HashMap<String, String>, dir: &Path) -> R
         (Role::Down, "mlp.down_proj.weight"),
         (Role::QNorm, "self_attn.q_norm.weight"),
         (Role::KNorm, "self_attn.k_norm.weight"),
+        (Role::AttnSubNorm, "self_attn.attn_sub_norm.weight"),
+        (Role::FfnSubNorm, "mlp.ffn_sub_norm.weight"),
     ];
     let missing = |tensor: String, role: Role, layer: Option<u64>| HfError::MissingTensor {
         path: dir.to_path_buf(),
@@ -338,6 +477,9 @@ fn check_complete(c: &HfConfig, seen: &HashMap<String, String>, dir: &Path) -> R
     for l in 0..c.n_layer {
         for (role, hf) in hf_names {
             if matches!(role, Role::QNorm | Role::KNorm) && c.arch != Arch::Qwen3 {
+                continue;
+            }
+            if matches!(role, Role::AttnSubNorm | Role::FfnSubNorm) && c.arch != Arch::Bitnet {
                 continue;
             }
             if !seen.contains_key(&role.gguf_name(Some(l))) {
@@ -388,6 +530,8 @@ impl ModelSource for HfSource {
         match &self.data[index] {
             Data::Mapped { st, .. } => self.st.tensors[*st].size(),
             Data::Owned(b) => b.len() as u64,
+            // what the pipeline reads: f32 rows
+            Data::Packed { .. } => self.tensors[index].n_elements() * 4,
         }
     }
     fn read_rows<'a>(
@@ -421,6 +565,31 @@ impl ModelSource for HfSource {
                 .tensor_data(&self.st.tensors[*st])
                 .get(a..b)
                 .ok_or_else(outside),
+            Data::Packed { st, values } => {
+                let all = self.st.tensor_data(&self.st.tensors[*st]);
+                let cols = t.row_len() as usize;
+                let packed_rows = (t.n_rows() / 4) as usize;
+                scratch.clear();
+                scratch.reserve(n as usize * cols * 4);
+                for r in r0 as usize..(r0 + n) as usize {
+                    let (k, p) = (r / packed_rows, r % packed_rows);
+                    let src = all.get(p * cols..(p + 1) * cols).ok_or_else(outside)?;
+                    for (c, &b) in src.iter().enumerate() {
+                        let code = (b >> (2 * k)) & 3;
+                        let v = values.get(code as usize).ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "{}: tensor {} (packed {}): 2-bit code 3 at packed row {p}, \
+                                 column {c}, field {k} is not a ternary weight (0, 1, 2 mean -1, 0, +1)",
+                                self.describe(),
+                                t.name,
+                                self.st.tensors[*st].name
+                            ))
+                        })?;
+                        scratch.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+                Ok(&scratch[..])
+            }
             Data::Mapped { st, permute_heads } => {
                 let all = self.st.tensor_data(&self.st.tensors[*st]);
                 // 2-D: whole rows move; a 1-D bias is one row whose elements move
@@ -442,6 +611,9 @@ impl ModelSource for HfSource {
                 Ok(&scratch[..])
             }
         }
+    }
+    fn ternary(&self, index: usize) -> Option<TernarySource> {
+        self.ternary.get(index).copied().flatten()
     }
     fn unquantized_type(&self, index: usize) -> Option<GgmlType> {
         let t = &self.tensors[index];

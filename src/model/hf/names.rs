@@ -23,6 +23,10 @@ pub enum Role {
     Gate,
     Up,
     Down,
+    /// BitNet: RMS norm of the attention output, before o_proj.
+    AttnSubNorm,
+    /// BitNet: RMS norm of the FFN's gated product, before down_proj.
+    FfnSubNorm,
 }
 
 impl Role {
@@ -43,7 +47,18 @@ impl Role {
             Role::Gate => "ffn_gate",
             Role::Up => "ffn_up",
             Role::Down => "ffn_down",
+            Role::AttnSubNorm => "attn_sub_norm",
+            Role::FfnSubNorm => "ffn_sub_norm",
         }
+    }
+
+    /// The linear weights BitNet ternarizes (its BitLinear layers; the converter's
+    /// `weight_quant` list: attn_q/k/v/output, ffn_gate/up/down).
+    pub fn is_bitlinear(self) -> bool {
+        matches!(
+            self,
+            Role::Q | Role::K | Role::V | Role::O | Role::Gate | Role::Up | Role::Down
+        )
     }
 
     pub fn is_bias(self) -> bool {
@@ -78,7 +93,7 @@ pub fn is_skipped(hf: &str) -> bool {
         || hf.ends_with(".attention.bias")
 }
 
-/// Maps a Hugging Face tensor name; `None` when it is not one of a Llama/Mistral/Qwen2/Qwen3
+/// Maps a Hugging Face tensor name; `None` when it is not one of a Llama/Mistral/Qwen2/Qwen3/BitNet
 /// decoder's tensors.
 pub fn map_name(hf: &str) -> Option<Mapped> {
     let global = |role| Some(Mapped { role, layer: None });
@@ -113,6 +128,9 @@ pub fn map_name(hf: &str) -> Option<Mapped> {
         "mlp.gate_proj.weight" => Role::Gate,
         "mlp.up_proj.weight" => Role::Up,
         "mlp.down_proj.weight" => Role::Down,
+        // microsoft/bitnet-b1.58-2B-4T's names, and 1bitLLM's (gguf-py's tensor_mapping.py)
+        "self_attn.attn_sub_norm.weight" | "self_attn.inner_attn_ln.weight" => Role::AttnSubNorm,
+        "mlp.ffn_sub_norm.weight" | "mlp.ffn_layernorm.weight" => Role::FfnSubNorm,
         _ => return None,
     };
     Some(Mapped {
@@ -135,6 +153,15 @@ mod tests {
         assert_eq!(m.role.gguf_name(m.layer), "blk.3.ffn_norm.weight");
         let m = map_name("model.layers.3.self_attn.q_norm.weight").unwrap();
         assert_eq!(m.role.gguf_name(m.layer), "blk.3.attn_q_norm.weight");
+        for (hf, gguf) in [
+            ("self_attn.attn_sub_norm", "attn_sub_norm"),
+            ("self_attn.inner_attn_ln", "attn_sub_norm"),
+            ("mlp.ffn_sub_norm", "ffn_sub_norm"),
+            ("mlp.ffn_layernorm", "ffn_sub_norm"),
+        ] {
+            let m = map_name(&format!("model.layers.7.{hf}.weight")).unwrap();
+            assert_eq!(m.role.gguf_name(m.layer), format!("blk.7.{gguf}.weight"));
+        }
         assert_eq!(
             map_name("lm_head.weight").unwrap().role.gguf_name(None),
             "output.weight"
