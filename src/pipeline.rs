@@ -514,15 +514,20 @@ fn convert_tensor(
             let f = &mut f32_buf[..n];
             let data = src.read_rows(io.index, r0, rows, io.scratch)?;
             decode(data, f)?;
-            mean.add(&engine.absmean_block_sums(f, row_len as usize)?);
+            if row_len % crate::codec::ternary::QK_K as u64 == 0 {
+                mean.add(&engine.absmean_block_sums(f, row_len as usize)?);
+            } else {
+                mean.add_rows(f, row_len as usize);
+            }
             r0 += rows;
         }
         tensor_s = Some(mean.finish());
     }
     let encoding = mode.resolve(tensor_s);
     let (mut err_pc, mut err_pt, mut norm) = (0f64, 0f64, 0f64);
-    let mut error =
-        (opts.error_report && crate::codec::can_decode(p.target)).then(|| TensorError {
+    let mut error = (opts.error_report
+        && (crate::codec::can_decode(p.target) || p.target == GgmlType::I2_S))
+        .then(|| TensorError {
             name: t.name.clone(),
             dims: t.dims.clone(),
             from: t.ty,
@@ -598,7 +603,13 @@ fn convert_tensor(
         }
         if let Some(e) = error.as_mut() {
             let y = &mut round_trip[..n];
-            engine.decode_into(p.target, &buf[..len], row_len as usize, y)?;
+            match encoding {
+                // I2_S codes carry no scale: the tensor's is written after the last tile
+                Encoding::I2s { scale, .. } => {
+                    engine.decode_i2s(&buf[..len], row_len as usize, scale, y)?
+                }
+                _ => engine.decode_into(p.target, &buf[..len], row_len as usize, y)?,
+            }
             e.acc
                 .add_tile(r0, &engine.tile_error(f, y, row_len as usize)?);
         }

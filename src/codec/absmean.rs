@@ -124,6 +124,20 @@ impl TensorMean {
         self.elems += (block_sums.len() * QK_K) as u64;
     }
 
+    /// Adds whole rows of `row_len` elements, each cut into 256-element blocks and a shorter
+    /// last one: for rows that are not a multiple of 256 (I2_S's 128-element groups, BitNet
+    /// master weights of any type). On rows that are, the blocks and the sum are [`add`]'s.
+    ///
+    /// [`add`]: TensorMean::add
+    pub fn add_rows(&mut self, tile: &[f32], row_len: usize) {
+        for row in tile.chunks(row_len.max(1)) {
+            for b in row.chunks(QK_K) {
+                self.sum += block_abs_sum(b) as f64;
+            }
+            self.elems += row.len() as u64;
+        }
+    }
+
     /// The guarded scale.
     pub fn finish(&self) -> f32 {
         guard((self.sum / self.elems.max(1) as f64) as f32)
