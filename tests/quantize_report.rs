@@ -356,3 +356,47 @@ json.dump(out, sys.stdout)
         assert!(a > 0.5, "{name}: {a}");
     }
 }
+
+/// TQ2_0 with BitNet's per-channel absmean: the report carries, per tensor, the per-channel and
+/// per-tensor absmean errors, and the error measured on the written bytes is the per-channel
+/// one (up to the f16 rounding of the stored scales).
+#[test]
+fn ternary_report_agrees_with_the_written_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixture(dir.path());
+    let out = dir.path().join("tq2.gguf");
+    let rep = dir.path().join("tq2.json");
+    ok(
+        &quantize(&[
+            &m,
+            out.to_str().unwrap(),
+            "TQ2_0",
+            "--ternary-scale",
+            "per-channel",
+            "--backend",
+            "cpu",
+            "-q",
+            "--report",
+            rep.to_str().unwrap(),
+        ]),
+        "TQ2_0 --report",
+    );
+    let j = read_json(&rep);
+    let mut checked = 0;
+    for t in j["tensors"].as_array().unwrap() {
+        if t["to"] != "TQ2_0" {
+            continue;
+        }
+        let name = t["name"].as_str().unwrap();
+        let pc = t["absmean_rel_frobenius"]["per_channel"].as_f64().unwrap();
+        let pt = t["absmean_rel_frobenius"]["per_tensor"].as_f64().unwrap();
+        let written = t["error"]["rel_frobenius"].as_f64().unwrap();
+        assert!(pc > 0.3 && pt > 0.3, "{name}: {pc} {pt}");
+        assert!(
+            (written - pc).abs() <= 1e-2 * pc,
+            "{name}: written {written} vs per-channel {pc}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} TQ2_0 tensors");
+}
