@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{gpuq, python};
+use common::{gpuq_status as run, python};
 use std::path::{Path, PathBuf};
 
 const MODEL_PY: &str = include_str!("py/hf_model.py");
@@ -28,15 +28,6 @@ fn make(dir: &Path, seed: u64, form: &str, extra: &[&str]) {
     let mut args = vec!["make-bitnet", dir.to_str().unwrap(), seed.as_str(), form];
     args.extend_from_slice(extra);
     python(MODEL_PY, &args);
-}
-
-/// Runs `gpuq ARGS`; returns (exit code, stderr).
-fn run(args: &[&str]) -> (i32, String) {
-    let out = gpuq().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn quantize(dir: &Path, out: &Path, ty: &str, extra: &[&str]) {

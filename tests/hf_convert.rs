@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpuq, python};
+use common::{gpuq_status as run, python};
 use std::path::{Path, PathBuf};
 
 const MODEL_PY: &str = include_str!("py/hf_model.py");
@@ -14,15 +14,6 @@ fn make(dir: &Path, arch: &str, seed: u64, extra: &[&str]) {
     let mut args = vec!["make", dir.to_str().unwrap(), arch, seed.as_str()];
     args.extend_from_slice(extra);
     python(MODEL_PY, &args);
-}
-
-/// Runs `gpuq ARGS`; returns (exit code, stderr).
-fn run(args: &[&str]) -> (i32, String) {
-    let out = gpuq().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The largest relative logit error over a few token sequences, or a panic when over `tol`.

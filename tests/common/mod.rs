@@ -121,6 +121,15 @@ pub fn gpuq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gpuq"))
 }
 
+/// Runs `gpuq ARGS`; returns (exit code, stderr).
+pub fn gpuq_status(args: &[&str]) -> (i32, String) {
+    let out = gpuq().args(args).output().expect("the gpuq binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn write_f32(path: &Path, v: &[f32]) {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(path, bytes).unwrap();
