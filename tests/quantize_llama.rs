@@ -524,3 +524,56 @@ fn moe_experts_match_llama_quantize_byte_for_byte() {
         serde_json::json!([512, 256, 8])
     );
 }
+
+/// A model split across GGUF files (gguf-py's `split_max_tensors`, as convert_hf_to_gguf.py
+/// `--split-max-tensors` writes them) is read as one model from its first split, as llama.cpp's
+/// loader reads it: a single output, whole file equal to llama-quantize's. Opening a later split,
+/// or a set with a split missing, is refused naming the file.
+#[test]
+fn split_gguf_input_is_one_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("sp.gguf");
+    fixture(&[
+        "make",
+        base.to_str().unwrap(),
+        "--layers",
+        "4",
+        "--split",
+        "9",
+        "--seed",
+        "17",
+    ]);
+    let first = dir.path().join("sp-00001-of-00005.gguf");
+    assert!(first.exists() && dir.path().join("sp-00005-of-00005.gguf").exists());
+    check_mixtures(
+        dir.path(),
+        &first,
+        &[("Q4_K_M", 15), ("Q8_0", 7)],
+        &["--backend", "cpu"],
+    );
+    let out = dir.path().join("bad.gguf");
+    let second = dir.path().join("sp-00002-of-00005.gguf");
+    let r = run_gpuq(&[
+        "quantize",
+        second.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q8_0",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sp-00002-of-00005.gguf") && err.contains("first"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("sp-00004-of-00005.gguf")).unwrap();
+    let r = run_gpuq(&[
+        "quantize",
+        first.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q8_0",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("sp-00004-of-00005.gguf"), "{err}");
+    assert!(!out.exists());
+}

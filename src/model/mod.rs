@@ -8,48 +8,132 @@ use std::path::Path;
 
 pub mod hf;
 
-/// A GGUF file as a source.
+/// A GGUF model as a source: one file, or the splits of one (`NAME-00001-of-0000N.gguf`, as
+/// llama.cpp's gguf-split and `convert_hf_to_gguf.py --split-max-*` write them), read as one
+/// model the way llama.cpp's loader reads them: opened from the first split, the metadata of
+/// the first, the tensors of all.
 pub struct GgufSource {
-    file: GgufFile,
+    files: Vec<GgufFile>,
+    /// Per tensor: (file, tensor index in that file).
+    locs: Vec<(usize, usize)>,
     tensors: Vec<InputTensor>,
+}
+
+/// `PREFIX` of `PREFIX-00002-of-00005.gguf` when the numbers are `no + 1` and `count`
+/// (llama.cpp's `llama_split_prefix`).
+fn split_prefix(path: &str, no: u32, count: u32) -> Option<&str> {
+    path.strip_suffix(&format!("-{:05}-of-{count:05}.gguf", no + 1))
+}
+
+fn split_key(f: &GgufFile, key: &str) -> Result<Option<u32>> {
+    match f.get(key) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(|n| Some(n as u32)).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: metadata key {key} is not an integer",
+                f.path().display()
+            ))
+        }),
+    }
 }
 
 impl GgufSource {
     pub fn open(path: &Path) -> Result<GgufSource> {
-        let file = GgufFile::open(path)?;
-        let tensors = file
-            .tensors
-            .iter()
-            .map(|t| InputTensor {
-                name: t.name.clone(),
-                dims: t.dims.clone(),
-                ty: t.ty,
-            })
-            .collect();
-        Ok(GgufSource { file, tensors })
+        let first = GgufFile::open(path)?;
+        let count = split_key(&first, "split.count")?.unwrap_or(1).max(1);
+        let mut files = vec![first];
+        if count > 1 {
+            let no = split_key(&files[0], "split.no")?.unwrap_or(0);
+            let name = path.to_string_lossy().into_owned();
+            if no != 0 {
+                return Err(Error::Invalid(format!(
+                    "{name}: this is split {} of {count}; open the first one (…-00001-of-{count:05}.gguf)",
+                    no + 1
+                )));
+            }
+            let prefix = split_prefix(&name, 0, count).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{name}: split.count is {count} but the name does not end in -00001-of-{count:05}.gguf, so the other splits cannot be found"
+                ))
+            })?;
+            for i in 1..count {
+                let p = format!("{prefix}-{:05}-of-{count:05}.gguf", i + 1);
+                let f = GgufFile::open(Path::new(&p))?;
+                let (fno, fcount) = (split_key(&f, "split.no")?, split_key(&f, "split.count")?);
+                if fno != Some(i) || fcount != Some(count) {
+                    return Err(Error::Invalid(format!(
+                        "{p}: split.no {fno:?} / split.count {fcount:?}, expected {i} / {count}"
+                    )));
+                }
+                files.push(f);
+            }
+            let total: usize = files.iter().map(|f| f.tensors.len()).sum();
+            if let Some(n) = split_key(&files[0], "split.tensors.count")?
+                && n as usize != total
+            {
+                return Err(Error::Invalid(format!(
+                    "{name}: split.tensors.count is {n}, the {count} splits hold {total} tensors"
+                )));
+            }
+        }
+        let mut locs = Vec::new();
+        let mut tensors: Vec<InputTensor> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (fi, f) in files.iter().enumerate() {
+            for (ti, t) in f.tensors.iter().enumerate() {
+                if !seen.insert(t.name.as_str()) {
+                    return Err(Error::Invalid(format!(
+                        "{}: tensor {} is also in an earlier split",
+                        f.path().display(),
+                        t.name
+                    )));
+                }
+                locs.push((fi, ti));
+                tensors.push(InputTensor {
+                    name: t.name.clone(),
+                    dims: t.dims.clone(),
+                    ty: t.ty,
+                });
+            }
+        }
+        Ok(GgufSource {
+            files,
+            locs,
+            tensors,
+        })
     }
 
+    /// The (first) GGUF file.
     pub fn file(&self) -> &GgufFile {
-        &self.file
+        &self.files[0]
+    }
+
+    fn at(&self, index: usize) -> (&GgufFile, &crate::formats::gguf::TensorInfo) {
+        let (fi, ti) = self.locs[index];
+        (&self.files[fi], &self.files[fi].tensors[ti])
     }
 
     fn abs(&self, index: usize, offset: usize) -> u64 {
-        self.file.data_offset + self.file.tensors[index].offset + offset as u64
+        let (f, t) = self.at(index);
+        f.data_offset + t.offset + offset as u64
     }
 }
 
 impl ModelSource for GgufSource {
     fn describe(&self) -> String {
-        self.file.path().display().to_string()
+        match self.files.len() {
+            1 => self.files[0].path().display().to_string(),
+            n => format!("{} (+{} splits)", self.files[0].path().display(), n - 1),
+        }
     }
     fn metadata(&self) -> &[(String, Value)] {
-        &self.file.metadata
+        &self.files[0].metadata
     }
     fn tensors(&self) -> &[InputTensor] {
         &self.tensors
     }
     fn tensor_len(&self, index: usize) -> u64 {
-        self.file.tensors[index].size
+        self.at(index).1.size
     }
     fn read_rows<'a>(
         &'a self,
@@ -58,39 +142,40 @@ impl ModelSource for GgufSource {
         n: u64,
         _scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
-        let t = &self.file.tensors[index];
+        let (f, t) = self.at(index);
         let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
-        let data = self.file.tensor_data(t);
+        let data = f.tensor_data(t);
         let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
         data.get(a..b).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
-                self.describe(),
+                f.path().display(),
                 t.name,
                 r0 + n
             ))
         })
     }
     fn i2s_scale(&self, index: usize) -> Result<f32> {
-        let t = &self.file.tensors[index];
+        let (f, t) = self.at(index);
         let codes = (t.dims.iter().product::<u64>() / 4) as usize;
-        self.file
-            .tensor_data(t)
+        f.tensor_data(t)
             .get(codes..)
             .and_then(crate::codec::i2s::trailer_scale)
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "{}: tensor {}: no I2_S scale after its {codes} bytes of codes",
-                    self.describe(),
+                    f.path().display(),
                     t.name
                 ))
             })
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
-        self.file.advise(self.abs(index, offset), len as u64, true);
+        let (f, _) = self.at(index);
+        f.advise(self.abs(index, offset), len as u64, true);
     }
     fn release(&self, index: usize, offset: usize, len: usize) {
-        self.file.advise(self.abs(index, offset), len as u64, false);
+        let (f, _) = self.at(index);
+        f.advise(self.abs(index, offset), len as u64, false);
     }
 }
 
@@ -105,4 +190,20 @@ pub fn open_source_with(path: &Path, hf_opts: &hf::HfOptions) -> Result<Box<dyn 
         return Ok(Box::new(hf::HfSource::open(path, hf_opts)?));
     }
     Ok(Box::new(GgufSource::open(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_names_as_llama_cpp_builds_them() {
+        assert_eq!(
+            super::split_prefix("/m/model-00001-of-00003.gguf", 0, 3),
+            Some("/m/model")
+        );
+        assert_eq!(
+            super::split_prefix("/m/model-00001-of-00003.gguf", 1, 3),
+            None
+        );
+        assert_eq!(super::split_prefix("/m/model.gguf", 0, 3), None);
+    }
 }

@@ -20,7 +20,9 @@ def make(a):
     rng = np.random.default_rng(a.seed)
     n_head, n_head_kv = 8, 2
     head_dim = a.embd // n_head
-    w = gguf.GGUFWriter(a.out, "llama")
+    # --split N: gguf-py's splitting (as convert_hf_to_gguf.py --split-max-tensors N), files
+    # named OUT-00001-of-0000K.gguf
+    w = gguf.GGUFWriter(a.out, "llama", split_max_tensors=a.split)
     w.add_context_length(256)
     w.add_embedding_length(a.embd)
     w.add_block_count(a.layers)
@@ -228,6 +230,7 @@ def main():
     m.add_argument("--dtype", default="f16", choices=["f32", "f16", "bf16"])
     m.add_argument("--tied", action="store_true")
     m.add_argument("--experts", type=int, default=0)
+    m.add_argument("--split", type=int, default=0)
     q = sub.add_parser("quantize")
     q.add_argument("inp")
     q.add_argument("out")
