@@ -408,3 +408,74 @@ fn gpu_backend_agrees_with_cpu() {
         }
     }
 }
+
+/// `gpuq stats` reads any model gpuq quantizes: the splits of a GGUF model as one model, and a
+/// Hugging Face folder (with its GGUF names). The same weights give the same JSON as the
+/// single-file GGUF.
+#[test]
+fn split_files_and_hf_folders_give_the_same_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/llama_fixture.py");
+    let make = |out: &Path, extra: &[&str]| {
+        let o = std::process::Command::new("python3")
+            .arg(&script)
+            .args([
+                "make",
+                out.to_str().unwrap(),
+                "--layers",
+                "2",
+                "--seed",
+                "31",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let one = dir.path().join("one.gguf");
+    make(&one, &[]);
+    make(&dir.path().join("sp.gguf"), &["--split", "7"]);
+    let first = dir.path().join("sp-00001-of-00003.gguf");
+    let stats = |m: &Path| -> Value {
+        let mut j: Value = serde_json::from_str(&run(&[
+            "stats",
+            m.to_str().unwrap(),
+            "--type",
+            "Q4_K,Q8_0",
+            "--json",
+            "--backend",
+            "cpu",
+        ]))
+        .unwrap();
+        j.as_object_mut().unwrap().remove("model");
+        j
+    };
+    let a = stats(&one);
+    assert_eq!(a["tensors"].as_array().unwrap().len(), 21);
+    assert_eq!(a, stats(&first), "split files vs one file");
+
+    // a Hugging Face folder (F32) and its F32 conversion: same values, same statistics
+    let hf = dir.path().join("hf");
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/hf_model.py");
+    let o = std::process::Command::new("python3")
+        .arg(&py)
+        .args(["make", hf.to_str().unwrap(), "llama", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conv = dir.path().join("hf.gguf");
+    let o = gpuq()
+        .args([
+            "convert",
+            hf.to_str().unwrap(),
+            "-o",
+            conv.to_str().unwrap(),
+        ])
+        .args(["--outtype", "f32", "-q", "--vocab-pre", "gpt-2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, c) = (stats(&hf), stats(&conv));
+    assert!(h["tensors"].as_array().unwrap().len() > 10);
+    assert_eq!(h, c, "HF folder vs its F32 conversion");
+}

@@ -3,7 +3,6 @@
 
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
-use crate::formats::gguf::GgufFile;
 use crate::ggml_type::GgmlType;
 use crate::stats::report::{
     LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries,
@@ -24,7 +23,8 @@ pub enum SortBy {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A GGUF model (F32/F16/BF16 or any type gpuq decodes).
+    /// A GGUF model (F32/F16/BF16 or any type gpuq decodes; the first of split files) or a
+    /// Hugging Face folder.
     pub model: PathBuf,
     /// Measure the round-trip error through this type (repeat or comma-separate: Q4_0,Q4_K,Q6_K).
     #[arg(long = "type", short = 't', value_delimiter = ',')]
@@ -70,12 +70,18 @@ pub fn run(a: Args) -> Result<()> {
             types.push(ty);
         }
     }
-    let file = GgufFile::open(&a.model)?;
+    // the tokenizer plays no part in weight statistics
+    let hf_opts = crate::model::hf::HfOptions {
+        vocab_pre: None,
+        no_tokenizer: true,
+    };
+    let src = crate::model::open_source_with(&a.model, &hf_opts)?;
+    let n_tensors = src.tensors().len();
     let engine = Engine::new(a.backend)?;
     eprintln!(
         "gpuq stats: {} ({} tensors), {}",
-        a.model.display(),
-        file.tensors.len(),
+        src.describe(),
+        n_tensors,
         crate::stats::report::StatsEngine::describe(&engine)
     );
     let opts = StatsOptions {
@@ -84,9 +90,9 @@ pub fn run(a: Args) -> Result<()> {
         max_memory: a.max_memory,
         per_row: a.per_row,
     };
-    let mut reports = Vec::with_capacity(file.tensors.len());
-    for i in 0..file.tensors.len() {
-        reports.push(analyze_tensor(&file, i, &opts, &engine)?);
+    let mut reports = Vec::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        reports.push(analyze_tensor(src.as_ref(), i, &opts, &engine)?);
     }
     let mut layers = layer_summaries(&reports, &types);
     if let Some(p) = &a.plot {

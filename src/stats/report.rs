@@ -1,13 +1,14 @@
-//! Statistics and quantization error of every tensor of a GGUF file, streamed tile by tile
-//! (whole rows; the tile size follows a memory budget), and the per-layer summary.
+//! Statistics and quantization error of every tensor of a model (a GGUF file, its splits, or a
+//! Hugging Face folder: any pipeline source), streamed tile by tile (whole rows; the tile size
+//! follows a memory budget), and the per-layer summary.
 
 use super::error::{ErrorAcc, RowError, tile_error};
 use super::fast::tile_stats;
 use super::{Histogram, RowStats, TensorStats};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::formats::gguf::GgufFile;
 use crate::ggml_type::GgmlType;
+use crate::pipeline::ModelSource;
 
 /// What the statistics pass computes and how.
 #[derive(Clone, Debug)]
@@ -161,26 +162,21 @@ pub fn tile_rows(max_memory: u64, row_len: u64, extra_row_bytes: u64, n_rows: u6
     (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
 }
 
-/// Computes the report of tensor `index` of `file`, streaming it in tiles of whole rows.
+/// Computes the report of tensor `index` of `src`, streaming it in tiles of whole rows.
 pub fn analyze_tensor(
-    file: &GgufFile,
+    src: &dyn ModelSource,
     index: usize,
     opts: &StatsOptions,
     eng: &dyn StatsEngine,
 ) -> Result<TensorReport> {
-    let t = file
-        .tensors
+    let t = src
+        .tensors()
         .get(index)
-        .ok_or_else(|| Error::Invalid(format!("{}: no tensor #{index}", file.path().display())))?;
-    let bad = |what: String| {
-        Error::Invalid(format!(
-            "{}: tensor {}: {what}",
-            file.path().display(),
-            t.name
-        ))
-    };
-    let row_len = t.dims.first().copied().unwrap_or(1);
-    let n_rows: u64 = t.dims.iter().skip(1).product();
+        .ok_or_else(|| Error::Invalid(format!("{}: no tensor #{index}", src.describe())))?;
+    let bad =
+        |what: String| Error::Invalid(format!("{}: tensor {}: {what}", src.describe(), t.name));
+    let row_len = t.row_len();
+    let n_rows = t.n_rows();
     let row_bytes = t.ty.row_bytes(row_len).filter(|&b| b > 0).ok_or_else(|| {
         bad(format!(
             "row length {row_len} is not a whole number of {} blocks",
@@ -190,14 +186,13 @@ pub fn analyze_tensor(
     if !codec::can_decode(t.ty) {
         return Err(bad(format!("gpuq cannot decode {} tensors", t.ty)));
     }
-    let data = file.tensor_data(t);
     let want = n_rows
         .checked_mul(row_bytes)
         .ok_or_else(|| bad("size overflows".into()))?;
-    if data.len() as u64 != want {
+    if src.tensor_len(index) < want {
         return Err(bad(format!(
             "holds {} bytes, its shape needs {want}",
-            data.len()
+            src.tensor_len(index)
         )));
     }
     let errors_for: Vec<(GgmlType, std::result::Result<GgmlType, String>)> = opts
@@ -220,17 +215,17 @@ pub fn analyze_tensor(
         .iter()
         .map(|_| (ErrorAcc::default(), opts.per_row.then(Vec::new)))
         .collect();
-    let mut src = Vec::new();
+    let mut x = Vec::new();
     let mut rt = Vec::new();
-    let abs_start = file.data_offset + t.offset;
+    let mut scratch = Vec::new();
     let mut r0 = 0u64;
     while r0 < n_rows {
         let n = tile.min(n_rows - r0);
-        let (a, b) = ((r0 * row_bytes) as usize, ((r0 + n) * row_bytes) as usize);
-        let bytes = &data[a..b];
-        src.resize((n * row_len) as usize, 0.0);
-        eng.decode(t.ty, bytes, rl, &mut src)?;
-        let (rows, hist) = eng.tile_stats(&src, rl, opts.outlier_k)?;
+        let bytes = src.read_rows(index, r0, n, &mut scratch)?;
+        let in_len = bytes.len();
+        x.resize((n * row_len) as usize, 0.0);
+        eng.decode(t.ty, bytes, rl, &mut x)?;
+        let (rows, hist) = eng.tile_stats(&x, rl, opts.outlier_k)?;
         stats.add_tile(r0, &rows, &hist);
         if let Some(v) = rows_out.as_mut() {
             v.extend_from_slice(&rows);
@@ -239,15 +234,15 @@ pub fn analyze_tensor(
             let Ok(via) = via else {
                 continue;
             };
-            rt.resize(src.len(), 0.0);
-            eng.round_trip(*via, &src, rl, &mut rt)?;
-            let errs = eng.tile_error(&src, &rt, rl)?;
+            rt.resize(x.len(), 0.0);
+            eng.round_trip(*via, &x, rl, &mut rt)?;
+            let errs = eng.tile_error(&x, &rt, rl)?;
             acc.add_tile(r0, &errs);
             if let Some(v) = per_row.as_mut() {
                 v.extend_from_slice(&errs);
             }
         }
-        file.advise(abs_start + a as u64, (b - a) as u64, false);
+        src.release(index, (r0 * row_bytes) as usize, in_len);
         r0 += n;
     }
     let errors = errors_for

@@ -291,10 +291,12 @@ impl HfSource {
         match found {
             tokenizer::Found::Vocab(md) => metadata.extend(md),
             tokenizer::Found::None => {
-                eprintln!(
-                    "gpuq: warning: {}: no tokenizer; writing the weights only (tokenizer.ggml.model = none)",
-                    dir.display()
-                );
+                if !opts.no_tokenizer {
+                    eprintln!(
+                        "gpuq: warning: {}: no tokenizer; writing the weights only (tokenizer.ggml.model = none)",
+                        dir.display()
+                    );
+                }
                 metadata.push(("tokenizer.ggml.model".into(), Value::String("none".into())));
                 let key = format!("{arch_name}.vocab_size");
                 if !metadata.iter().any(|(k, _)| *k == key) {
