@@ -192,7 +192,9 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
         }
     }
     if p.nstep >= 1 {
-        let mut laux = [[0u8; LANES]; N];
+        // the candidate levels as f32 (exact: small integers), so the loops below stay in
+        // float vectors instead of packing and unpacking bytes
+        let mut laux = [[0.0f32; LANES]; N];
         for is in 0..=p.nstep {
             let mut sum_l = [0.0f32; LANES];
             let mut sum_l2 = [0.0f32; LANES];
@@ -210,9 +212,9 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
                             if v > 0.0 { nearest_int(m) } else { 0 }
                         }
                     };
-                    laux[i][k] = q as u8;
-                    let w = weights[i][k];
                     let qf = q as f32;
+                    laux[i][k] = qf;
+                    let w = weights[i][k];
                     sum_l[k] += w * qf;
                     sum_l2[k] += w * qf * qf;
                     sum_xl[k] += w * qf * x[i][k];
@@ -233,7 +235,7 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
             let mut err = [0.0f32; LANES];
             for i in 0..N {
                 for k in 0..LANES {
-                    let diff = this_scale[k] * laux[i][k] as f32 + this_min[k] - x[i][k];
+                    let diff = this_scale[k] * laux[i][k] + this_min[k] - x[i][k];
                     let diff = if p.use_mad { diff.abs() } else { diff * diff };
                     err[k] += weights[i][k] * diff;
                 }
@@ -252,7 +254,7 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
             if any {
                 for i in 0..N {
                     for k in 0..LANES {
-                        l[i][k] = if accept[k] { laux[i][k] } else { l[i][k] };
+                        l[i][k] = if accept[k] { laux[i][k] as u8 } else { l[i][k] };
                     }
                 }
             }
