@@ -97,7 +97,7 @@ fn write_model(path: &Path, layers: usize, embd: u64, ff: u64, vocab: u64) -> gp
     Ok(())
 }
 
-fn main() -> gpuq::Result<()> {
+pub fn main() -> gpuq::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| {
         args.iter()
@@ -146,8 +146,14 @@ fn main() -> gpuq::Result<()> {
     let mut scratch = Vec::new();
     let bytes = q.read_rows(i, 0, t.n_rows(), &mut scratch)?;
     let f = engine.decode(t.ty, bytes, t.row_len() as usize)?;
+    // the output lists tensors in llama.cpp's loader order: find the same name in the input
     let orig = GgufSource::open(&input)?;
-    let ob = orig.read_rows(i, 0, t.n_rows(), &mut scratch)?.to_vec();
+    let oi = orig
+        .tensors()
+        .iter()
+        .position(|o| o.name == t.name)
+        .unwrap_or(0);
+    let ob = orig.read_rows(oi, 0, t.n_rows(), &mut scratch)?.to_vec();
     let o = engine.decode(GgmlType::F16, &ob, t.row_len() as usize)?;
     let rmse = (f
         .iter()
@@ -164,5 +170,12 @@ fn main() -> gpuq::Result<()> {
         rmse
     );
     let _ = std::fs::remove_dir_all(&dir);
+    // Q4_K keeps these U(-0.05, 0.05) weights to about 0.002 RMSE; far more means a broken run
+    if !(rmse.is_finite() && rmse < 0.01 && f.len() == o.len()) {
+        return Err(gpuq::Error::Invalid(format!(
+            "decoded {} does not match its source (RMSE {rmse})",
+            t.name
+        )));
+    }
     Ok(())
 }
