@@ -45,19 +45,39 @@ impl Imatrix {
     /// Reads a GGUF imatrix file, or a legacy `.dat` one when the file is not GGUF.
     pub fn load(path: &Path) -> Result<Imatrix, ImatrixError> {
         let head = read_head(path)?;
-        if head == *b"GGUF" {
+        let m = if head == *b"GGUF" {
             let f = GgufFile::open(path).map_err(|e| ImatrixError::Invalid {
                 path: path.to_path_buf(),
                 what: e.to_string(),
             })?;
-            from_gguf(&f)
+            from_gguf(&f)?
         } else {
             let bytes = std::fs::read(path).map_err(|source| ImatrixError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-            from_legacy(path, &bytes)
+            from_legacy(path, &bytes)?
+        };
+        m.check_finite(path)?;
+        Ok(m)
+    }
+
+    /// llama-quantize stops on a non-finite importance: it would poison every scale search.
+    fn check_finite(&self, path: &Path) -> Result<(), ImatrixError> {
+        let mut names: Vec<&String> = self.entries.keys().collect();
+        names.sort();
+        for name in names {
+            if let Some(i) = self.entries[name].iter().position(|v| !v.is_finite()) {
+                return Err(ImatrixError::Invalid {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "entry {name}: value {i} is {}; the imatrix is damaged (llama-quantize refuses it too)",
+                        self.entries[name][i]
+                    ),
+                });
+            }
         }
+        Ok(())
     }
 
     /// Keeps only the entries whose name contains one of `include` (when not empty), then drops
@@ -358,6 +378,25 @@ mod tests {
         let b = legacy(&[("a.weight", 2, &[2.0])], None);
         let m = from_legacy(p, &b).unwrap();
         assert_eq!((m.chunk_count, m.datasets.len()), (0, 0));
+    }
+
+    #[test]
+    fn non_finite_importances_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gpuq-imatrix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("nan.dat");
+        std::fs::write(&p, legacy(&[("b.weight", 1, &[1.0, f32::NAN])], None)).unwrap();
+        let e = Imatrix::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("nan.dat") && e.contains("b.weight") && e.contains("value 1"),
+            "{e}"
+        );
+        std::fs::write(&p, legacy(&[("b.weight", 1, &[1.0, 2.0])], None)).unwrap();
+        assert_eq!(
+            Imatrix::load(&p).unwrap().entries["b.weight"],
+            vec![1.0, 2.0]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
