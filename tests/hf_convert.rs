@@ -632,3 +632,41 @@ fn pre_tokenizer_hash_is_the_one_the_converter_computes() {
         eprintln!("{arch} {opts:?}: check-text hash {ours} (gpuq = transformers)");
     }
 }
+
+/// A Llama folder whose tokenizer is only a byte-fallback BPE tokenizer.json (no
+/// tokenizer.model; as LlamaTokenizerFast saves it): the vocabulary equals what the converter's
+/// `LlamaHfVocab` builds through transformers (tokens, -1000 scores, types: 256 bytes, the
+/// special tokens CONTROL, added tokens past the vocabulary USER_DEFINED), no merges, and
+/// llama.cpp loads the result (logits against the numpy forward).
+#[test]
+fn a_llama_tokenizer_json_without_tokenizer_model_is_read_as_llamahfvocab() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llamahf");
+    make(&dir, "llama", 41, &["--llamahf"]);
+    assert!(!dir.join("tokenizer.model").exists());
+    let out = tmp.path().join("llamahf.gguf");
+    convert(&dir, &out, "f32", &[]);
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(MODEL_PY)
+        .args([
+            "llamahf-check",
+            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(s["tokens"], 602, "{s}");
+    assert_eq!(s["types"]["6"], 256, "{s}");
+    assert_eq!(s["types"]["3"], 3, "{s}");
+    assert_eq!(s["types"]["4"], 2, "{s}");
+    let err = check_logits(&dir, &out, 1e-3);
+    eprintln!("LlamaHfVocab folder -> F32: max rel logit error {err:.2e}");
+}

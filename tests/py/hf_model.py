@@ -525,8 +525,72 @@ def spm_check(d, gguf_path, seed, tokenize):
     sys.exit(1 if bad else 0)
 
 
+def llamahf_tokenizer_files(d, seed):
+    """A Llama tokenizer.json without tokenizer.model (byte-fallback BPE, as HF's LlamaTokenizerFast
+    saves it): vocab and merges from a trained SentencePiece BPE model, plus two added tokens
+    past the base vocabulary (one special). Returns the number of tokens."""
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_proto=spm_train(seed, True))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
+    merges = []
+    for piece, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        local = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+        local.sort(key=lambda lr: (vocab[lr[0]], vocab[lr[1]]))
+        merges += [f"{l} {r}" for l, r in local]
+    n = len(vocab)
+    extra = [(0, "<unk>", True), (1, "<s>", True), (2, "</s>", True), (n, "<|extra|>", False), (n + 1, "<|ctl|>", True)]
+    added = [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+              "special": s} for i, c, s in extra]
+    tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+          "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                                                            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+          "pre_tokenizer": None,
+          "post_processor": {"type": "TemplateProcessing",
+                             "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                             "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                             "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+          "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                                      {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                      {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+          "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                    "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                    "vocab": vocab, "merges": merges}}
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    dec = {str(i): {"content": c, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": s}
+           for i, c, s in extra}
+    tc = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+          "pad_token": None, "legacy": False, "added_tokens_decoder": dec, "model_max_length": 128,
+          "tokenizer_class": "LlamaTokenizer"}
+    (d / "tokenizer_config.json").write_text(json.dumps(tc, ensure_ascii=False), encoding="utf-8")
+    return n + 2
+
+
+def llamahf_check(d, gguf_path):
+    """The GGUF's tokens, scores and types against gguf-py's LlamaHfVocab (which reads the folder
+    through transformers, as convert_hf_to_gguf.py's _set_vocab_llama_hf does)."""
+    import gguf
+    from gguf.vocab import LlamaHfVocab
+
+    want = list(LlamaHfVocab(Path(d)).all_tokens())
+    r = gguf.GGUFReader(gguf_path)
+    f = r.fields
+    toks = [bytes(f["tokenizer.ggml.tokens"].parts[i]) for i in f["tokenizer.ggml.tokens"].data]
+    scores = [float(f["tokenizer.ggml.scores"].parts[i][0]) for i in f["tokenizer.ggml.scores"].data]
+    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+    model = bytes(f["tokenizer.ggml.model"].parts[-1]).decode()
+    bad = [f"{i}: gguf {(toks[i], scores[i], types[i])} converter {w}" for i, w in enumerate(want)
+           if i >= len(toks) or (toks[i], scores[i], types[i]) != (w[0], w[1], int(w[2]))]
+    if len(toks) != len(want):
+        bad.append(f"{len(toks)} tokens, the converter has {len(want)}")
+    if model != "llama" or "tokenizer.ggml.merges" in f:
+        bad.append(f"model {model}, merges {'tokenizer.ggml.merges' in f}")
+    from collections import Counter
+    print(json.dumps({"tokens": len(toks), "types": Counter(types), "errors": bad[:10]}))
+    sys.exit(1 if bad else 0)
+
 def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=False, spm=False, spm_tj=True, spm_unused=0,
-         spm_prefix=True, llama3=False, add_bos=None, rope=None):
+         spm_prefix=True, llama3=False, add_bos=None, rope=None, llamahf=False):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_for(arch)
@@ -535,11 +599,15 @@ def make(d, arch, seed, dtype="f32", shards=1, tied=False, no_tok=False, bias=Fa
         cfg["rope_scaling"] = ROPE[rope]
     if spm:
         cfg.update({"vocab_size": SPM_VOCAB, "bos_token_id": 1, "eos_token_id": 2})
+    if llamahf:
+        cfg.update({"vocab_size": SPM_PIECES + 2, "bos_token_id": 1, "eos_token_id": 2})
     rng = np.random.default_rng(seed)
     w = make_weights(cfg, arch, rng, tied, bias)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     if spm:
         spm_tokenizer_files(d, seed, spm_tj, spm_unused, spm_prefix)
+    elif llamahf:
+        llamahf_tokenizer_files(d, seed)
     elif not no_tok:
         tokenizer_files(d, llama3, add_bos)
     items = []
@@ -1095,9 +1163,11 @@ if __name__ == "__main__":
              spm="--spm" in rest, spm_tj="--spm-no-tj" not in rest, spm_unused=int(opt("--spm-unused", "0")),
              spm_prefix="--spm-no-prefix" not in rest, llama3="--bpe-llama3" in rest,
              add_bos={"true": True, "false": False, None: None}[opt("--add-bos", None)],
-             rope=opt("--rope", None))
+             rope=opt("--rope", None), llamahf="--llamahf" in rest)
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "llamahf-check":
+        llamahf_check(sys.argv[2], sys.argv[3])
     elif cmd == "hash":
         converter_hash(sys.argv[2], sys.argv[3])
     elif cmd == "spm-check":

@@ -211,6 +211,9 @@ pub fn load(
             }
             md
         }
+        Some((_, j)) if arch == Arch::Llama && is_llama_hf(j) => {
+            llama_hf(&tj_path, j, &added, tc.as_ref().map(|(_, j)| j))?
+        }
         Some((bytes, j)) => bpe(&tj_path, bytes, j, &added, vocab_size, vocab_pre)?,
         None => return Ok(Found::None),
     };
@@ -230,6 +233,152 @@ pub fn load(
         llama_extras(&mut md, dir, tj_json, tc_json, &added, vocab_size, config)?;
     }
     Ok(Found::Vocab(md))
+}
+
+/// A Llama tokenizer.json without a tokenizer.model: byte-fallback BPE with a `Sequence`
+/// decoder, which llama.cpp's converter reads with gguf-py's `LlamaHfVocab` (LlamaModel's second
+/// choice, after SentencePiece).
+fn is_llama_hf(tj: &Json) -> bool {
+    let m = &tj["model"];
+    m["type"] == "BPE"
+        && m["byte_fallback"].as_bool() == Some(true)
+        && tj["decoder"]["type"] == "Sequence"
+}
+
+/// `<0xAB>`: a byte token.
+fn is_byte_token(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 6
+        && t.starts_with("<0x")
+        && b[5] == b'>'
+        && b[3].is_ascii_hexdigit()
+        && b[4].is_ascii_hexdigit()
+}
+
+/// The token list `LlamaHfVocab` builds through transformers (`_set_vocab_llama_hf`): the base
+/// vocabulary by id (BYTE for `<0xAB>`, CONTROL for the tokenizer's special tokens, else
+/// NORMAL), then the added tokens past it by id (CONTROL when special, else USER_DEFINED),
+/// every score -1000; `tokenizer.ggml.model` "llama", `pre` "default", no merges, no padding.
+/// The special tokens are tokenizer_config.json's bos/eos/unk/sep/pad/cls/mask tokens and its
+/// additional special tokens (transformers' `all_special_tokens`).
+fn llama_hf(
+    tj_path: &Path,
+    tj: &Json,
+    added: &[Added],
+    tc: Option<&Json>,
+) -> Result<Vec<(String, Value)>, HfError> {
+    let bad = |what: String| HfError::Tokenizer {
+        path: tj_path.to_path_buf(),
+        what,
+    };
+    let vocab = tj["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| bad("model.vocab is not an object".into()))?;
+    let base = vocab.len() as u64;
+    let mut by_id: HashMap<u64, &str> = HashMap::with_capacity(vocab.len());
+    let mut id_of: HashMap<&str, u64> = HashMap::with_capacity(vocab.len());
+    for (tok, id) in vocab {
+        let id = id.as_u64().ok_or_else(|| {
+            bad(format!(
+                "token {tok:?}: id {id} is not a non-negative integer"
+            ))
+        })?;
+        by_id.insert(id, tok);
+        id_of.insert(tok, id);
+    }
+    for a in added {
+        by_id.insert(a.id, &a.content);
+        id_of.insert(&a.content, a.id);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(tc) = tc {
+        let content = |v: &Json| -> Option<String> {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v["content"].as_str().map(str::to_string))
+        };
+        for k in [
+            "bos_token",
+            "eos_token",
+            "unk_token",
+            "sep_token",
+            "pad_token",
+            "cls_token",
+            "mask_token",
+        ] {
+            if let Some(c) = content(&tc[k]) {
+                if let Some((t, _)) = id_of.get_key_value(c.as_str()) {
+                    names.push(t);
+                }
+            }
+        }
+        for v in tc["additional_special_tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(c) = content(v) {
+                if let Some((t, _)) = id_of.get_key_value(c.as_str()) {
+                    names.push(t);
+                }
+            }
+        }
+    }
+    let special_ids: std::collections::HashSet<u64> =
+        names.iter().filter_map(|n| id_of.get(n).copied()).collect();
+    let mut past: Vec<&Added> = added.iter().filter(|a| a.id >= base).collect();
+    past.sort_by_key(|a| a.id);
+    past.dedup_by_key(|a| a.id);
+    let mut tokens = Vec::with_capacity(base as usize + past.len());
+    let mut types = Vec::with_capacity(tokens.capacity());
+    for id in 0..base {
+        let t = by_id.get(&id).ok_or_else(|| {
+            bad(format!(
+                "no token has id {id} (the vocabulary has {base} entries)"
+            ))
+        })?;
+        types.push(if is_byte_token(t) {
+            token_type::BYTE
+        } else if special_ids.contains(&id) {
+            token_type::CONTROL
+        } else {
+            token_type::NORMAL
+        });
+        tokens.push(t.to_string());
+    }
+    for (k, a) in past.iter().enumerate() {
+        if a.id != base + k as u64 {
+            return Err(bad(format!(
+                "added token {:?} has id {}, but the added tokens past the vocabulary must follow it without gaps (expected {})",
+                a.content,
+                a.id,
+                base + k as u64
+            )));
+        }
+        types.push(if names.contains(&a.content.as_str()) {
+            token_type::CONTROL
+        } else {
+            token_type::USER_DEFINED
+        });
+        tokens.push(a.content.clone());
+    }
+    let scores = vec![-1000.0f32; tokens.len()];
+    Ok(vec![
+        ("tokenizer.ggml.model".into(), Value::String("llama".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(Array::String(tokens)),
+        ),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array(Array::F32(scores)),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(Array::I32(types)),
+        ),
+    ])
 }
 
 /// tokenizer.json as a GPT-2-style BPE vocabulary (`_set_vocab_gpt2`): model, pre, tokens,
@@ -258,9 +407,9 @@ fn bpe(
     }
     if model.get("byte_fallback").and_then(Json::as_bool) == Some(true) {
         return Err(bad(
-            "this is a byte_fallback BPE vocabulary without a tokenizer.model, which llama.cpp's converter reads \
-             as a 'llama' tokenizer through tokenizer.json (LlamaHfVocab); gpuq does not write those yet; \
-             pass --no-tokenizer to convert the weights only"
+            "this is a byte_fallback BPE vocabulary without a tokenizer.model; llama.cpp's converter reads \
+             those as a 'llama' tokenizer (LlamaHfVocab) for Llama models only, and gpuq does the same; \
+             for this architecture pass --no-tokenizer to convert the weights only"
                 .into(),
         ));
     }
