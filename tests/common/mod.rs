@@ -121,6 +121,21 @@ pub fn gpuq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gpuq"))
 }
 
+/// True when a `gpuq … --backend gpu` run failed only because this machine has no GPU path
+/// (no adapter, or a build without the `gpu` feature); any other failure panics with its stderr.
+pub fn no_gpu(out: &std::process::Output) -> bool {
+    if out.status.success() {
+        return false;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no GPU adapter") || err.contains("without the `gpu` feature"),
+        "{err}"
+    );
+    eprintln!("SKIP (no GPU): {err}");
+    true
+}
+
 /// Runs `gpuq ARGS`; returns (exit code, stderr).
 pub fn gpuq_status(args: &[&str]) -> (i32, String) {
     let out = gpuq().args(args).output().expect("the gpuq binary runs");
