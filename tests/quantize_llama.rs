@@ -225,13 +225,18 @@ fn imatrix_mixtures_match_llama_quantize_byte_for_byte() {
         m,
         excl.to_str().unwrap(),
         "Q4_K_M",
-        "-q",
         "--imatrix",
         im,
         "--exclude-weights",
         "attn_v",
     ]);
     assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the imatrix has no entry for 6 tensor(s)")
+            && err.contains("blk.0.attn_v.weight"),
+        "{err}"
+    );
     let e = dump(&excl);
     for (k, v) in &with {
         if k == "__meta__" {

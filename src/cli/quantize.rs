@@ -283,6 +283,34 @@ pub fn run(a: Args) -> Result<()> {
     };
 
     let plans = quantize::plan(src.as_ref(), &opts)?;
+    if let (Some(m), false) = (&opts.imatrix, a.quiet) {
+        // llama-quantize says "did not find weights for …" per tensor; one line here
+        let missing: Vec<&str> = src
+            .tensors()
+            .iter()
+            .zip(&plans)
+            .filter(|(t, p)| p.convert && p.target.is_quantized() && !m.contains_key(&t.name))
+            .map(|(t, _)| t.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let shown = missing
+                .iter()
+                .take(4)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = missing.len().saturating_sub(4);
+            eprintln!(
+                "gpuq: the imatrix has no entry for {} tensor(s), quantized without weights: {shown}{}",
+                missing.len(),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     if a.dry_run {
         print_plan(src.as_ref(), &plans);
         return Ok(());
