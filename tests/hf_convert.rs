@@ -439,6 +439,34 @@ fn an_unknown_pre_tokenizer_stops_with_a_hint() {
     assert!(!out.exists());
 }
 
+/// Runs an `hf_model.py` check that prints a JSON summary as its last line; returns it,
+/// panicking with the output when the check fails or lists errors.
+fn json_check(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(MODEL_PY)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from {}: {stdout}\n{}",
+                args[0],
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        out.status.success() && summary["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{args:?}: {summary}"
+    );
+    summary
+}
+
 /// Runs `hf_model.py spm-check`; returns its JSON summary, panicking on any mismatch.
 fn spm_check(dir: &Path, gguf: &Path, seed: u64, tokenize: bool) -> serde_json::Value {
     let seed = seed.to_string();
@@ -451,29 +479,7 @@ fn spm_check(dir: &Path, gguf: &Path, seed: u64, tokenize: bool) -> serde_json::
     if tokenize {
         args.push("--tokenize");
     }
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(MODEL_PY)
-        .args(&args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary: serde_json::Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no result from spm-check: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(
-        out.status.success() && summary["errors"].as_array().is_some_and(|e| e.is_empty()),
-        "{}: {summary}",
-        gguf.display()
-    );
-    summary
+    json_check(&args)
 }
 
 /// (architecture, seed, folder options): tokenizer.model with and without a tokenizer.json
@@ -646,23 +652,11 @@ fn a_llama_tokenizer_json_without_tokenizer_model_is_read_as_llamahfvocab() {
     assert!(!dir.join("tokenizer.model").exists());
     let out = tmp.path().join("llamahf.gguf");
     convert(&dir, &out, "f32", &[]);
-    let o = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(MODEL_PY)
-        .args([
-            "llamahf-check",
-            dir.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let s: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let s = json_check(&[
+        "llamahf-check",
+        dir.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(s["tokens"], 602, "{s}");
     assert_eq!(s["types"]["6"], 256, "{s}");
     assert_eq!(s["types"]["3"], 3, "{s}");
