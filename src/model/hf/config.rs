@@ -21,6 +21,15 @@ pub enum Arch {
     /// `bitnet`: BitNet b1.58 (NEOX rotary, no permutation; sub-norms before o_proj and
     /// down_proj; ternary BitLinear weights, tied embeddings).
     Bitnet,
+    /// `qwen3moe`: qwen3 with a routed mixture of experts in every layer.
+    Qwen3Moe,
+    /// `qwen3next`: Gated DeltaNet and gated full attention, MoE with a shared expert
+    /// (fused `in_proj_qkvz` / `in_proj_ba`).
+    Qwen3Next,
+    /// `qwen35`: Qwen3.5 dense (Gated DeltaNet + gated attention, MTP block).
+    Qwen35,
+    /// `qwen35moe`: Qwen3.5 with experts and a shared expert.
+    Qwen35Moe,
 }
 
 impl Arch {
@@ -30,7 +39,25 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Bitnet => "bitnet",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Qwen3Next => "qwen3next",
+            Arch::Qwen35 => "qwen35",
+            Arch::Qwen35Moe => "qwen35moe",
         }
+    }
+
+    /// Read by the tables of [`super::hybrid`] (experts, DeltaNet, MTP) instead of the
+    /// dense Llama-family loop.
+    pub fn is_extended(self) -> bool {
+        matches!(
+            self,
+            Arch::Qwen3Moe | Arch::Qwen3Next | Arch::Qwen35 | Arch::Qwen35Moe
+        )
+    }
+
+    /// Gated DeltaNet hybrids.
+    pub fn is_hybrid(self) -> bool {
+        matches!(self, Arch::Qwen3Next | Arch::Qwen35 | Arch::Qwen35Moe)
     }
 }
 
@@ -42,6 +69,13 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("Qwen3ForCausalLM", Arch::Qwen3),
     ("BitNetForCausalLM", Arch::Bitnet),
     ("BitnetForCausalLM", Arch::Bitnet),
+    ("MixtralForCausalLM", Arch::Llama),
+    ("Qwen3MoeForCausalLM", Arch::Qwen3Moe),
+    ("Qwen3NextForCausalLM", Arch::Qwen3Next),
+    ("Qwen3_5ForCausalLM", Arch::Qwen35),
+    ("Qwen3_5ForConditionalGeneration", Arch::Qwen35),
+    ("Qwen3_5MoeForCausalLM", Arch::Qwen35Moe),
+    ("Qwen3_5MoeForConditionalGeneration", Arch::Qwen35Moe),
 ];
 
 /// How a packed BitNet checkpoint's `weight_scale` applies to the unpacked trits.
@@ -88,6 +122,8 @@ pub struct HfConfig {
     pub n_layer: u64,
     pub n_embd: u64,
     pub n_ff: u64,
+    /// `intermediate_size` was given (Qwen3.5-MoE configs have none: no feed_forward_length).
+    pub n_ff_given: bool,
     pub n_head: u64,
     /// `num_key_value_heads` as given (None: the converter writes no key; llama.cpp uses n_head).
     pub n_head_kv_key: Option<u64>,
@@ -105,6 +141,10 @@ pub struct HfConfig {
     pub hidden_act: Option<String>,
     /// `quantization_config.quant_method == "bitnet"` with packed (uint8) BitLinear weights.
     pub packed: Option<PackedScale>,
+    /// Routed experts (Mixtral, Qwen3-MoE, Qwen3-Next, Qwen3.5-MoE).
+    pub moe: Option<super::moe::MoeConfig>,
+    /// Gated DeltaNet / MTP / partial-rotary facts (Qwen3-Next, Qwen3.5).
+    pub hybrid: Option<super::hybrid::HybridConfig>,
 }
 
 fn first<'a>(j: &'a Json, keys: &[&str]) -> Option<(&'a str, &'a Json)> {
@@ -117,6 +157,20 @@ impl HfConfig {
     /// Reads the hyper-parameters from `config` (the parsed config.json at `path`).
     pub fn from_json(path: &Path, config: &Json) -> Result<HfConfig, HfError> {
         let path = path.to_path_buf();
+        // a multimodal checkpoint keeps the language model's keys in text_config
+        // (the converter reads {**hparams, **text_config})
+        let merged;
+        let config = match config.get("text_config").and_then(Json::as_object) {
+            Some(tc) => {
+                let mut m = config.as_object().cloned().unwrap_or_default();
+                for (k, v) in tc {
+                    m.insert(k.clone(), v.clone());
+                }
+                merged = Json::Object(m);
+                &merged
+            }
+            None => config,
+        };
         let archs = config
             .get("architectures")
             .and_then(Json::as_array)
@@ -182,10 +236,18 @@ impl HfConfig {
             "number of layers",
         )?;
         let n_embd = need(&["hidden_size", "n_embd", "dim"], "embedding length")?;
-        let n_ff = need(
+        let n_ff_key = uint(
             &["intermediate_size", "n_inner", "hidden_dim"],
             "feed-forward length",
         )?;
+        let n_ff_given = n_ff_key.is_some();
+        let n_ff = match n_ff_key {
+            Some(n) => n,
+            None if arch == Arch::Qwen35Moe => {
+                need(&["moe_intermediate_size"], "expert feed-forward length")?
+            }
+            None => need(&["intermediate_size"], "feed-forward length")?,
+        };
         let n_head = need(
             &["num_attention_heads", "n_head", "n_heads"],
             "attention head count",
@@ -298,6 +360,8 @@ impl HfConfig {
         };
 
         let packed = packed_scale(&path, config, arch)?;
+        let moe = super::moe::MoeConfig::from_json(&path, config, arch)?;
+        let hybrid = super::hybrid::HybridConfig::from_json(&path, config, arch, n_layer)?;
         if arch == Arch::Bitnet {
             if n_head * head_dim != n_embd {
                 return Err(HfError::BadKey {
@@ -325,6 +389,9 @@ impl HfConfig {
                 .and_then(Json::as_str)
                 .map(str::to_string),
             packed,
+            moe,
+            hybrid,
+            n_ff_given,
             tie_word_embeddings: config
                 .get("tie_word_embeddings")
                 .and_then(Json::as_bool)
@@ -353,10 +420,15 @@ impl HfConfig {
         let a = self.arch.gguf_name();
         let mut md: Vec<(String, Value)> = Vec::new();
         let mut put = |k: &str, v: Value| md.push((format!("{a}.{k}"), v));
-        put("block_count", Value::U32(self.n_layer as u32));
+        put(
+            "block_count",
+            Value::U32((self.n_layer + self.hybrid.as_ref().map_or(0, |h| h.mtp_layers)) as u32),
+        );
         put("context_length", Value::U32(self.n_ctx as u32));
         put("embedding_length", Value::U32(self.n_embd as u32));
-        put("feed_forward_length", Value::U32(self.n_ff as u32));
+        if self.n_ff_given {
+            put("feed_forward_length", Value::U32(self.n_ff as u32));
+        }
         put("attention.head_count", Value::U32(self.n_head as u32));
         if let Some(kv) = self.n_head_kv_key {
             put("attention.head_count_kv", Value::U32(kv as u32));
@@ -401,6 +473,9 @@ impl HfConfig {
             "attention.layer_norm_rms_epsilon",
             Value::F32(self.rms_eps as f32),
         );
+        if let Some(moe) = &self.moe {
+            moe.text_model_metadata(&mut put);
+        }
         if let Some(d) = self.head_dim_key {
             put("attention.key_length", Value::U32(d as u32));
             put("attention.value_length", Value::U32(d as u32));
@@ -410,6 +485,12 @@ impl HfConfig {
             put("rope.dimension_count", Value::U32(self.head_dim as u32));
         }
         md.push(("general.file_type".into(), Value::U32(file_type)));
+        if let Some(moe) = &self.moe {
+            moe.qwen_moe_metadata(a, &mut md);
+        }
+        if let Some(h) = &self.hybrid {
+            h.metadata(a, &mut md);
+        }
         if self.arch == Arch::Bitnet {
             // BitnetModel.set_gguf_parameters, after TextModel's keys
             md.push((

@@ -17,6 +17,9 @@
 
 pub mod config;
 pub mod error;
+pub mod gather;
+pub mod hybrid;
+pub mod moe;
 pub mod names;
 mod pre_hashes;
 pub mod spm;
@@ -52,6 +55,9 @@ enum Data {
     /// A packed BitNet weight (uint8, [out/4, in]), read as f32 rows: code `c` of a row
     /// becomes `values[c]` (code 3 is refused).
     Packed { st: usize, values: [f32; 3] },
+    /// Rows gathered from one or several tensors (stacked experts, split or reordered heads),
+    /// with the converter's element-wise transforms.
+    Gather(gather::Gather),
 }
 
 /// A Hugging Face folder as a [`ModelSource`].
@@ -90,7 +96,12 @@ pub fn file_type_of(ty: GgmlType) -> u32 {
 /// and biases stay F32; everything else takes the outtype, with Q8_0 falling back to F16 when a
 /// row is not a whole number of blocks. Returns (type, fell back).
 pub fn converter_type(name: &str, dims: &[u64], outtype: GgmlType) -> (GgmlType, bool) {
-    if dims.len() <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") {
+    if dims.len() <= 1
+        || name.ends_with("_norm.weight")
+        || !name.ends_with(".weight")
+        || name.ends_with(".ffn_gate_inp.weight")
+        || name.ends_with(".ssm_conv1d.weight")
+    {
         return (GgmlType::F32, false);
     }
     let ne0 = dims.first().copied().unwrap_or(0);
@@ -143,8 +154,31 @@ impl HfSource {
             ));
             ternary.push(None);
         }
+        let extended = config.arch.is_extended() || config.moe.is_some();
+        if extended {
+            let (planned, skipped) = hybrid::plan(&st, &config, dir)?;
+            for p in planned {
+                tensors.push(p.tensor);
+                data.push(Data::Gather(p.gather));
+                ternary.push(None);
+            }
+            if skipped.vision > 0 {
+                eprintln!(
+                    "gpuq: {}: the vision tower ({} tensors) was left out; the language model is converted",
+                    dir.display(),
+                    skipped.vision
+                );
+            }
+            if skipped.mtp > 0 {
+                eprintln!(
+                    "gpuq: {}: {} MTP tensors were left out (llama.cpp's converter does not convert them for {arch_name})",
+                    dir.display(),
+                    skipped.mtp
+                );
+            }
+        }
         let mut seen: HashMap<String, String> = HashMap::new();
-        for (i, t) in st.tensors.iter().enumerate() {
+        for (i, t) in st.tensors.iter().enumerate().filter(|_| !extended) {
             let path = st.shard_path(t).to_path_buf();
             if names::is_skipped(&t.name) || scales.contains_key(&t.name) {
                 continue;
@@ -260,7 +294,9 @@ impl HfSource {
                 }
             }
         }
-        check_complete(&config, &seen, dir)?;
+        if !extended {
+            check_complete(&config, &seen, dir)?;
+        }
 
         let found = if opts.no_tokenizer {
             tokenizer::Found::None
@@ -534,6 +570,10 @@ impl ModelSource for HfSource {
             Data::Owned(b) => b.len() as u64,
             // what the pipeline reads: f32 rows
             Data::Packed { .. } => self.tensors[index].n_elements() * 4,
+            Data::Gather(_) => {
+                let t = &self.tensors[index];
+                t.ty.row_bytes(t.row_len()).unwrap_or(0) as u64 * t.n_rows()
+            }
         }
     }
     fn read_rows<'a>(
@@ -567,6 +607,11 @@ impl ModelSource for HfSource {
                 .tensor_data(&self.st.tensors[*st])
                 .get(a..b)
                 .ok_or_else(outside),
+            Data::Gather(g) => {
+                let what = || format!("{}: tensor {}", self.describe(), t.name);
+                g.read(&self.st, t.ty, t.row_len(), r0, n, scratch, &what)?;
+                Ok(&scratch[..])
+            }
             Data::Packed { st, values } => {
                 let all = self.st.tensor_data(&self.st.tensors[*st]);
                 let cols = t.row_len() as usize;
@@ -635,6 +680,25 @@ impl ModelSource for HfSource {
         }
     }
     fn release(&self, index: usize, offset: usize, len: usize) {
+        if let Data::Gather(g) = &self.data[index] {
+            // stacked experts are read in order: drop the parts behind the tile; a reordered
+            // tensor's sources once its last tile is done
+            let total = self.tensor_len(index);
+            let end = (offset + len) as u64;
+            for (k, &p) in g.parts.iter().enumerate() {
+                let t = &self.st.tensors[p];
+                let part_end = (k as u64 + 1) * t.size();
+                let done = if g.row_map.is_none() && g.col_map.is_none() {
+                    part_end <= end
+                } else {
+                    end >= total
+                };
+                if let (true, Some(shard)) = (done, self.st.shards.get(t.shard)) {
+                    shard.advise(t.start, t.size(), false);
+                }
+            }
+            return;
+        }
         if let Data::Mapped { st, .. } = &self.data[index] {
             let t = &self.st.tensors[*st];
             if let Some(shard) = self.st.shards.get(t.shard) {
