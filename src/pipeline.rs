@@ -280,7 +280,15 @@ pub fn run(
         .map(|&i| TensorSpec {
             name: tensors[i].name.clone(),
             ty: plans[i].target,
-            dims: tensors[i].dims.clone(),
+            // llama-quantize writes ggml_n_dims dimensions (trailing 1s dropped, e.g. a
+            // [n_embd, 1] ffn_gate_inp_shexp); the converter writes the shape as given
+            dims: if opts.loader_order {
+                tensors[i].dims
+                    [..crate::policy::n_dims(&tensors[i].dims).min(tensors[i].dims.len())]
+                    .to_vec()
+            } else {
+                tensors[i].dims.clone()
+            },
         })
         .collect();
     let metadata = output_metadata(src.metadata(), opts.file_type, &opts.metadata);

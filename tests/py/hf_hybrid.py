@@ -7,10 +7,14 @@ norm). Runs after hf_model.py's definitions (the test prepends them).
 
   make-ext DIR KIND SEED [--dtype f32|bf16] [--shards N] [--multimodal] [--no-mtp]
         KIND: qwen3moe | mixtral | qwen35 | qwen35moe | qwen3next
-  check-ext DIR GGUF TOL     prints "max_rel_err X", exits 1 when X > TOL
-  names-ext DIR GGUF         checks names, shapes and transformed values of every GGUF tensor
-                             against the HF tensors (prints a JSON summary, exits 1 on a mismatch)
+  check-ext DIR GGUF TOL [--bf16-norms]
+                             prints "max_rel_err X", exits 1 when X > TOL; --bf16-norms: the
+                             zero-centred norm weights (1 + w) rounded to bf16, as llama.cpp's
+                             converter computes `data_torch + 1` on a bf16 checkpoint
+  drop-ext DIR NAME          rewrites a single-file folder without tensor NAME
+  llama-quantize IN OUT FTYPE
 """
+BF16_NORMS = False
 
 EXT_ARCHS = {
     "qwen3moe": "Qwen3MoeForCausalLM",
@@ -235,7 +239,10 @@ def softplus(x):
 
 def zc_norm(x, w, eps):
     """Qwen3-Next / Qwen3.5 RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w)."""
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * (1.0 + w)
+    g = 1.0 + w
+    if BF16_NORMS:
+        g = bf16_to_f32(to_bf16(g.astype(np.float32))).astype(np.float64)
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * g
 
 
 def moe_block(cfg, kind, w, p, h):
@@ -409,6 +416,17 @@ if __name__ == "__main__":
         make_ext(rest[0], rest[1], int(rest[2]), dtype=opt("--dtype", "f32"), shards=int(opt("--shards", "1")),
                  multimodal="--multimodal" in rest, mtp="--no-mtp" not in rest)
     elif cmd == "check-ext":
+        BF16_NORMS = "--bf16-norms" in rest
         check_ext(rest[0], rest[1], float(rest[2]))
+    elif cmd == "drop-ext":
+        raw = Path(rest[0], "model.safetensors").read_bytes()
+        n = struct.unpack("<Q", raw[:8])[0]
+        h = json.loads(raw[8:8 + n])
+        items = [(k, e["dtype"], e["shape"], raw[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]])
+                 for k, e in h.items() if k != "__metadata__" and k != rest[1]]
+        assert len(items) == len(h) - 2, "no such tensor"
+        write_safetensors(Path(rest[0], "model.safetensors"), items)
+    elif cmd == "llama-quantize":
+        llama_quantize(rest[0], rest[1], int(rest[2]))
     else:
         raise SystemExit(f"unknown command {cmd}")
