@@ -11,6 +11,8 @@ norm). Runs after hf_model.py's definitions (the test prepends them).
                              prints "max_rel_err X", exits 1 when X > TOL; --bf16-norms: the
                              zero-centred norm weights (1 + w) rounded to bf16, as llama.cpp's
                              converter computes `data_torch + 1` on a bf16 checkpoint
+  make-big DIR SEED          a ~1.2 GB BF16 Qwen3.5 folder (hidden 2048, 8 layers, 6 DeltaNet, MTP),
+                             written tensor by tensor (for the time and memory measurement)
   drop-ext DIR NAME          rewrites a single-file folder without tensor NAME
   llama-quantize IN OUT FTYPE
 """
@@ -408,6 +410,49 @@ def check_ext(d, gguf_path, tol):
     sys.exit(0 if worst <= tol else 1)
 
 
+def make_big(d, seed):
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = ext_config("qwen35")
+    cfg.update({"hidden_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 4,
+                "head_dim": 128, "intermediate_size": 6144, "vocab_size": 32000, "linear_num_key_heads": 8,
+                "linear_num_value_heads": 16, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+                "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 2, "max_position_embeddings": 4096})
+    cfg["rope_parameters"]["mrope_section"] = [11, 11, 10]
+    (d / "config.json").write_text(json.dumps(cfg, indent=1))
+    tokenizer_files(d)
+    # shapes only: the same names as ext_weights, values drawn while writing
+    shapes = {}
+
+    class Shapes:
+        def standard_normal(self, shape):
+            return np.zeros(shape, dtype=np.float32)
+
+        def uniform(self, lo, hi, n):
+            return np.ones(n)
+
+    for k, v in ext_weights(cfg, "qwen35", Shapes()).items():
+        shapes[k] = v.shape
+    rng = np.random.default_rng(seed)
+    header = {"__metadata__": {"format": "pt"}}
+    off = 0
+    for k, sh in shapes.items():
+        n = int(np.prod(sh)) * 2
+        header[k] = {"dtype": "BF16", "shape": list(sh), "data_offsets": [off, off + n]}
+        off += n
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(d / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for k, sh in shapes.items():
+            a = rng.standard_normal(sh, dtype=np.float32) * np.float32(0.02)
+            if k.endswith("A_log"):
+                a = np.log(rng.uniform(0.5, 4.0, sh)).astype(np.float32)
+            f.write(to_bf16(a).tobytes())
+    print(off)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     rest = sys.argv[2:]
@@ -418,6 +463,8 @@ if __name__ == "__main__":
     elif cmd == "check-ext":
         BF16_NORMS = "--bf16-norms" in rest
         check_ext(rest[0], rest[1], float(rest[2]))
+    elif cmd == "make-big":
+        make_big(rest[0], int(rest[1]))
     elif cmd == "drop-ext":
         raw = Path(rest[0], "model.safetensors").read_bytes()
         n = struct.unpack("<Q", raw[:8])[0]
