@@ -241,9 +241,10 @@ fn qwen35_metadata_mtp_and_vision_tower() {
     // MTP layer: 11 + 4 nextn
     assert_eq!(t.len(), 3 + 3 * 14 + 11 + 15, "{t:?}");
 
-    // without an MTP block: no nextn tensors or key, block_count = n_layer
+    // without an MTP block: no nextn tensors or key, block_count = n_layer; experts fused
+    // per layer (transformers 5's gate_up_proj / down_proj)
     let dir = tmp.path().join("nomtp");
-    make(&dir, "qwen35moe", 10, &["--no-mtp"]);
+    make(&dir, "qwen35moe", 10, &["--no-mtp", "--fused-experts"]);
     let out = tmp.path().join("nomtp.gguf");
     convert(&dir, &out, "f32");
     check_logits(&dir, &out, 1e-4, &[]);

@@ -5,7 +5,7 @@ renormalized weights, zero-centred RMS norms (1 + w), gated attention with parti
 causal depthwise conv1d + silu, l2-normed q/k and the recurrent gated delta rule, gated RMS
 norm). Runs after hf_model.py's definitions (the test prepends them).
 
-  make-ext DIR KIND SEED [--dtype f32|bf16] [--shards N] [--multimodal] [--no-mtp]
+  make-ext DIR KIND SEED [--dtype f32|bf16] [--shards N] [--multimodal] [--no-mtp] [--fused-experts]
         KIND: qwen3moe | mixtral | qwen35 | qwen35moe | qwen3next
   check-ext DIR GGUF TOL [--bf16-norms]
                              prints "max_rel_err X", exits 1 when X > TOL; --bf16-norms: the
@@ -162,7 +162,7 @@ def ext_weights(cfg, kind, rng):
     return w
 
 
-def make_ext(d, kind, seed, dtype="f32", shards=1, multimodal=False, mtp=True):
+def make_ext(d, kind, seed, dtype="f32", shards=1, multimodal=False, mtp=True, fused=False):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     cfg = ext_config(kind, mtp)
@@ -181,6 +181,16 @@ def make_ext(d, kind, seed, dtype="f32", shards=1, multimodal=False, mtp=True):
         w["model.visual.blocks.0.attn.qkv.weight"] = (rng.standard_normal((96, 32)) * 0.1).astype(np.float32)
         w["model.visual.blocks.0.norm1.weight"] = np.ones(32, dtype=np.float32)
         w["model.visual.merger.linear_fc1.weight"] = (rng.standard_normal((64, 32)) * 0.1).astype(np.float32)
+    if fused:
+        # transformers 5 layout: one gate_up_proj [n, 2F, E] and one down_proj [n, E, F] per layer
+        n = cfg.get("num_experts", 0)
+        for l in range(cfg["num_hidden_layers"] + cfg.get("mtp_num_hidden_layers", 0)):
+            p = f"model.layers.{l}.mlp.experts." if l < cfg["num_hidden_layers"] else f"mtp.layers.{l - cfg['num_hidden_layers']}.mlp.experts."
+            g = [w.pop(p + f"{x}.gate_proj.weight") for x in range(n)]
+            u = [w.pop(p + f"{x}.up_proj.weight") for x in range(n)]
+            dn = [w.pop(p + f"{x}.down_proj.weight") for x in range(n)]
+            w[p + "gate_up_proj"] = np.stack([np.concatenate([a, b]) for a, b in zip(g, u)])
+            w[p + "down_proj"] = np.stack(dn)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     tokenizer_files(d)
     items = []
@@ -215,8 +225,17 @@ def text_cfg(d):
 
 def text_weights(d):
     w = read_safetensors(d)
-    return {("model." + k[len("model.language_model."):]) if k.startswith("model.language_model.") else k: v
-            for k, v in w.items()}
+    w = {("model." + k[len("model.language_model."):]) if k.startswith("model.language_model.") else k: v
+         for k, v in w.items()}
+    for k in [k for k in w if k.endswith("mlp.experts.gate_up_proj")]:
+        p = k[:-len("gate_up_proj")]
+        gu, dn = w.pop(k), w.pop(p + "down_proj")
+        F = gu.shape[1] // 2
+        for x in range(gu.shape[0]):
+            w[p + f"{x}.gate_proj.weight"] = gu[x, :F]
+            w[p + f"{x}.up_proj.weight"] = gu[x, F:]
+            w[p + f"{x}.down_proj.weight"] = dn[x]
+    return w
 
 
 def kind_of(cfg):
@@ -459,7 +478,7 @@ if __name__ == "__main__":
     opt = lambda k, dflt: rest[rest.index(k) + 1] if k in rest else dflt
     if cmd == "make-ext":
         make_ext(rest[0], rest[1], int(rest[2]), dtype=opt("--dtype", "f32"), shards=int(opt("--shards", "1")),
-                 multimodal="--multimodal" in rest, mtp="--no-mtp" not in rest)
+                 multimodal="--multimodal" in rest, mtp="--no-mtp" not in rest, fused="--fused-experts" in rest)
     elif cmd == "check-ext":
         BF16_NORMS = "--bf16-norms" in rest
         check_ext(rest[0], rest[1], float(rest[2]))

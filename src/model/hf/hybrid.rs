@@ -655,6 +655,37 @@ fn rules_for(name: &str, c: &HfConfig) -> Option<Vec<Rule>> {
             c.n_ff,
             format!("hidden_size {e}, intermediate_size {}", c.n_ff),
         ),
+        "mlp.experts.gate_up_proj" | "mlp.experts.gate_up_proj.weight" => {
+            // fused experts (transformers 5 checkpoints): [n_expert, 2 * n_ff_exp, n_embd],
+            // gate rows first (Qwen2MoeModel.modify_tensors splits on dim -2)
+            let m = c.moe.as_ref()?;
+            let (n, f) = (m.n_expert, fe?);
+            let shape = vec![n, 2 * f, e];
+            let why = format!("{n} experts x 2 x expert feed-forward length {f}, hidden_size {e}");
+            let mut out = Vec::new();
+            for (base, off) in [("ffn_gate_exps", 0), ("ffn_up_exps", f)] {
+                let mut r = rule(blk(base), shape.clone(), why.clone());
+                r.dims = Some(vec![e, f, n]);
+                r.rows = Some(
+                    (0..n)
+                        .flat_map(|x| (0..f).map(move |j| x * 2 * f + off + j))
+                        .collect(),
+                );
+                out.push(r);
+            }
+            return Some(out);
+        }
+        "mlp.experts.down_proj" | "mlp.experts.down_proj.weight" => {
+            let m = c.moe.as_ref()?;
+            let (n, f) = (m.n_expert, fe?);
+            let mut r = rule(
+                blk("ffn_down_exps"),
+                vec![n, e, f],
+                format!("{n} experts x hidden_size {e} x expert feed-forward length {f}"),
+            );
+            r.dims = Some(vec![f, e, n]);
+            r
+        }
         "mlp.gate.weight" | "block_sparse_moe.gate.weight" => {
             let n = c.moe.as_ref()?.n_expert;
             lin(
@@ -705,7 +736,6 @@ fn rules_for(name: &str, c: &HfConfig) -> Option<Vec<Rule>> {
         }
         _ => return None,
     };
-    let _ = fe;
     one(r)
 }
 

@@ -679,17 +679,21 @@ impl ModelSource for HfSource {
             // stacked experts are read in order: drop the parts behind the tile; a reordered
             // tensor's sources once its last tile is done
             let total = self.tensor_len(index);
-            let end = (offset + len) as u64;
+            let (lo, hi) = (offset as u64, (offset + len) as u64);
+            let identity = g.row_map.is_none() && g.col_map.is_none();
             for (k, &p) in g.parts.iter().enumerate() {
                 let t = &self.st.tensors[p];
-                let part_end = (k as u64 + 1) * t.size();
-                let done = if g.row_map.is_none() && g.col_map.is_none() {
-                    part_end <= end
+                let base = k as u64 * t.size();
+                // identity: the tile's own bytes; reordered: everything once the last tile is done
+                let (a, b) = if identity {
+                    (lo.max(base), hi.min(base + t.size()))
+                } else if hi >= total {
+                    (base, base + t.size())
                 } else {
-                    end >= total
+                    continue;
                 };
-                if let (true, Some(shard)) = (done, self.st.shards.get(t.shard)) {
-                    shard.advise(t.start, t.size(), false);
+                if let (true, Some(shard)) = (a < b, self.st.shards.get(t.shard)) {
+                    shard.advise(t.start + (a - base), b - a, false);
                 }
             }
             return;
