@@ -396,8 +396,9 @@ pub fn plan(st: &SafetensorsModel, c: &HfConfig, dir: &Path) -> Result<(Vec<Plan
                 }
                 .into());
             }
-            if !expert_slot.contains_key(&(layer, part)) {
-                expert_slot.insert((layer, part), out.len());
+            if let std::collections::btree_map::Entry::Vacant(v) = expert_slot.entry((layer, part))
+            {
+                v.insert(out.len());
                 // placeholder, filled once all experts are known
                 out.push(Planned {
                     tensor: InputTensor {

@@ -567,7 +567,7 @@ impl ModelSource for HfSource {
             Data::Packed { .. } => self.tensors[index].n_elements() * 4,
             Data::Gather(_) => {
                 let t = &self.tensors[index];
-                t.ty.row_bytes(t.row_len()).unwrap_or(0) as u64 * t.n_rows()
+                t.ty.row_bytes(t.row_len()).unwrap_or(0) * t.n_rows()
             }
         }
     }
