@@ -159,12 +159,13 @@ const ROW_LENS: [usize; 6] = [256, 1024, 4096, 768, 2048, 512];
 /// Elements per case (at least 2 rows).
 const CASE_ELEMS: usize = 65536;
 
-/// Per-column importance weights like an imatrix's (log-normal, a few exact zeros).
+/// Per-column importance weights like an imatrix's (log-normal, a few exact zeros), with
+/// columns 32..48 all zero (whole groups and sub-blocks of zero weight).
 fn imatrix(n: usize, rng: &mut StdRng) -> Vec<f32> {
     let normal = Normal::new(0.0f32, 1.0).unwrap();
     (0..n)
-        .map(|_| {
-            if rng.random::<f32>() < 0.03 {
+        .map(|i| {
+            if rng.random::<f32>() < 0.03 || (32..48).contains(&(i % 1024)) {
                 0.0
             } else {
                 normal.sample(rng).exp()

@@ -99,8 +99,8 @@ pub fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>) -> BlockIq1M {
         let cp2 = X_P[1] * X_P[1] - X_P[2] * X_P[2];
         let cm1 = X_M[0] * X_M[0] - X_M[1] * X_M[1];
         let cm2 = X_M[1] * X_M[1] - X_M[2] * X_M[2];
-        for i1 in 0..=BS {
-            for i2 in i1..=BS {
+        for i1 in 0..BS + 1 {
+            for i2 in i1..BS + 1 {
                 let mut qx_p = [0f32; 2];
                 let mut qx_m = [0f32; 2];
                 let mut q2_p = [0f32; 2];
