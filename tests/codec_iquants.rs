@@ -442,3 +442,19 @@ fn every_grid_iquant_is_in_the_codec_table() {
         );
     }
 }
+
+/// IQ2_XXS, IQ2_XS and IQ1_S without importance weights (llama.cpp asserts them): gpuq encodes
+/// with unit weights instead of failing.
+#[test]
+fn imatrix_only_types_use_unit_weights_without_one() {
+    let x = sample(Dist::Normal, 4 * QK_K, &mut rng(3));
+    let ones = vec![1.0f32; 2 * QK_K];
+    for iq in [IQ2_XXS, IQ2_XS, IQ1_S] {
+        assert_eq!(
+            encode(&iq, &x, 2 * QK_K, None),
+            encode(&iq, &x, 2 * QK_K, Some(&ones)),
+            "{}",
+            iq.ty
+        );
+    }
+}
