@@ -458,3 +458,26 @@ fn imatrix_only_types_use_unit_weights_without_one() {
         );
     }
 }
+
+/// Non-finite input (which ggml's encoders assert against or abort on) encodes without a
+/// panic, and every output byte is written.
+#[test]
+fn non_finite_input_does_not_panic() {
+    let mut x = sample(Dist::Normal, 4 * QK_K, &mut rng(4));
+    x[3] = f32::NAN;
+    x[300] = f32::INFINITY;
+    x[301] = f32::NEG_INFINITY;
+    x[600..640].fill(f32::NAN);
+    x[900] = f32::MAX;
+    x[901] = -f32::MAX;
+    let w = vec![1.0f32; 2 * QK_K];
+    for iq in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+        for weights in [None, Some(w.as_slice())] {
+            let a = encode(&iq, &x, 2 * QK_K, weights);
+            let mut b = vec![0x5Au8; a.len()];
+            encode_rows(iq.ty, &x, 2 * QK_K, weights, &mut b).unwrap();
+            assert_eq!(a, b, "{}: an output byte was not written", iq.ty);
+            decode(&iq, &a, 2 * QK_K);
+        }
+    }
+}

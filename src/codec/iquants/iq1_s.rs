@@ -32,20 +32,16 @@ pub(super) const X_M: [f32; 3] = [-1.0 - IQ1_DELTA, -IQ1_DELTA, 1.0 - IQ1_DELTA]
 
 /// `qsort(pairs, n, 2*sizeof(float), iq1_sort_helper)`: the indices of `xb` by ascending value.
 /// glibc's qsort is a merge sort for arrays this small, so equal values keep their order, as
-/// in Rust's stable sort.
+/// in Rust's stable sort. The key is a total order that equals ggml's comparison on non-NaN
+/// values (-0 and +0 compare equal); NaNs go to the ends instead of breaking the sort.
 #[inline(always)]
 pub(super) fn sorted_indices<const N: usize>(xb: &[f32]) -> [u8; N] {
+    let key = |i: u8| {
+        let v = xb[i as usize];
+        if v == 0.0 { 0.0f32 } else { v }
+    };
     let mut idx: [u8; N] = std::array::from_fn(|j| j as u8);
-    idx.sort_by(|&a, &b| {
-        let (l, r) = (xb[a as usize], xb[b as usize]);
-        if l < r {
-            std::cmp::Ordering::Less
-        } else if l > r {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    });
+    idx.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
     idx
 }
 
