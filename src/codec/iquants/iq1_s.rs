@@ -138,17 +138,26 @@ pub fn quantize_block(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockIq1S {
         let mut best_score = -f32::MAX;
         let mut scale = max;
         let (mut besti1, mut besti2, mut best_shift) = (-1i32, -1i32, 0i8);
-        // (Half-open ranges: `..=` loops compile to slower code; the sums are ggml's, with the
-        // i1 terms hoisted, which changes no rounding.)
+        // ggml's two candidates (shift +, then -) for every split i1 <= i2, compared in ggml's
+        // order. The candidates' sums for one i1 are computed first for all i2 (independent,
+        // element-wise: the compiler vectorizes them; each keeps ggml's operation order, with
+        // the i1 terms hoisted, which changes no rounding), then scanned in order.
         let (sx_all, sw_all) = (sumx[BS], sumw[BS]);
+        let mut cand = [[0f32; BS + 1]; 4];
         for i1 in 0..BS + 1 {
             let (sx1, sw1) = (sumx[i1] - sumx[0], sumw[i1] - sumw[0]);
             for i2 in i1..BS + 1 {
                 let (sx2, sw2) = (sumx[i2] - sumx[i1], sumw[i2] - sumw[i1]);
                 let (sx3, sw3) = (sx_all - sumx[i2], sw_all - sumw[i2]);
-                for (xs, shift) in [(&X_P, 1i8), (&X_M, -1)] {
-                    let sumqx = sx1 * xs[0] + sx2 * xs[1] + sx3 * xs[2];
-                    let sumq2 = sw1 * xs[0] * xs[0] + sw2 * xs[1] * xs[1] + sw3 * xs[2] * xs[2];
+                for (c, xs) in [&X_P, &X_M].into_iter().enumerate() {
+                    cand[2 * c][i2] = sx1 * xs[0] + sx2 * xs[1] + sx3 * xs[2];
+                    cand[2 * c + 1][i2] =
+                        sw1 * xs[0] * xs[0] + sw2 * xs[1] * xs[1] + sw3 * xs[2] * xs[2];
+                }
+            }
+            for i2 in i1..BS + 1 {
+                for (c, shift) in [(0, 1i8), (1, -1)] {
+                    let (sumqx, sumq2) = (cand[2 * c][i2], cand[2 * c + 1][i2]);
                     if sumq2 > 0.0 && sumqx * sumqx > best_score * sumq2 {
                         scale = sumqx / sumq2;
                         best_score = scale * sumqx;
