@@ -25,6 +25,9 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
+    /// An input file changed (or shrank under its map) while it was being read.
+    #[error(transparent)]
+    Changed(#[from] crate::formats::mapped::ChangedError),
     /// A request that cannot be carried out as asked (bad flag combination, unsupported type).
     #[error("{0}")]
     Invalid(String),

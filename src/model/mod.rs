@@ -143,6 +143,12 @@ impl ModelSource for GgufSource {
         _scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
         let (f, t) = self.at(index);
+        // the input must not change under the run (formats::mapped): every file at a
+        // tensor's start, this tensor's file (and its map's fault flag) at every tile
+        if r0 == 0 {
+            self.check_unchanged()?;
+        }
+        f.check_unchanged()?;
         let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
         let data = f.tensor_data(t);
         let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
@@ -168,6 +174,12 @@ impl ModelSource for GgufSource {
                     t.name
                 ))
             })
+    }
+    fn check_unchanged(&self) -> Result<()> {
+        for f in &self.files {
+            f.check_unchanged()?;
+        }
+        Ok(())
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         let (f, _) = self.at(index);
