@@ -99,6 +99,11 @@ pub trait ModelSource: Sync {
                 .unwrap_or("?")
         )))
     }
+    /// Errs when an input file changed since it was opened (size or modification time), or a
+    /// read of its mapping faulted (the file shrank). Sources call it at each tensor's start.
+    fn check_unchanged(&self) -> Result<()> {
+        Ok(())
+    }
     /// A hint that `data[range]` of tensor `index` is needed soon.
     fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
     /// A hint that `data[range]` of tensor `index` will not be read again.
@@ -130,6 +135,8 @@ pub struct PipelineOptions {
     /// Every converted tensor: decode the bytes written and measure their error against the
     /// source ([`Summary::errors`]); one more f32 tile buffer.
     pub error_report: bool,
+    /// The writer's checks: free space before, verification of the written bytes after.
+    pub write: crate::formats::gguf::WriteOptions,
 }
 
 /// The quantization error of one converted tensor: its written bytes decoded, against the
@@ -284,7 +291,7 @@ pub fn run(
         })
         .collect();
     let metadata = output_metadata(src.metadata(), opts.file_type, &opts.metadata);
-    let writer = GgufWriter::create(out, &metadata, &specs)?;
+    let writer = GgufWriter::create_with(out, &metadata, &specs, &opts.write)?;
 
     // BitNet float master weights are converted even into their own type (weight_quant)
     let convert: Vec<bool> = plans
@@ -369,9 +376,10 @@ pub fn run(
         let written = write_thread
             .join()
             .map_err(|_| Error::Invalid("the writer thread panicked".into()))?;
-        produced.and(written)
+        written.and(produced) // a write error (ENOSPC, EIO) is the cause when both failed
     });
     result?;
+    src.check_unchanged()?; // a fault in the last tile's mapped reads
     summary.input_bytes = total;
     summary.output_bytes = writer.tensors().iter().map(|t| t.size).sum();
     writer.finish()?;
@@ -798,6 +806,7 @@ mod tests {
             ternary_scale: None,
             ternary_report: false,
             error_report: false,
+            write: Default::default(),
         };
         let plain = tensor_tile_rows(&opts, &t, GgmlType::Q4_K);
         assert!(plain * (4096 * 4 + 4096 * 2 + 2304 * 3) <= 64 << 20);

@@ -61,6 +61,8 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
 }
 
 /// One plan per tensor: the converter's type choice for `outtype`.
@@ -109,6 +111,7 @@ pub fn run(a: Args) -> Result<()> {
         metadata: Vec::new(),
         loader_order: false,
         error_report: false,
+        write: a.write.options(true),
     };
     let s = run_job(a.backend, a.quiet, |engine, progress| {
         pipeline::run(&src, &plans, &a.output, engine, &popts, progress)

@@ -29,6 +29,8 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
 }
 
 /// The target of each tensor: quantized tensors and 2-D+ float weights become `ty`; 1-D
@@ -85,6 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         metadata: Vec::new(),
         loader_order: false,
         error_report: false,
+        write: a.write.options(true),
     };
     let s = run_job(a.backend, a.quiet, |engine, progress| {
         pipeline::run(src.as_ref(), &plans, &a.output, engine, &opts, progress)
