@@ -606,6 +606,12 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
     let only: Option<u64> = std::env::var("GPUQ_FUZZ_CASE")
         .ok()
         .and_then(|s| s.parse().ok());
+    // the allocation cap reports (a self-check of the counting allocator)
+    set_cap(1);
+    let probe = std::hint::black_box(vec![1u8; 1 << 27]);
+    assert!(OVER.swap(0, Ordering::Relaxed) >= 1 << 27);
+    CAP.store(usize::MAX, Ordering::Relaxed);
+    drop(probe);
     let s = seeds();
     let hot = gguf_hot(&s.gguf);
     let hot_q = gguf_hot(&s.gguf_q);

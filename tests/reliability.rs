@@ -397,8 +397,26 @@ fn verify_finds_a_planted_nan_scale_in_a_q4_k_block() {
         "-q",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("failed verification"), "{err}");
+    assert!(
+        err.contains("failed verification") && err.contains("nan scale d"),
+        "{err}"
+    );
     nothing_left(&out);
+    // --no-verify keeps it (the NaN block re-quantizes to a NaN block)
+    let (code, err) = gpuq_status(&[
+        "quantize",
+        bad.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q4_K_M",
+        "--allow-requantize",
+        "--backend",
+        "cpu",
+        "-q",
+        "--no-verify",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(verify(&out, false).0, 1);
+    assert!(leftover_tmp_files(&out).is_empty());
 }
 
 fn write_gguf(path: &Path, md: Vec<(String, Value)>) {
