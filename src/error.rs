@@ -28,6 +28,10 @@ pub enum Error {
     /// An input file changed (or shrank under its map) while it was being read.
     #[error(transparent)]
     Changed(#[from] crate::formats::mapped::ChangedError),
+    /// The job was cancelled (Ctrl-C, or a caller's [`crate::pipeline::Progress::cancelled`])
+    /// between two tiles; no output was left.
+    #[error("interrupted; no output written")]
+    Interrupted,
     /// A request that cannot be carried out as asked (bad flag combination, unsupported type).
     #[error("{0}")]
     Invalid(String),
