@@ -7,7 +7,7 @@
 //! (`catch_unwind`) and reported with its case number; a single allocation larger than the
 //! inputs allow is reported by a counting global allocator.
 //!
-//! `cargo test --test fuzz` runs `GPUQ_FUZZ_ITERS` cases (default 3000); `GPUQ_FUZZ_SEED`
+//! `cargo test --test fuzz` runs `GPUQ_FUZZ_ITERS` cases (default 6000); `GPUQ_FUZZ_SEED`
 //! changes the stream; `GPUQ_FUZZ_CASE=N` replays one case with its description.
 
 mod common;
@@ -602,7 +602,7 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
     let iters: u64 = std::env::var("GPUQ_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(6000);
     let only: Option<u64> = std::env::var("GPUQ_FUZZ_CASE")
         .ok()
         .and_then(|s| s.parse().ok());
@@ -615,7 +615,13 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
     let s = seeds();
     let hot = gguf_hot(&s.gguf);
     let hot_q = gguf_hot(&s.gguf_q);
-    let work = tempfile::tempdir().unwrap();
+    // cases write and fsync small files: a RAM file system when there is one keeps them fast
+    let shm = Path::new("/dev/shm");
+    let work = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap_or_else(|_| tempfile::tempdir().unwrap())
+    } else {
+        tempfile::tempdir().unwrap()
+    };
     let eng = engine();
     let prev_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -627,6 +633,13 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
         None => (0..iters).collect(),
     };
     for n in range {
+        if n > 0 && n % 10_000 == 0 {
+            eprintln!(
+                "fuzz: {n} cases, {:.0} s, {} failures so far",
+                start.elapsed().as_secs_f64(),
+                failures.len()
+            );
+        }
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             case(&s, &hot, &hot_q, n, work.path(), &eng)
         }));
