@@ -801,6 +801,10 @@ fn expected_shape(h: &Hparams, base: &str, suffix: &str) -> Option<Vec<u64>> {
         h.n_head_kv * h.head_v,
     );
     let w = suffix == "weight";
+    // other suffixes (bitnet's `attn_q.scale`, shape [1]) are not described here
+    if !w && suffix != "bias" {
+        return None;
+    }
     Some(match base {
         "token_embd" | "output" if w => vec![e, h.n_vocab?],
         "output_norm" | "attn_norm" | "ffn_norm" | "attn_sub_norm" => vec![e],
@@ -917,6 +921,32 @@ mod tests {
             }
             assert!(offs.iter().all(|&o| o + 2 <= bb));
         }
+    }
+
+    #[test]
+    fn shapes_of_a_dense_decoder() {
+        let h = Hparams {
+            n_layer: 2,
+            n_embd: 64,
+            n_ff: Some(160),
+            n_head: 4,
+            n_head_kv: 2,
+            head_k: 16,
+            head_v: 16,
+            n_vocab: Some(100),
+            n_rot: None,
+        };
+        assert_eq!(expected_shape(&h, "attn_k", "weight"), Some(vec![64, 32]));
+        assert_eq!(expected_shape(&h, "attn_k", "bias"), Some(vec![32]));
+        assert_eq!(
+            expected_shape(&h, "ffn_down", "weight"),
+            Some(vec![160, 64])
+        );
+        assert_eq!(expected_shape(&h, "output", "weight"), Some(vec![64, 100]));
+        assert_eq!(expected_shape(&h, "rope_freqs", "weight"), Some(vec![8]));
+        // bitnet.cpp's per-tensor scales and unknown tensors are not judged
+        assert_eq!(expected_shape(&h, "attn_q", "scale"), None);
+        assert_eq!(expected_shape(&h, "ffn_gate_inp", "weight"), None);
     }
 
     #[test]
