@@ -243,10 +243,11 @@ fn mutate_json(text: &[u8], r: &mut Rng) -> (Vec<u8>, String) {
     let path = r.pick(&all).clone();
     let mut v = &mut j;
     for k in &path {
-        v = match (k.strip_prefix('#'), v) {
-            (Some(i), serde_json::Value::Array(a)) => &mut a[i.parse::<usize>().unwrap()],
-            (None, serde_json::Value::Object(m)) => m.get_mut(k).unwrap(),
-            _ => unreachable!(),
+        // the value's kind says how to read the segment (object keys may start with '#')
+        v = match v {
+            serde_json::Value::Array(a) => &mut a[k[1..].parse::<usize>().unwrap()],
+            serde_json::Value::Object(m) => m.get_mut(k).unwrap(),
+            _ => unreachable!("paths() only descends into arrays and objects"),
         };
     }
     let what = match r.below(7) {
@@ -624,7 +625,13 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
     };
     let eng = engine();
     let prev_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // panics are reported with their location, not printed as they happen
+    static WHERE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    std::panic::set_hook(Box::new(|info| {
+        if let (Some(l), Ok(mut w)) = (info.location(), WHERE.lock()) {
+            *w = l.to_string();
+        }
+    }));
     let start = std::time::Instant::now();
     let (mut ok, mut err, mut failures) = (0u64, 0u64, Vec::new());
     let mut messages = std::collections::BTreeMap::<String, u64>::new();
@@ -651,9 +658,9 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
                     eprintln!("case {n}: {desc}\n  -> {r:?}");
                 }
                 if over > 0 {
-                    failures.push(format!(
-                        "case {n}: {desc}: allocated {over} bytes at once (cap {cap})"
-                    ));
+                    let f = format!("case {n}: {desc}: allocated {over} bytes at once (cap {cap})");
+                    eprintln!("fuzz: FAILURE {f}");
+                    failures.push(f);
                 }
                 match r {
                     Ok(()) => ok += 1,
@@ -679,7 +686,10 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                failures.push(format!("case {n} (GPUQ_FUZZ_CASE={n}): panicked: {msg}"));
+                let at = WHERE.lock().map(|w| w.clone()).unwrap_or_default();
+                let f = format!("case {n} (GPUQ_FUZZ_CASE={n}): panicked at {at}: {msg}");
+                eprintln!("fuzz: FAILURE {f}");
+                failures.push(f);
             }
         }
     }
