@@ -560,3 +560,26 @@ fn verify_checks_shapes_against_the_hyperparameters_and_split_sets() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("split 2 of 3 is missing"), "{out}");
 }
+
+#[test]
+fn a_tensor_with_no_dims_is_read_as_one_element() {
+    // found by tests/fuzz.rs (seed 20261202, case 5621): read_rows indexed dims[0]
+    use gpuq::pipeline::ModelSource;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("scalar.gguf");
+    let specs = [TensorSpec {
+        name: "s".into(),
+        ty: GgmlType::F32,
+        dims: vec![],
+    }];
+    let mut w = GgufWriter::create(&p, &[], &specs).unwrap();
+    w.write_next(&2.5f32.to_le_bytes()).unwrap();
+    w.finish().unwrap();
+    let src = GgufSource::open(&p).unwrap();
+    let mut scratch = Vec::new();
+    assert_eq!(
+        src.read_rows(0, 0, 1, &mut scratch).unwrap(),
+        2.5f32.to_le_bytes()
+    );
+    assert!(src.read_rows(0, 1, u64::MAX, &mut scratch).is_err());
+}

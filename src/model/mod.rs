@@ -162,15 +162,19 @@ impl ModelSource for GgufSource {
             self.check_unchanged()?;
         }
         f.check_unchanged()?;
-        let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
+        // a tensor with no dims is one element (found by tests/fuzz.rs: dims[0] panicked)
+        let row =
+            t.ty.row_bytes(t.dims.first().copied().unwrap_or(1))
+                .unwrap_or(0);
         let data = f.tensor_data(t);
-        let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
-        data.get(a..b).ok_or_else(|| {
+        let at = |r: u64| r.checked_mul(row).and_then(|x| usize::try_from(x).ok());
+        let range = r0.checked_add(n).and_then(|end| Some((at(r0)?, at(end)?)));
+        range.and_then(|(a, b)| data.get(a..b)).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
                 f.path().display(),
                 t.name,
-                r0 + n
+                r0.saturating_add(n)
             ))
         })
     }

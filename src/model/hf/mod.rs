@@ -559,7 +559,7 @@ impl ModelSource for HfSource {
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
                 self.describe(),
                 t.name,
-                r0 + n
+                r0.saturating_add(n)
             ))
         };
         if r0.checked_add(n).is_none_or(|end| end > t.n_rows()) {
