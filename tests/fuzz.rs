@@ -7,7 +7,7 @@
 //! (`catch_unwind`) and reported with its case number; a single allocation larger than the
 //! inputs allow is reported by a counting global allocator.
 //!
-//! `cargo test --test fuzz` runs `GPUQ_FUZZ_ITERS` cases (default 6000); `GPUQ_FUZZ_SEED`
+//! `cargo test --test fuzz` runs `GPUQ_FUZZ_ITERS` cases (default 4000); `GPUQ_FUZZ_SEED`
 //! changes the stream; `GPUQ_FUZZ_CASE=N` replays one case with its description.
 
 mod common;
@@ -603,7 +603,7 @@ fn mutated_inputs_end_in_an_error_or_success_never_a_panic() {
     let iters: u64 = std::env::var("GPUQ_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6000);
+        .unwrap_or(4000);
     let only: Option<u64> = std::env::var("GPUQ_FUZZ_CASE")
         .ok()
         .and_then(|s| s.parse().ok());
