@@ -5,7 +5,7 @@ use crate::cli::progress::run_job;
 use crate::engine::Backend;
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
-use crate::jobs::dequantize::dequantize;
+use crate::jobs::dequantize::dequantize_with;
 use crate::model::open_source;
 use std::path::PathBuf;
 
@@ -28,16 +28,19 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let src = open_source(&a.input)?;
     let s = run_job(a.backend, a.quiet, |engine, progress| {
-        dequantize(
+        dequantize_with(
             src.as_ref(),
             &a.output,
             a.ty,
             a.max_memory,
+            &a.write.options(true),
             engine,
             progress,
         )

@@ -43,6 +43,9 @@ pub struct QuantizeOptions {
     /// against the source (`Summary::errors`), and per TQ1_0 / TQ2_0 tensor the relative error
     /// of per-channel vs per-tensor absmean scaling (`Summary::ternary_report`).
     pub report: bool,
+    /// The writer's checks (`--no-space-check`, `--no-verify`); `allow_nonfinite` is taken
+    /// from the field above.
+    pub write: crate::formats::gguf::WriteOptions,
 }
 
 impl QuantizeOptions {
@@ -62,6 +65,7 @@ impl QuantizeOptions {
             metadata: Vec::new(),
             ternary_scale: None,
             report: false,
+            write: Default::default(),
         })
     }
 }
@@ -243,6 +247,10 @@ pub fn quantize(
         ternary_scale: opts.ternary_scale,
         ternary_report: opts.report,
         error_report: opts.report,
+        write: crate::formats::gguf::WriteOptions {
+            allow_nonfinite: opts.allow_nonfinite,
+            ..opts.write
+        },
     };
     pipeline::run(src, &plans, output, engine, &popts, progress)
 }
