@@ -12,9 +12,12 @@ use rayon::prelude::*;
 
 pub mod absmean;
 pub mod float;
+pub mod fp4;
 pub mod i2s;
 pub mod kquants;
 pub mod legacy;
+pub mod nonlinear;
+pub mod q1_0;
 pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.
@@ -64,6 +67,11 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         kquants::Q6_K_CODEC,
         ternary::TQ1_0_CODEC,
         ternary::TQ2_0_CODEC,
+        nonlinear::IQ4_NL_CODEC,
+        nonlinear::IQ4_XS_CODEC,
+        fp4::mxfp4::MXFP4_CODEC,
+        fp4::nvfp4::NVFP4_CODEC,
+        q1_0::Q1_0_CODEC,
     ];
     CODECS
 }

@@ -1,0 +1,51 @@
+//! The 4-bit floating-point types MXFP4 (OCP microscaling: 32 E2M1 values and one E8M0
+//! power-of-two scale) and NVFP4 (64 E2M1 values in four 16-element groups, each with an
+//! unsigned E4M3 scale), as ggml stores them.
+//!
+//! Shared here: ggml's E2M1 table `kvalues_fp4` (values doubled, so the scales are halved:
+//! `ggml_e8m0_to_fp32_half`, `ggml_ue4m3_to_fp32` returns half the E4M3 value) and
+//! `best_index_mxfp4`.
+
+pub mod mxfp4;
+pub mod nvfp4;
+
+/// ggml `kvalues_fp4` (= `kvalues_mxfp4`): the E2M1 values times two; index 8 is -0.
+pub const KVALUES_FP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// ggml `best_index_mxfp4(x, e)`: the index whose `kvalues_fp4[i] * e` is nearest to `x`,
+/// scanning in index order, the first of equals winning (so 0 is index 0, never 8).
+#[inline(always)]
+pub fn best_index_fp4(x: f32, e: f32) -> u8 {
+    let mut best_index = 0u8;
+    let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
+    for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
+        let err = (k as f32 * e - x).abs();
+        if err < best_err {
+            best_index = i as u8;
+            best_err = err;
+        }
+    }
+    best_index
+}
+
+/// Packs 2*n indices the way both types do: byte j holds index j (low nibble) and index j+n
+/// (high nibble), each from `best_index_fp4` with scale `d`.
+#[inline(always)]
+pub fn pack_group(x: &[f32], d: f32, qs: &mut [u8]) {
+    let half = x.len() / 2;
+    for j in 0..half {
+        let x0 = best_index_fp4(x[j], d);
+        let x1 = best_index_fp4(x[half + j], d);
+        qs[j] = x0 | (x1 << 4);
+    }
+}
+
+/// The inverse of [`pack_group`]: `kvalues_fp4[q] * d` (ggml writes `x0*d`, int8 times float).
+#[inline(always)]
+pub fn unpack_group(qs: &[u8], d: f32, y: &mut [f32]) {
+    let half = y.len() / 2;
+    for j in 0..half {
+        y[j] = KVALUES_FP4[(qs[j] & 0x0f) as usize] as f32 * d;
+        y[j + half] = KVALUES_FP4[(qs[j] >> 4) as usize] as f32 * d;
+    }
+}
