@@ -313,3 +313,92 @@ fn refusals_match_llama_quantize() {
         assert!(!tmp.exists(), "{name}: temporary left behind");
     }
 }
+
+/// gguf-py decodes `deq` (gpuq's dequantized file) and `quant` (llama.cpp's) tensor by tensor;
+/// prints "n_tensors n_bad [names]".
+const DEQ_COMPARE: &str = r#"
+import sys, gguf, numpy as np
+deq, quant = sys.argv[1], sys.argv[2]
+b = {t.name: t for t in gguf.GGUFReader(quant).tensors}
+bad, n, types = [], 0, set()
+for t in gguf.GGUFReader(deq).tensors:
+    src = b[t.name]
+    types.add(src.tensor_type.name)
+    ref = gguf.quants.dequantize(src.data, src.tensor_type).reshape(-1).astype(np.float32)
+    got = np.asarray(t.data, dtype=np.float32).reshape(-1)
+    n += 1
+    if got.shape != ref.shape or not np.array_equal(ref.view(np.uint32), got.view(np.uint32)):
+        bad.append(t.name)
+print(n, len(bad), bad[:5], " ".join(sorted(types)))
+"#;
+
+/// Files llama.cpp wrote in the new types are read by gpuq: `dequantize` to F32 gives gguf-py's
+/// values bit for bit, `quantize --allow-requantize` to Q4_K_M gives llama-quantize's file
+/// (it decodes with the same `dequantize_row_X`), and `stats --type` measures the new types.
+#[test]
+fn llama_cpp_files_dequantize_and_requantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let dense = dir.path().join("dense.gguf");
+    let moe = dir.path().join("moe.gguf");
+    fixture(&["make", dense.to_str().unwrap(), "--layers", "3", "--seed", "42"]);
+    fixture(&[
+        "make",
+        moe.to_str().unwrap(),
+        "--layers",
+        "2",
+        "--ff",
+        "512",
+        "--vocab",
+        "320",
+        "--experts",
+        "4",
+        "--seed",
+        "43",
+    ]);
+    for (model, name, ftype) in [
+        (&dense, "IQ4_XS", 30),
+        (&dense, "IQ4_NL", 25),
+        (&moe, "MXFP4_MOE", 38),
+    ] {
+        let q = dir.path().join(format!("llama-{name}.gguf"));
+        let qs = q.to_str().unwrap();
+        fixture(&["quantize", model.to_str().unwrap(), qs, &ftype.to_string()]);
+        let deq = dir.path().join(format!("deq-{name}.gguf"));
+        let out = gpuq()
+            .args(["dequantize", qs, "-o", deq.to_str().unwrap(), "--type", "F32"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let res = python(DEQ_COMPARE, &[deq.to_str().unwrap(), qs]);
+        let f: Vec<&str> = res.split_whitespace().collect();
+        assert_eq!(f[1], "0", "{name}: tensors decode differently: {res}");
+        eprintln!(
+            "{name}: dequantize == gguf-py on {} tensors (types {})",
+            f[0],
+            f[3..].join(" ")
+        );
+
+        // requantize: both quantizers decode the IQ4/MXFP4 tensors and write Q4_K_M
+        let theirs = dir.path().join(format!("llama-{name}-q4km.gguf"));
+        fixture(&["quantize", qs, theirs.to_str().unwrap(), "15"]);
+        let ours = dir.path().join(format!("gpuq-{name}-q4km.gguf"));
+        let out = gpuq()
+            .args(["quantize", qs, "-o", ours.to_str().unwrap(), "--type", "Q4_K_M"])
+            .args(["--allow-requantize", "-q", "--backend", "cpu"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+        assert!(a == b, "{name} -> Q4_K_M: files differ ({} vs {} bytes)", a.len(), b.len());
+    }
+    let out = gpuq()
+        .args(["stats", dense.to_str().unwrap(), "--type", "IQ4_NL,IQ4_XS,MXFP4,NVFP4,Q1_0"])
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in ["IQ4_NL", "IQ4_XS", "MXFP4", "NVFP4", "Q1_0"] {
+        assert!(text.contains(&format!("\"{t}\"")), "stats --json lacks {t}");
+    }
+}
