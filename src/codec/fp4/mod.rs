@@ -14,8 +14,30 @@ pub const KVALUES_FP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -
 
 /// ggml `best_index_mxfp4(x, e)`: the index whose `kvalues_fp4[i] * e` is nearest to `x`,
 /// scanning in index order, the first of equals winning (so 0 is index 0, never 8).
+///
+/// Only half the table is scanned, with the same result: for `x >= 0` (or NaN) every level of
+/// the other sign has `err = |k|*e + x`, which rounds to no less than index 0's `err = x`, so
+/// it can never be strictly smaller than the best so far (which is at most index 0's); the
+/// same holds for `x < 0` and the positive levels. The scanned levels keep ggml's order and
+/// arithmetic, so ties resolve as in ggml.
 #[inline(always)]
 pub fn best_index_fp4(x: f32, e: f32) -> u8 {
+    let base = if x < 0.0 { 8 } else { 0 };
+    let mut best_index = 0u8;
+    let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
+    for i in base + 1..base + 8 {
+        let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+        if err < best_err {
+            best_index = i as u8;
+            best_err = err;
+        }
+    }
+    best_index
+}
+
+/// ggml's full 16-level scan, kept as the reference for [`best_index_fp4`]'s test.
+#[cfg(test)]
+fn best_index_fp4_full(x: f32, e: f32) -> u8 {
     let mut best_index = 0u8;
     let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
     for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
@@ -26,6 +48,42 @@ pub fn best_index_fp4(x: f32, e: f32) -> u8 {
         }
     }
     best_index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_scan_equals_the_full_scan() {
+        // every scale MXFP4 and NVFP4 can have, against values on, between and far from the
+        // levels, signed zeros, subnormals, infinities and NaN
+        let mut scales: Vec<f32> = (0..=255u8).map(mxfp4::e8m0_to_fp32_half).collect();
+        scales.extend((0..=255u8).map(nvfp4::ue4m3_to_fp32));
+        let mut xs = vec![0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45];
+        let mut s = 0x9e37_79b9u32;
+        for _ in 0..2000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            xs.push(f32::from_bits(s));
+        }
+        let mut n = 0;
+        for &e in &scales {
+            for &k in &KVALUES_FP4 {
+                for d in [-1.0f32, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0] {
+                    xs.push((k as f32 + d) * e);
+                    xs.push(-(k as f32 + d) * e);
+                }
+            }
+            for &x in &xs {
+                assert_eq!(best_index_fp4(x, e), best_index_fp4_full(x, e), "x {x:e} e {e:e}");
+                n += 1;
+            }
+            xs.truncate(2006);
+        }
+        assert!(n > 1_000_000);
+    }
 }
 
 /// Packs 2*n indices the way both types do: byte j holds index j (low nibble) and index j+n

@@ -13,6 +13,38 @@ use crate::codec::kquants::search::{GROUP_MAX_EPS, nearest_int};
 /// `ntry` as `quantize_iq4_nl` / `quantize_iq4_xs` pass it.
 pub const NTRY: i32 = 7;
 
+/// ggml `best_index_int8(16, kvalues_iq4nl, x)` without its branches: the same index (the
+/// level nearest to `x`, a tie going to the upper level, NaN to the last). Inside the table's
+/// range ggml's binary search ends at `mu`, the first level above `x`, which is one plus the
+/// number of levels 1..=14 at or below `x` (the levels are distinct and increasing).
+#[inline(always)]
+pub fn best_index_iq4nl(x: f32) -> u8 {
+    const V: [f32; 16] = {
+        let mut v = [0.0f32; 16];
+        let mut i = 0;
+        while i < 16 {
+            v[i] = KVALUES_IQ4NL[i] as f32;
+            i += 1;
+        }
+        v
+    };
+    if x <= V[0] {
+        return 0;
+    }
+    if x >= V[15] || x.is_nan() {
+        return 15;
+    }
+    let mut mu = 1usize;
+    for &v in &V[1..15] {
+        mu += (x >= v) as usize;
+    }
+    if x - V[mu - 1] < V[mu] - x {
+        (mu - 1) as u8
+    } else {
+        mu as u8
+    }
+}
+
 /// ggml `best_index_int8(16, values, x)`: the index of the level nearest to `x` (binary search;
 /// a tie goes to the upper level, NaN to the last).
 #[inline(always)]
@@ -45,7 +77,7 @@ pub fn best_index_int8(values: &[i8; 16], x: f32) -> u8 {
 fn fit(xb: &[f32], weight: &[f32; QK4_NL], id: f32, mut lb: Option<&mut [u8]>) -> (f32, f32) {
     let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
     for j in 0..QK4_NL {
-        let l = best_index_int8(&KVALUES_IQ4NL, id * xb[j]);
+        let l = best_index_iq4nl(id * xb[j]);
         if let Some(lb) = lb.as_deref_mut() {
             lb[j] = l;
         }
@@ -139,7 +171,7 @@ pub fn iq4_nl_block(x: &[f32], qw: Option<&[f32]>, ntry: i32) -> (u16, [u8; QK4_
     if ntry > 0 {
         let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
         for (lj, &xj) in l.iter_mut().zip(x) {
-            *lj = best_index_int8(&KVALUES_IQ4NL, id * xj);
+            *lj = best_index_iq4nl(id * xj);
         }
     }
     let mut qs = [0u8; QK4_NL / 2];
@@ -188,7 +220,7 @@ pub fn iq4_xs_block(x: &[f32], qw: Option<&[f32]>, ntry: i32) -> Iq4XsParts {
         let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
         let lb = &mut l[ib * QK4_NL..(ib + 1) * QK4_NL];
         for (lj, &xj) in lb.iter_mut().zip(&x[ib * QK4_NL..]) {
-            *lj = best_index_int8(&KVALUES_IQ4NL, idl * xj);
+            *lj = best_index_iq4nl(idl * xj);
         }
         ls += 32;
         let (l_l, l_h) = ((ls & 0xf) as u8, (ls >> 4) as u16);
@@ -203,4 +235,27 @@ pub fn iq4_xs_block(x: &[f32], qw: Option<&[f32]>, ntry: i32) -> Iq4XsParts {
         pack_group(&l[32 * i..], &mut out.qs[16 * i..16 * i + 16]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branchless_index_equals_ggml_binary_search() {
+        let mut xs = vec![0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN];
+        for &v in &KVALUES_IQ4NL {
+            for d in [-1.0f32, -0.5, -1e-3, 0.0, 1e-3, 0.5, 1.0] {
+                xs.push(v as f32 + d);
+            }
+        }
+        // midpoints between neighbours (the ties) and a sweep over the whole range
+        for w in KVALUES_IQ4NL.windows(2) {
+            xs.push((w[0] as f32 + w[1] as f32) / 2.0);
+        }
+        xs.extend((0..200_000).map(|i| -140.0 + i as f32 * 0.0014));
+        for x in xs {
+            assert_eq!(best_index_iq4nl(x), best_index_int8(&KVALUES_IQ4NL, x), "x {x}");
+        }
+    }
 }
