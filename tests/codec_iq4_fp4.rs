@@ -1,9 +1,9 @@
-//! The IQ4_NL, IQ4_XS, MXFP4, NVFP4 and Q1_0 CPU codecs against llama.cpp and gguf-py:
+//! The IQ4_NL, IQ4_XS, MXFP4, NVFP4, Q1_0 and Q2_0 CPU codecs against llama.cpp and gguf-py:
 //! - encode == llama.cpp's `ggml_quantize_chunk` byte for byte, without and with importance
 //!   weights (the imatrix path; MXFP4, NVFP4 and Q1_0 ignore them, as ggml does), on seeded
 //!   random rows in every `Dist` plus edge cases, at several row lengths;
 //! - decode == gguf-py's `dequantize` bit for bit (IQ4_NL, IQ4_XS, MXFP4, NVFP4) and
-//!   == llama.cpp's `dequantize_row_X` (all five; gguf-py has no Q1_0), on encoder output and
+//!   == llama.cpp's `dequantize_row_X` (all six; gguf-py has no Q1_0 or Q2_0), on encoder output and
 //!   on random blocks;
 //! - the round-trip error bounds of llama.cpp's tests/test-quantize-fns.cpp.
 //!
@@ -30,6 +30,8 @@ const MAX_QUANTIZATION_TOTAL_ERROR: f32 = 0.002;
 const MAX_QUANTIZATION_TOTAL_ERROR_FP4: f32 = 0.0030;
 /// `MAX_QUANTIZATION_TOTAL_ERROR_BINARY` (Q1_0).
 const MAX_QUANTIZATION_TOTAL_ERROR_BINARY: f32 = 0.025;
+/// `MAX_QUANTIZATION_TOTAL_ERROR_TERNARY` (Q2_0).
+const MAX_QUANTIZATION_TOTAL_ERROR_TERNARY: f32 = 0.01;
 
 /// One type as the tests see it.
 struct Ty {
@@ -70,6 +72,13 @@ const Q1_0: Ty = Ty {
     f16_offsets: &[0],
     gguf_py_decodes: false,
     max_error: MAX_QUANTIZATION_TOTAL_ERROR_BINARY,
+};
+
+const Q2_0: Ty = Ty {
+    ty: GgmlType::Q2_0,
+    f16_offsets: &[0],
+    gguf_py_decodes: false,
+    max_error: MAX_QUANTIZATION_TOTAL_ERROR_TERNARY,
 };
 
 impl Ty {
@@ -480,11 +489,12 @@ type_tests! {
     mxfp4 => MXFP4,
     nvfp4 => NVFP4,
     q1_0 => Q1_0,
+    q2_0 => Q2_0,
 }
 
 #[test]
 fn every_new_type_is_in_the_codec_table() {
-    for t in [&IQ4_NL, &IQ4_XS, &MXFP4, &NVFP4, &Q1_0] {
+    for t in [&IQ4_NL, &IQ4_XS, &MXFP4, &NVFP4, &Q1_0, &Q2_0] {
         assert!(
             gpuq::codec::can_encode(t.ty) && gpuq::codec::can_decode(t.ty),
             "{}",

@@ -184,6 +184,7 @@ const IQ_MIXTURES: &[(&str, u32)] = &[
     ("IQ1_M", 31),
     ("MXFP4_MOE", 38),
     ("Q1_0", 40),
+    ("Q2_0", 41),
 ];
 
 /// gpuq's plan for `model` under `mixture`: tensor name -> type name.
@@ -400,5 +401,30 @@ fn llama_cpp_files_dequantize_and_requantize() {
     let text = String::from_utf8_lossy(&out.stdout);
     for t in ["IQ4_NL", "IQ4_XS", "MXFP4", "NVFP4", "Q1_0"] {
         assert!(text.contains(&format!("\"{t}\"")), "stats --json lacks {t}");
+    }
+}
+
+/// Q2_0 (llama.cpp's 2-bit type with one scale per 64): gguf-py cannot read its type id (42),
+/// so whole files are compared as bytes only; with the fallback of ffn_down (FFN 608 is not a
+/// multiple of 64: Q4_0) and token_embd's Q4_K.
+#[test]
+fn q2_0_files_match_llama_quantize_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for (label, ff) in [("even", "640"), ("odd", "608")] {
+        let model = dir.path().join(format!("{label}.gguf"));
+        let m = model.to_str().unwrap();
+        fixture(&["make", m, "--layers", "3", "--ff", ff, "--seed", "44"]);
+        let theirs = dir.path().join(format!("llama-{label}.gguf"));
+        fixture(&["quantize", m, theirs.to_str().unwrap(), "41"]);
+        let ours = dir.path().join(format!("gpuq-{label}.gguf"));
+        let out = gpuq()
+            .args(["quantize", m, "-o", ours.to_str().unwrap(), "--type", "Q2_0", "-q"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+        assert_eq!(a.len(), b.len(), "Q2_0 {label}: file sizes");
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert_eq!(first, None, "Q2_0 {label}: the files differ first at byte {first:?}");
     }
 }

@@ -72,6 +72,7 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         fp4::mxfp4::MXFP4_CODEC,
         fp4::nvfp4::NVFP4_CODEC,
         q1_0::Q1_0_CODEC,
+        q1_0::Q2_0_CODEC,
     ];
     CODECS
 }

@@ -64,6 +64,7 @@ pub const MIXTURES: &[Mixture] = &[
     mix!("TQ2_0", 37, TQ2_0),
     mix!("MXFP4_MOE", 38, MXFP4),
     mix!("Q1_0", 40, Q1_0),
+    mix!("Q2_0", 41, Q2_0),
     // bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S shares 40 with upstream's Q1_0: the number `40`
     // means Q1_0 (as in the llama.cpp gpuq follows), the name `I2_S` picks this entry.
     // bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S (its fork of llama.h); only bitnet.cpp reads it
@@ -134,6 +135,7 @@ mod tests {
             ("30", "IQ4_XS"),
             ("38", "MXFP4_MOE"),
             ("40", "Q1_0"),
+            ("41", "Q2_0"),
         ] {
             assert_eq!(Mixture::parse(n).unwrap().name, name);
         }

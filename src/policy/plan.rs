@@ -145,6 +145,7 @@ mod ft {
     pub const TQ1_0: u32 = 36;
     pub const TQ2_0: u32 = 37;
     pub const MXFP4_MOE: u32 = 38;
+    pub const Q2_0: u32 = 41;
 }
 
 struct State<'a> {
@@ -233,7 +234,7 @@ impl State<'_> {
                 t = G::Q2_K;
             } else if self.is(&[IQ2_S, IQ2_M, IQ3_XXS]) {
                 t = G::IQ3_S;
-            } else if self.is(&[TQ1_0, TQ2_0]) {
+            } else if self.is(&[TQ1_0, TQ2_0, Q2_0]) {
                 t = G::Q4_K;
             }
         } else if self.is(&[IQ2_XXS, IQ2_XS, IQ1_S, IQ2_S, IQ2_M, IQ1_M]) {
@@ -450,7 +451,7 @@ pub fn fallback_type(ncols: u64, t: GgmlType) -> Option<GgmlType> {
         | G::IQ4_XS => G::IQ4_NL,
         // I2_S (bitnet.cpp, 128-element groups) is not in llama.cpp's table; it falls back
         // as the other ternary types do
-        G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 | G::I2_S => G::Q4_0,
+        G::Q2_0 | G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 | G::I2_S => G::Q4_0,
         G::Q4_K => G::Q5_0,
         G::Q5_K => G::Q5_1,
         G::Q6_K => G::Q8_0,
