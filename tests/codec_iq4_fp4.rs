@@ -399,8 +399,7 @@ fn decode_matches_references(t: &Ty) {
             let ours = decode(t, raw, *row_len);
             let theirs = read_f32(&dir.path().join(format!("{who}{i}.f32")));
             assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-            let bits =
-                |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+            let bits = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
             let diff = differing_blocks(&bits(&ours), &bits(&theirs), b * 4);
             n_blocks += ours.len() / b;
             n_equal += ours.len() / b - diff.len();
@@ -459,7 +458,12 @@ fn round_trip_error_within_llama_bounds(t: &Ty) {
             t.ty,
             w.is_some()
         );
-        assert!(err < t.max_error, "{}: error {err} >= {}", t.ty, t.max_error);
+        assert!(
+            err < t.max_error,
+            "{}: error {err} >= {}",
+            t.ty,
+            t.max_error
+        );
     }
 }
 

@@ -77,7 +77,10 @@ fn check_mixtures(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&
         );
         assert_eq!(a.len(), b.len(), "{name}: file sizes");
         let first = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert_eq!(first, None, "{name}: the files differ first at byte {first:?}");
+        assert_eq!(
+            first, None,
+            "{name}: the files differ first at byte {first:?}"
+        );
         eprintln!("{name}: identical to llama.cpp ({} bytes)", a.len());
     }
 }
@@ -118,7 +121,10 @@ fn dense_mixtures_match_llama_quantize_byte_for_byte() {
             .iter()
             .filter(|(k, v)| k.starts_with("blk.") && without.get(*k) != Some(v))
             .count();
-        assert!(changed > 30, "{name}: only {changed} tensors changed with the imatrix");
+        assert!(
+            changed > 30,
+            "{name}: only {changed} tensors changed with the imatrix"
+        );
     }
 }
 
@@ -129,8 +135,21 @@ fn tied_bf16_mixtures_match_llama_quantize_byte_for_byte() {
     let model = dir.path().join("model-bf16.gguf");
     let m = model.to_str().unwrap();
     fixture(&[
-        "make", m, "--layers", "9", "--ff", "768", "--embd", "512", "--dtype", "bf16", "--tied",
-        "--kv-heads", "8", "--seed", "33",
+        "make",
+        m,
+        "--layers",
+        "9",
+        "--ff",
+        "768",
+        "--embd",
+        "512",
+        "--dtype",
+        "bf16",
+        "--tied",
+        "--kv-heads",
+        "8",
+        "--seed",
+        "33",
     ]);
     check_mixtures(
         dir.path(),
@@ -148,7 +167,17 @@ fn moe_mixtures_match_llama_quantize_byte_for_byte() {
     let model = dir.path().join("moe-f16.gguf");
     let m = model.to_str().unwrap();
     fixture(&[
-        "make", m, "--layers", "4", "--ff", "512", "--vocab", "320", "--experts", "8", "--seed",
+        "make",
+        m,
+        "--layers",
+        "4",
+        "--ff",
+        "512",
+        "--vocab",
+        "320",
+        "--experts",
+        "8",
+        "--seed",
         "34",
     ]);
     let mixtures = [("MXFP4_MOE", 38), ("IQ4_XS", 30), ("IQ4_NL", 25)];
@@ -217,22 +246,54 @@ fn gpuq_types(model: &Path, mixture: &str, has_imatrix: bool) -> BTreeMap<String
 fn iq_mixture_types_match_llama_quantize_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let models = [
-        ("dense", vec!["--layers", "12", "--ff", "640", "--seed", "36"]),
+        (
+            "dense",
+            vec!["--layers", "12", "--ff", "640", "--seed", "36"],
+        ),
         (
             "tied",
             vec![
-                "--layers", "9", "--ff", "768", "--embd", "512", "--dtype", "bf16", "--tied",
-                "--kv-heads", "8", "--seed", "37",
+                "--layers",
+                "9",
+                "--ff",
+                "768",
+                "--embd",
+                "512",
+                "--dtype",
+                "bf16",
+                "--tied",
+                "--kv-heads",
+                "8",
+                "--seed",
+                "37",
             ],
         ),
         (
             "gqa2",
-            vec!["--layers", "16", "--ff", "512", "--kv-heads", "4", "--seed", "40"],
+            vec![
+                "--layers",
+                "16",
+                "--ff",
+                "512",
+                "--kv-heads",
+                "4",
+                "--seed",
+                "40",
+            ],
         ),
         (
             "moe",
             vec![
-                "--layers", "4", "--ff", "512", "--vocab", "320", "--experts", "8", "--seed", "38",
+                "--layers",
+                "4",
+                "--ff",
+                "512",
+                "--vocab",
+                "320",
+                "--experts",
+                "8",
+                "--seed",
+                "38",
             ],
         ),
     ];
@@ -253,8 +314,7 @@ fn iq_mixture_types_match_llama_quantize_dry_run() {
                 if with_imatrix {
                     py.extend(["--imatrix", imat.to_str().unwrap()]);
                 }
-                let theirs: BTreeMap<String, String> =
-                    serde_json::from_str(&fixture(&py)).unwrap();
+                let theirs: BTreeMap<String, String> = serde_json::from_str(&fixture(&py)).unwrap();
                 let ours = gpuq_types(&model, name, with_imatrix);
                 assert_eq!(ours.len(), theirs.len(), "{label} {name}: tensor counts");
                 for (k, v) in &theirs {
@@ -308,7 +368,10 @@ fn refusals_match_llama_quantize() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "gpuq accepted {name}");
-        assert!(err.contains(says) && !err.contains("panicked"), "{name}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{name}: {err}"
+        );
         assert!(!ours.exists(), "{name}: output left behind");
         let tmp = dir.path().join(format!("gpuq-{name}.gguf.tmp"));
         assert!(!tmp.exists(), "{name}: temporary left behind");
@@ -341,7 +404,14 @@ fn llama_cpp_files_dequantize_and_requantize() {
     let dir = tempfile::tempdir().unwrap();
     let dense = dir.path().join("dense.gguf");
     let moe = dir.path().join("moe.gguf");
-    fixture(&["make", dense.to_str().unwrap(), "--layers", "3", "--seed", "42"]);
+    fixture(&[
+        "make",
+        dense.to_str().unwrap(),
+        "--layers",
+        "3",
+        "--seed",
+        "42",
+    ]);
     fixture(&[
         "make",
         moe.to_str().unwrap(),
@@ -366,10 +436,21 @@ fn llama_cpp_files_dequantize_and_requantize() {
         fixture(&["quantize", model.to_str().unwrap(), qs, &ftype.to_string()]);
         let deq = dir.path().join(format!("deq-{name}.gguf"));
         let out = gpuq()
-            .args(["dequantize", qs, "-o", deq.to_str().unwrap(), "--type", "F32"])
+            .args([
+                "dequantize",
+                qs,
+                "-o",
+                deq.to_str().unwrap(),
+                "--type",
+                "F32",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let res = python(DEQ_COMPARE, &[deq.to_str().unwrap(), qs]);
         let f: Vec<&str> = res.split_whitespace().collect();
         assert_eq!(f[1], "0", "{name}: tensors decode differently: {res}");
@@ -384,20 +465,48 @@ fn llama_cpp_files_dequantize_and_requantize() {
         fixture(&["quantize", qs, theirs.to_str().unwrap(), "15"]);
         let ours = dir.path().join(format!("gpuq-{name}-q4km.gguf"));
         let out = gpuq()
-            .args(["quantize", qs, "-o", ours.to_str().unwrap(), "--type", "Q4_K_M"])
+            .args([
+                "quantize",
+                qs,
+                "-o",
+                ours.to_str().unwrap(),
+                "--type",
+                "Q4_K_M",
+            ])
             .args(["--allow-requantize", "-q", "--backend", "cpu"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-        assert!(a == b, "{name} -> Q4_K_M: files differ ({} vs {} bytes)", a.len(), b.len());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (a, b) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
+        assert!(
+            a == b,
+            "{name} -> Q4_K_M: files differ ({} vs {} bytes)",
+            a.len(),
+            b.len()
+        );
     }
     let out = gpuq()
-        .args(["stats", dense.to_str().unwrap(), "--type", "IQ4_NL,IQ4_XS,MXFP4,NVFP4,Q1_0"])
+        .args([
+            "stats",
+            dense.to_str().unwrap(),
+            "--type",
+            "IQ4_NL,IQ4_XS,MXFP4,NVFP4,Q1_0",
+        ])
         .args(["--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for t in ["IQ4_NL", "IQ4_XS", "MXFP4", "NVFP4", "Q1_0"] {
         assert!(text.contains(&format!("\"{t}\"")), "stats --json lacks {t}");
@@ -418,13 +527,31 @@ fn q2_0_files_match_llama_quantize_byte_for_byte() {
         fixture(&["quantize", m, theirs.to_str().unwrap(), "41"]);
         let ours = dir.path().join(format!("gpuq-{label}.gguf"));
         let out = gpuq()
-            .args(["quantize", m, "-o", ours.to_str().unwrap(), "--type", "Q2_0", "-q"])
+            .args([
+                "quantize",
+                m,
+                "-o",
+                ours.to_str().unwrap(),
+                "--type",
+                "Q2_0",
+                "-q",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (a, b) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
         assert_eq!(a.len(), b.len(), "Q2_0 {label}: file sizes");
         let first = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert_eq!(first, None, "Q2_0 {label}: the files differ first at byte {first:?}");
+        assert_eq!(
+            first, None,
+            "Q2_0 {label}: the files differ first at byte {first:?}"
+        );
     }
 }

@@ -89,7 +89,11 @@ pub fn decode_q1_0(src: &[u8], dst: &mut [f32]) {
         let b: BlockQ1_0 = load(s);
         let d = f16_bits_to_f32(u16::from_le(b.d));
         for (j, yj) in y.iter_mut().enumerate() {
-            *yj = if (b.qs[j / 8] >> (j % 8)) & 1 != 0 { d } else { -d };
+            *yj = if (b.qs[j / 8] >> (j % 8)) & 1 != 0 {
+                d
+            } else {
+                -d
+            };
         }
     }
 }

@@ -91,10 +91,12 @@ impl Mixture {
         if s.eq_ignore_ascii_case("NVFP4") || s == "39" {
             // llama.cpp's loader knows LLAMA_FTYPE_MOSTLY_NVFP4 (39), but its quantizer has no
             // such mixture (`llama_ftype_get_default_type` refuses it)
-            return Err("llama-quantize has no NVFP4 mixture (file type 39 comes only from \
+            return Err(
+                "llama-quantize has no NVFP4 mixture (file type 39 comes only from \
                  converted NVFP4 checkpoints); write NVFP4 tensors with --tensor-type REGEX=NVFP4 \
                  on another --type"
-                .to_string());
+                    .to_string(),
+            );
         }
         let names: Vec<&str> = MIXTURES.iter().map(|m| m.name).collect();
         Err(format!(
@@ -126,7 +128,12 @@ mod tests {
         assert!(Mixture::parse("Q9_K").unwrap_err().contains("Q4_K_M"));
         for m in MIXTURES {
             assert_eq!(Mixture::from_ftype(m.ftype).unwrap().ftype, m.ftype);
-            assert_eq!(Mixture::parse(m.name).unwrap().default, m.default, "{}", m.name);
+            assert_eq!(
+                Mixture::parse(m.name).unwrap().default,
+                m.default,
+                "{}",
+                m.name
+            );
         }
         // llama-quantize's numbers for the i-quant and FP4 mixtures
         for (n, name) in [
@@ -139,8 +146,15 @@ mod tests {
         ] {
             assert_eq!(Mixture::parse(n).unwrap().name, name);
         }
-        assert!(Mixture::parse("nvfp4").unwrap_err().contains("no NVFP4 mixture"));
+        assert!(
+            Mixture::parse("nvfp4")
+                .unwrap_err()
+                .contains("no NVFP4 mixture")
+        );
         assert_eq!(Mixture::parse("i2_s").unwrap().default, GgmlType::I2_S);
-        assert_eq!(Mixture::parse("mxfp4_moe").unwrap().default, GgmlType::MXFP4);
+        assert_eq!(
+            Mixture::parse("mxfp4_moe").unwrap().default,
+            GgmlType::MXFP4
+        );
     }
 }

@@ -25,8 +25,8 @@ pub fn best_index_fp4(x: f32, e: f32) -> u8 {
     let base = if x < 0.0 { 8 } else { 0 };
     let mut best_index = 0u8;
     let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-    for i in base + 1..base + 8 {
-        let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+    for (i, &k) in KVALUES_FP4.iter().enumerate().skip(base + 1).take(7) {
+        let err = (k as f32 * e - x).abs();
         if err < best_err {
             best_index = i as u8;
             best_err = err;
@@ -50,42 +50,6 @@ fn best_index_fp4_full(x: f32, e: f32) -> u8 {
     best_index
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn half_scan_equals_the_full_scan() {
-        // every scale MXFP4 and NVFP4 can have, against values on, between and far from the
-        // levels, signed zeros, subnormals, infinities and NaN
-        let mut scales: Vec<f32> = (0..=255u8).map(mxfp4::e8m0_to_fp32_half).collect();
-        scales.extend((0..=255u8).map(nvfp4::ue4m3_to_fp32));
-        let mut xs = vec![0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45];
-        let mut s = 0x9e37_79b9u32;
-        for _ in 0..2000 {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            xs.push(f32::from_bits(s));
-        }
-        let mut n = 0;
-        for &e in &scales {
-            for &k in &KVALUES_FP4 {
-                for d in [-1.0f32, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0] {
-                    xs.push((k as f32 + d) * e);
-                    xs.push(-(k as f32 + d) * e);
-                }
-            }
-            for &x in &xs {
-                assert_eq!(best_index_fp4(x, e), best_index_fp4_full(x, e), "x {x:e} e {e:e}");
-                n += 1;
-            }
-            xs.truncate(2006);
-        }
-        assert!(n > 1_000_000);
-    }
-}
-
 /// Packs 2*n indices the way both types do: byte j holds index j (low nibble) and index j+n
 /// (high nibble), each from `best_index_fp4` with scale `d`.
 #[inline(always)]
@@ -105,5 +69,52 @@ pub fn unpack_group(qs: &[u8], d: f32, y: &mut [f32]) {
     for j in 0..half {
         y[j] = KVALUES_FP4[(qs[j] & 0x0f) as usize] as f32 * d;
         y[j + half] = KVALUES_FP4[(qs[j] >> 4) as usize] as f32 * d;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_scan_equals_the_full_scan() {
+        // every scale MXFP4 and NVFP4 can have, against values on, between and far from the
+        // levels, signed zeros, subnormals, infinities and NaN
+        let mut scales: Vec<f32> = (0..=255u8).map(mxfp4::e8m0_to_fp32_half).collect();
+        scales.extend((0..=255u8).map(nvfp4::ue4m3_to_fp32));
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-45,
+        ];
+        let mut s = 0x9e37_79b9u32;
+        for _ in 0..2000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            xs.push(f32::from_bits(s));
+        }
+        let mut n = 0;
+        for &e in &scales {
+            for &k in &KVALUES_FP4 {
+                for d in [-1.0f32, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0] {
+                    xs.push((k as f32 + d) * e);
+                    xs.push(-(k as f32 + d) * e);
+                }
+            }
+            for &x in &xs {
+                assert_eq!(
+                    best_index_fp4(x, e),
+                    best_index_fp4_full(x, e),
+                    "x {x:e} e {e:e}"
+                );
+                n += 1;
+            }
+            xs.truncate(2006);
+        }
+        assert!(n > 1_000_000);
     }
 }

@@ -60,7 +60,8 @@ fn pow2(e: i32) -> f32 {
 /// `(int)(x * 512 + 0.5)`; normals round half up on the 4th mantissa bit; overflow -> 0x7E.
 #[inline]
 pub fn fp32_to_ue4m3(x: f32) -> u8 {
-    if !(x > 0.0) {
+    // `!(x > 0)` in ggml: NaN too
+    if x.is_nan() || x <= 0.0 {
         return 0;
     }
     let x = if x > 448.0 { 448.0 } else { x };

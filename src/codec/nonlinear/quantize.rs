@@ -194,11 +194,11 @@ pub fn iq4_xs_block(x: &[f32], qw: Option<&[f32]>, ntry: i32) -> Iq4XsParts {
     let mut l = [0u8; QK_K];
     let mut scales = [0.0f32; NB];
     let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
-    for ib in 0..NB {
+    for (ib, scale) in scales.iter_mut().enumerate() {
         let r = ib * QK4_NL..(ib + 1) * QK4_NL;
         let weight = group_weights(&x[r.clone()], qw.map(|w| &w[r.clone()]), s2);
         let d = group_scale(&x[r.clone()], &weight, ntry, &mut l[r]);
-        scales[ib] = d;
+        *scale = d;
         let abs_d = d.abs();
         if abs_d > amax_scale {
             amax_scale = abs_d;
@@ -214,8 +214,8 @@ pub fn iq4_xs_block(x: &[f32], qw: Option<&[f32]>, ntry: i32) -> Iq4XsParts {
     let d = -max_scale / 32.0;
     out.d = ggml_fp32_to_fp16_bits(d);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    for ib in 0..NB {
-        let mut ls = nearest_int(id * scales[ib]).clamp(-32, 31);
+    for (ib, &scale) in scales.iter().enumerate() {
+        let mut ls = nearest_int(id * scale).clamp(-32, 31);
         let dl = d * ls as f32;
         let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
         let lb = &mut l[ib * QK4_NL..(ib + 1) * QK4_NL];
@@ -243,7 +243,14 @@ mod tests {
 
     #[test]
     fn branchless_index_equals_ggml_binary_search() {
-        let mut xs = vec![0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN];
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ];
         for &v in &KVALUES_IQ4NL {
             for d in [-1.0f32, -0.5, -1e-3, 0.0, 1e-3, 0.5, 1.0] {
                 xs.push(v as f32 + d);
@@ -255,7 +262,11 @@ mod tests {
         }
         xs.extend((0..200_000).map(|i| -140.0 + i as f32 * 0.0014));
         for x in xs {
-            assert_eq!(best_index_iq4nl(x), best_index_int8(&KVALUES_IQ4NL, x), "x {x}");
+            assert_eq!(
+                best_index_iq4nl(x),
+                best_index_int8(&KVALUES_IQ4NL, x),
+                "x {x}"
+            );
         }
     }
 }
