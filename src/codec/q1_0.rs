@@ -60,9 +60,7 @@ pub fn q1_0_block(x: &[f32]) -> BlockQ1_0 {
     let d = sum_abs / QK1_0 as f32;
     let mut qs = [0u8; QK1_0 / 8];
     for (j, &v) in x.iter().enumerate() {
-        if v >= 0.0 {
-            qs[j / 8] |= 1 << (j % 8);
-        }
+        qs[j / 8] |= ((v >= 0.0) as u8) << (j % 8);
     }
     BlockQ1_0 {
         d: ggml_fp32_to_fp16_bits(d).to_le(),

@@ -22,17 +22,17 @@ pub const KVALUES_FP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -
 /// arithmetic, so ties resolve as in ggml.
 #[inline(always)]
 pub fn best_index_fp4(x: f32, e: f32) -> u8 {
-    let base = if x < 0.0 { 8 } else { 0 };
-    let mut best_index = 0u8;
+    // no branches: a random sign or level would be mispredicted half the time
+    let base = ((x < 0.0) as usize) * 8;
+    let mut best_index = 0usize;
     let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-    for (i, &k) in KVALUES_FP4.iter().enumerate().skip(base + 1).take(7) {
-        let err = (k as f32 * e - x).abs();
-        if err < best_err {
-            best_index = i as u8;
-            best_err = err;
-        }
+    for i in 1..8 {
+        let err = (KVALUES_FP4[base + i] as f32 * e - x).abs();
+        let lt = err < best_err;
+        best_index = if lt { base + i } else { best_index };
+        best_err = if lt { err } else { best_err };
     }
-    best_index
+    best_index as u8
 }
 
 /// ggml's full 16-level scan, kept as the reference for [`best_index_fp4`]'s test.
@@ -50,15 +50,51 @@ fn best_index_fp4_full(x: f32, e: f32) -> u8 {
     best_index
 }
 
+/// [`best_index_fp4`] for a whole group (up to 32 values) at once, candidate by candidate so
+/// the element loop vectorizes: the same index for every element. A negative `x` is matched
+/// on `|x|` against the positive levels and then moved to the negative half (index 0 stays 0):
+/// `|(-k)*e - x| == |k*e - |x||` exactly, as negation is exact and rounding symmetric.
+#[inline(always)]
+pub fn best_indices_fp4(x: &[f32], e: f32, out: &mut [u8; 32]) {
+    let n = x.len().min(32);
+    let mut ax = [0.0f32; 32];
+    let mut best_err = [0.0f32; 32];
+    // u32 lanes like the f32 ones, so the selects stay one vector width
+    let mut best = [0u32; 32];
+    let k0 = KVALUES_FP4[0] as f32 * e;
+    for j in 0..n {
+        ax[j] = x[j].abs();
+        best_err[j] = (k0 - ax[j]).abs();
+    }
+    for (i, &kv) in KVALUES_FP4.iter().enumerate().take(8).skip(1) {
+        let k = kv as f32 * e;
+        for j in 0..n {
+            let err = (k - ax[j]).abs();
+            let lt = err < best_err[j];
+            best[j] = if lt { i as u32 } else { best[j] };
+            best_err[j] = if lt { err } else { best_err[j] };
+        }
+    }
+    for j in 0..n {
+        let neg = x[j] < 0.0 && best[j] != 0;
+        out[j] = (best[j] | ((neg as u32) << 3)) as u8;
+    }
+}
+
 /// Packs 2*n indices the way both types do: byte j holds index j (low nibble) and index j+n
-/// (high nibble), each from `best_index_fp4` with scale `d`.
+/// (high nibble), each ggml's `best_index_mxfp4` with scale `d`.
 #[inline(always)]
 pub fn pack_group(x: &[f32], d: f32, qs: &mut [u8]) {
     let half = x.len() / 2;
+    let mut idx = [0u8; 32];
+    // 16 at a time: three 16-lane arrays fit the SSE registers, 32 spill
+    for (c, xc) in x.chunks(16).enumerate() {
+        let mut part = [0u8; 32];
+        best_indices_fp4(xc, d, &mut part);
+        idx[c * 16..c * 16 + xc.len()].copy_from_slice(&part[..xc.len()]);
+    }
     for j in 0..half {
-        let x0 = best_index_fp4(x[j], d);
-        let x1 = best_index_fp4(x[half + j], d);
-        qs[j] = x0 | (x1 << 4);
+        qs[j] = idx[j] | (idx[half + j] << 4);
     }
 }
 

@@ -98,12 +98,8 @@ pub fn nvfp4_block(x: &[f32]) -> BlockNvfp4 {
     };
     for s in 0..N_SUB {
         let xb = &x[s * QK_NVFP4_SUB..(s + 1) * QK_NVFP4_SUB];
-        let mut amax = 0.0f32;
-        for &v in xb {
-            if amax < v.abs() {
-                amax = v.abs();
-            }
-        }
+        // as in MXFP4: f32::max equals ggml's `amax < fabsf(v)` update
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let ue = fp32_to_ue4m3(amax / 6.0);
         b.d[s] = ue;
         let half = QK_NVFP4_SUB / 2;
