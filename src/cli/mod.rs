@@ -2,15 +2,19 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
 pub mod bench;
 pub mod convert;
 pub mod dequantize;
+pub mod format;
 pub mod info;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
 pub mod quantize_report;
 pub mod stats;
+pub mod verify;
+pub mod write_args;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +41,8 @@ pub enum Command {
     Quantize(Box<quantize::Args>),
     /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
     Stats(stats::Args),
+    /// Check a GGUF file as llama.cpp would (block scales, metadata, shapes, splits): exit 0 when sound, 1 with the findings.
+    Verify(verify::Args),
     /// Benchmarks: `gpuq bench codecs` (GB/s per type, CPU vs GPU), `gpuq bench quantize` (vs llama.cpp: time, peak RSS).
     Bench(bench::Args),
 }
@@ -50,5 +56,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Dequantize(a) => dequantize::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

@@ -1,11 +1,12 @@
 //! `gpuq stats`: per-tensor and per-layer weight statistics and, for each `--type`, the
 //! quantization error of a round trip through that type; a table, JSON, and a plot.
 
+use crate::cli::format::{decibels, json_number, metrics_json, number};
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::stats::report::{
-    LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries,
+    LayerSummary, StatsOptions, TensorReport, TypeFidelity, analyze_tensor, layer_summaries,
 };
 use crate::stats::{self, HIST_BINS, HIST_LO, HIST_PER_UNIT, RowStats};
 use serde_json::{Value as Json, json};
@@ -48,7 +49,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Memory for one tile of rows, e.g. 256M.
-    #[arg(long, default_value = "256M", value_parser = crate::cli::quantize::parse_size)]
+    #[arg(long, default_value = "256M", value_parser = crate::cli::args::parse_size)]
     pub max_memory: u64,
 }
 
@@ -82,7 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         "gpuq stats: {} ({} tensors), {}",
         src.describe(),
         n_tensors,
-        crate::stats::report::StatsEngine::describe(&engine)
+        engine.describe()
     );
     let opts = StatsOptions {
         outlier_k: a.outlier_k,
@@ -136,26 +137,6 @@ fn shape(dims: &[u64]) -> String {
         .join("x")
 }
 
-pub(crate) fn g(x: f64) -> String {
-    if x.is_nan() {
-        "-".into()
-    } else if x == 0.0 {
-        "0".into()
-    } else if x.abs() >= 1e-3 && x.abs() < 1e4 {
-        format!("{x:.4}")
-    } else {
-        format!("{x:.3e}")
-    }
-}
-
-pub(crate) fn db(x: f64) -> String {
-    if x.is_infinite() && x > 0.0 {
-        "exact".into()
-    } else {
-        format!("{x:.2}")
-    }
-}
-
 fn write_text(
     out: &mut dyn Write,
     reports: &[TensorReport],
@@ -199,12 +180,12 @@ fn write_text(
             r.name,
             r.ty.name(),
             shape(&r.dims),
-            g(s.mean()),
-            g(s.absmean()),
-            g(s.rms()),
-            g(s.min as f64),
-            g(s.max as f64),
-            g(s.absmax()),
+            number(s.mean()),
+            number(s.absmean()),
+            number(s.rms()),
+            number(s.min as f64),
+            number(s.max as f64),
+            number(s.absmax()),
             s.peak_ratio(),
             s.zeros,
             s.outliers,
@@ -226,7 +207,7 @@ fn write_text(
         for r in reports.iter().filter(|r| r.is_matrix()) {
             for (ty, e) in &r.errors {
                 match e {
-                    TypeError::Measured { via, acc, .. } => {
+                    TypeFidelity::Measured { via, acc, .. } => {
                         let m = acc.metrics();
                         let mut worst = acc
                             .worst_row
@@ -244,14 +225,14 @@ fn write_text(
                             "{:<w$}  {:<5} {:>10} {:>10} {:>9.5} {:>10.6} {:>8}  {worst}",
                             r.name,
                             ty.name(),
-                            g(m.rmse),
-                            g(m.max_abs),
+                            number(m.rmse),
+                            number(m.max_abs),
                             m.rel_frobenius,
                             m.cosine,
-                            db(m.snr_db)
+                            decibels(m.snr_db)
                         )?;
                     }
-                    TypeError::Skipped(why) => {
+                    TypeFidelity::Skipped(why) => {
                         writeln!(out, "{:<w$}  {:<5} skipped: {why}", r.name, ty.name())?
                     }
                 }
@@ -285,8 +266,8 @@ fn write_text(
             name,
             l.tensors,
             l.params,
-            g(l.absmean()),
-            g(l.absmax),
+            number(l.absmean()),
+            number(l.absmax),
             l.peak_ratio,
             l.outliers
         )?;
@@ -294,7 +275,7 @@ fn write_text(
             match l.error(ty) {
                 Some(e) => {
                     let m = e.metrics();
-                    write!(out, " {:>12.5} {:>8}", m.rel_frobenius, db(m.snr_db))?
+                    write!(out, " {:>12.5} {:>8}", m.rel_frobenius, decibels(m.snr_db))?
                 }
                 None => write!(out, " {:>12} {:>8}", "-", "-")?,
             }
@@ -334,23 +315,11 @@ fn write_text(
     Ok(())
 }
 
-/// A float for JSON: non-finite values become `null`.
-pub(crate) fn num(x: f64) -> Json {
-    if x.is_finite() { json!(x) } else { Json::Null }
-}
-
 fn row_json(r: &RowStats) -> Json {
     json!({
-        "mean": num(r.mean()), "absmean": num(r.absmean()), "rms": num(r.rms()),
-        "min": num(r.min as f64), "max": num(r.max as f64), "absmax": num(r.absmax()),
+        "mean": json_number(r.mean()), "absmean": json_number(r.absmean()), "rms": json_number(r.rms()),
+        "min": json_number(r.min as f64), "max": json_number(r.max as f64), "absmax": json_number(r.absmax()),
         "zeros": r.zeros, "outliers": r.outliers, "nan": r.nan, "inf": r.inf,
-    })
-}
-
-pub(crate) fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
-    json!({
-        "rmse": num(m.rmse), "max_abs": num(m.max_abs), "rel_frobenius": num(m.rel_frobenius),
-        "cosine": num(m.cosine), "snr_db": num(m.snr_db),
     })
 }
 
@@ -368,17 +337,17 @@ fn to_json(
             let mut errors = serde_json::Map::new();
             for (ty, e) in &r.errors {
                 let v = match e {
-                    TypeError::Measured { via, acc, rows } => {
+                    TypeFidelity::Measured { via, acc, rows } => {
                         let mut m = metrics_json(&acc.metrics());
                         m["measured_as"] = json!(via.name());
                         m["poisoned"] = json!(acc.poisoned);
-                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": num(v)}));
+                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": json_number(v)}));
                         if let Some(rows) = rows {
                             m["rows"] = rows.iter().map(|r| metrics_json(&r.metrics())).collect();
                         }
                         m
                     }
-                    TypeError::Skipped(why) => json!({ "skipped": why }),
+                    TypeFidelity::Skipped(why) => json!({ "skipped": why }),
                 };
                 errors.insert(ty.name().to_string(), v);
             }
@@ -386,11 +355,11 @@ fn to_json(
                 "name": r.name, "type": r.ty.name(), "shape": r.dims, "layer": r.layer,
                 "stats": {
                     "rows": s.rows, "n": s.n, "finite": s.finite,
-                    "mean": num(s.mean()), "absmean": num(s.absmean()), "rms": num(s.rms()),
-                    "min": num(s.min as f64), "max": num(s.max as f64), "absmax": num(s.absmax()),
-                    "absmax_over_absmean": num(s.peak_ratio()),
+                    "mean": json_number(s.mean()), "absmean": json_number(s.absmean()), "rms": json_number(s.rms()),
+                    "min": json_number(s.min as f64), "max": json_number(s.max as f64), "absmax": json_number(s.absmax()),
+                    "absmax_over_absmean": json_number(s.peak_ratio()),
                     "zeros": s.zeros, "outliers": s.outliers, "nan": s.nan, "inf": s.inf,
-                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": num(v)})),
+                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": json_number(v)})),
                 },
                 "histogram": s.hist.0.to_vec(),
                 "nonfinite_row_count": s.nonfinite_row_count,
@@ -414,15 +383,15 @@ fn to_json(
                 .collect();
             json!({
                 "layer": l.layer, "tensors": l.tensors, "params": l.params,
-                "absmean": num(l.absmean()), "rms": num(l.rms()), "absmax": num(l.absmax),
-                "absmax_over_absmean": num(l.peak_ratio), "peak_tensor": l.peak_tensor,
+                "absmean": json_number(l.absmean()), "rms": json_number(l.rms()), "absmax": json_number(l.absmax),
+                "absmax_over_absmean": json_number(l.peak_ratio), "peak_tensor": l.peak_tensor,
                 "outliers": l.outliers, "nonfinite": l.nonfinite, "errors": errors,
             })
         })
         .collect();
     json!({
         "model": a.model.display().to_string(),
-        "backend": crate::stats::report::StatsEngine::describe(engine),
+        "backend": engine.describe(),
         "outlier_k": a.outlier_k,
         "histogram_bins": {
             "unit": "row rms", "count": HIST_BINS, "lo": HIST_LO, "width": 1.0 / HIST_PER_UNIT,

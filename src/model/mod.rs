@@ -3,10 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufFile, Value};
-use crate::pipeline::{InputTensor, ModelSource};
 use std::path::Path;
 
 pub mod hf;
+pub mod source;
+
+pub use source::{InputTensor, ModelSource, TOKEN_EMBD, TernarySource};
 
 /// A GGUF model as a source: one file, or the splits of one (`NAME-00001-of-0000N.gguf`, as
 /// llama.cpp's gguf-split and `convert_hf_to_gguf.py --split-max-*` write them), read as one
@@ -38,6 +40,17 @@ fn split_key(f: &GgufFile, key: &str) -> Result<Option<u32>> {
 }
 
 impl GgufSource {
+    /// Opens a GGUF file (the first of a split set opens them all).
+    ///
+    /// ```no_run
+    /// use gpuq::model::{GgufSource, ModelSource};
+    ///
+    /// let src = GgufSource::open("model-f16.gguf".as_ref())?;
+    /// for t in src.tensors() {
+    ///     println!("{} {:?} {}", t.name, t.dims, t.ty);
+    /// }
+    /// # Ok::<(), gpuq::Error>(())
+    /// ```
     pub fn open(path: &Path) -> Result<GgufSource> {
         let first = GgufFile::open(path)?;
         let count = split_key(&first, "split.count")?.unwrap_or(1).max(1);
@@ -143,15 +156,25 @@ impl ModelSource for GgufSource {
         _scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
         let (f, t) = self.at(index);
-        let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
+        // the input must not change under the run (formats::mapped): every file at a
+        // tensor's start, this tensor's file (and its map's fault flag) at every tile
+        if r0 == 0 {
+            self.check_unchanged()?;
+        }
+        f.check_unchanged()?;
+        // a tensor with no dims is one element (found by tests/fuzz.rs: dims[0] panicked)
+        let row =
+            t.ty.row_bytes(t.dims.first().copied().unwrap_or(1))
+                .unwrap_or(0);
         let data = f.tensor_data(t);
-        let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
-        data.get(a..b).ok_or_else(|| {
+        let at = |r: u64| r.checked_mul(row).and_then(|x| usize::try_from(x).ok());
+        let range = r0.checked_add(n).and_then(|end| Some((at(r0)?, at(end)?)));
+        range.and_then(|(a, b)| data.get(a..b)).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
                 f.path().display(),
                 t.name,
-                r0 + n
+                r0.saturating_add(n)
             ))
         })
     }
@@ -168,6 +191,12 @@ impl ModelSource for GgufSource {
                     t.name
                 ))
             })
+    }
+    fn check_unchanged(&self) -> Result<()> {
+        for f in &self.files {
+            f.check_unchanged()?;
+        }
+        Ok(())
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         let (f, _) = self.at(index);

@@ -206,7 +206,7 @@ impl State<'_> {
             if let Some(o) = self.opts.output_tensor_type {
                 t = o;
             } else {
-                let nx = desc.dims[0];
+                let nx = desc.dims.first().copied().unwrap_or(1);
                 if self.is(&[MXFP4_MOE]) {
                     t = G::Q8_0;
                 } else if hp.is_falcon() || nx % t.block_elems() != 0 {
@@ -422,7 +422,7 @@ impl State<'_> {
 
 /// `tensor_type_fallback`: a type whose block does not divide the row length falls back.
 fn fallback(desc: &TensorDesc, t: GgmlType) -> Result<(GgmlType, bool), PlanError> {
-    let ncols = desc.dims[0];
+    let ncols = desc.dims.first().copied().unwrap_or(1);
     match fallback_type(ncols, t) {
         Some(r) => Ok((r, r != t)),
         None => Err(PlanError::NoFallback {

@@ -5,7 +5,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{self, ModelSource, PipelineOptions, Progress, Summary};
+use crate::model::ModelSource;
+use crate::pipeline::{self, PipelineOptions, Progress, Summary};
 use crate::policy::{Hparams, Mixture, PlanOptions, TensorDesc, TensorPlan, plan_types};
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,6 +43,9 @@ pub struct QuantizeOptions {
     /// against the source (`Summary::errors`), and per TQ1_0 / TQ2_0 tensor the relative error
     /// of per-channel vs per-tensor absmean scaling (`Summary::ternary_report`).
     pub report: bool,
+    /// The writer's checks (`--no-space-check`, `--no-verify`); `allow_nonfinite` is taken
+    /// from the field above.
+    pub write: crate::formats::gguf::WriteOptions,
 }
 
 impl QuantizeOptions {
@@ -61,6 +65,7 @@ impl QuantizeOptions {
             metadata: Vec::new(),
             ternary_scale: None,
             report: false,
+            write: Default::default(),
         })
     }
 }
@@ -135,7 +140,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         if opts.ternary_scale == Some(crate::codec::absmean::TernaryScale::PerChannel) {
             let known = matches!(
                 src.ternary(i),
-                Some(crate::pipeline::TernarySource::Known { .. })
+                Some(crate::model::TernarySource::Known { .. })
             );
             if p.target == GgmlType::I2_S {
                 return Err(Error::Invalid(format!(
@@ -170,7 +175,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
             let want = t.row_len() * t.dims.get(2).copied().unwrap_or(1);
             // llama-quantize ignores a mismatched token_embd entry (it always mismatches in
             // some old files) and stops on any other
-            if w.len() as u64 != want && t.name != crate::pipeline::TOKEN_EMBD {
+            if w.len() as u64 != want && t.name != crate::model::TOKEN_EMBD {
                 return Err(Error::Invalid(format!(
                     "{}: the imatrix has {} values for it, its shape needs {want} (ne0 x ne2); was the imatrix made for another model?",
                     here(),
@@ -197,6 +202,33 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
 }
 
 /// Quantizes `src` into the GGUF file `output` (written as `output.tmp`, renamed at the end).
+///
+/// ```
+/// use gpuq::formats::gguf::{GgufWriter, TensorSpec, Value};
+/// use gpuq::model::{GgufSource, ModelSource};
+/// use gpuq::{Backend, Engine, GgmlType, QuantizeOptions, quantize};
+///
+/// let dir = std::env::temp_dir().join(format!("gpuq-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).map_err(|e| gpuq::Error::io(&dir, e))?;
+/// let (input, output) = (dir.join("in.gguf"), dir.join("out.gguf"));
+///
+/// // a one-tensor F32 model: 4 rows of 256
+/// let md = vec![("general.architecture".to_string(), Value::String("llama".into()))];
+/// let spec = TensorSpec { name: "blk.0.ffn_up.weight".into(), ty: GgmlType::F32, dims: vec![256, 4] };
+/// let mut w = GgufWriter::create(&input, &md, &[spec])?;
+/// let rows: Vec<f32> = (0..1024).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+/// w.write_next(&rows.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+/// w.finish()?;
+///
+/// let src = GgufSource::open(&input)?;
+/// let engine = Engine::new(Backend::Cpu)?;
+/// let summary = quantize(&src, &output, &engine, &QuantizeOptions::new("Q8_0")?, &gpuq::pipeline::Quiet)?;
+/// assert_eq!(summary.converted, 1);
+/// let out = GgufSource::open(&output)?;
+/// assert_eq!(out.tensors()[0].ty, GgmlType::Q8_0);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), gpuq::Error>(())
+/// ```
 pub fn quantize(
     src: &dyn ModelSource,
     output: &Path,
@@ -215,6 +247,10 @@ pub fn quantize(
         ternary_scale: opts.ternary_scale,
         ternary_report: opts.report,
         error_report: opts.report,
+        write: crate::formats::gguf::WriteOptions {
+            allow_nonfinite: opts.allow_nonfinite,
+            ..opts.write
+        },
     };
     pipeline::run(src, &plans, output, engine, &popts, progress)
 }
