@@ -55,9 +55,8 @@ pub fn block_exponent(amax: f32) -> u8 {
     }
 }
 
-/// `quantize_row_mxfp4_ref` for one block (a fixed-size block, so the index search's loops
-/// have a constant length and vectorize).
-pub fn mxfp4_block(x: &[f32; QK_MXFP4]) -> BlockMxfp4 {
+/// `quantize_row_mxfp4_ref` for one block.
+pub fn mxfp4_block(x: &[f32]) -> BlockMxfp4 {
     // ggml's `if (amax < fabsf(v)) amax = fabsf(v)`: f32::max gives the same (it too
     // ignores NaN, and |v| has no -0.0)
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -70,9 +69,7 @@ pub fn mxfp4_block(x: &[f32; QK_MXFP4]) -> BlockMxfp4 {
 /// ggml `quantize_mxfp4` for one row (the weights are ignored, as ggml does).
 pub fn encode_mxfp4(src: &[f32], dst: &mut [u8], _weights: Option<&[f32]>) {
     for (x, d) in src
-        .as_chunks::<QK_MXFP4>()
-        .0
-        .iter()
+        .chunks_exact(QK_MXFP4)
         .zip(dst.chunks_exact_mut(size_of::<BlockMxfp4>()))
     {
         store(&mxfp4_block(x), d);
