@@ -51,6 +51,7 @@ pub enum GgmlType {
     MXFP4 = 39,
     NVFP4 = 40,
     Q1_0 = 41,
+    Q2_0 = 42,
 }
 
 /// Static facts about one type.
@@ -123,6 +124,7 @@ pub const TYPES: &[TypeInfo] = &[
     info!(MXFP4, 32, 17, true),
     info!(NVFP4, 64, 36, true),
     info!(Q1_0, 128, 18, true),
+    info!(Q2_0, 64, 18, true),
 ];
 
 impl GgmlType {

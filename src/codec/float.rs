@@ -27,6 +27,19 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     f16::from_f32(x).to_bits()
 }
 
+/// ggml's software `ggml_compute_fp32_to_fp16` (libggml-base as llama-cpp-python builds it,
+/// without F16C) exactly: [`f32_to_f16_bits`] for every non-NaN input, and `sign | 0x7E00` for
+/// every NaN (where `f32_to_f16_bits` keeps the payload's top bits). The scales of the IQ4,
+/// FP4 and Q1_0 encoders go through this, so a NaN weight gives llama.cpp's bytes.
+#[inline]
+pub fn ggml_fp32_to_fp16_bits(x: f32) -> u16 {
+    if x.is_nan() {
+        ((x.to_bits() >> 16) as u16 & 0x8000) | 0x7e00
+    } else {
+        f32_to_f16_bits(x)
+    }
+}
+
 /// ggml's `GGML_FP16_TO_FP32` (exact).
 #[inline]
 pub fn f16_bits_to_f32(h: u16) -> f32 {

@@ -12,10 +12,13 @@ use rayon::prelude::*;
 
 pub mod absmean;
 pub mod float;
+pub mod fp4;
 pub mod i2s;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
+pub mod nonlinear;
+pub mod q1_0;
 pub mod shape;
 pub mod ternary;
 
@@ -66,6 +69,12 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         kquants::Q6_K_CODEC,
         ternary::TQ1_0_CODEC,
         ternary::TQ2_0_CODEC,
+        nonlinear::IQ4_NL_CODEC,
+        nonlinear::IQ4_XS_CODEC,
+        fp4::mxfp4::MXFP4_CODEC,
+        fp4::nvfp4::NVFP4_CODEC,
+        q1_0::Q1_0_CODEC,
+        q1_0::Q2_0_CODEC,
         iquants::IQ2_XXS_CODEC,
         iquants::IQ2_XS_CODEC,
         iquants::IQ2_S_CODEC,

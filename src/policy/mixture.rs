@@ -62,6 +62,11 @@ pub const MIXTURES: &[Mixture] = &[
     mix!("BF16", 32, BF16),
     mix!("TQ1_0", 36, TQ1_0),
     mix!("TQ2_0", 37, TQ2_0),
+    mix!("MXFP4_MOE", 38, MXFP4),
+    mix!("Q1_0", 40, Q1_0),
+    mix!("Q2_0", 41, Q2_0),
+    // bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S shares 40 with upstream's Q1_0: the number `40`
+    // means Q1_0 (as in the llama.cpp gpuq follows), the name `I2_S` picks this entry.
     // bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S (its fork of llama.h); only bitnet.cpp reads it
     mix!("I2_S", 40, I2_S),
 ];
@@ -80,13 +85,27 @@ impl Mixture {
     /// llama-quantize's `try_parse_ftype` does.
     pub fn parse(s: &str) -> Result<&'static Mixture, String> {
         if let Some(m) = MIXTURES.iter().find(|m| m.name.eq_ignore_ascii_case(s)) {
-            // aliases (`Q4_K`) resolve to the entry listed first for their file type (`Q4_K_M`)
-            return Ok(Mixture::from_ftype(m.ftype).unwrap_or(m));
+            // aliases (`Q4_K`) resolve to the entry listed first for their file type and
+            // default type (`Q4_K_M`); I2_S and Q1_0 share a number but are not aliases
+            return Ok(MIXTURES
+                .iter()
+                .find(|a| a.ftype == m.ftype && a.default == m.default)
+                .unwrap_or(m));
         }
         if let Ok(n) = s.parse::<u32>() {
             if let Some(m) = MIXTURES.iter().find(|m| m.ftype == n) {
                 return Ok(m);
             }
+        }
+        if s.eq_ignore_ascii_case("NVFP4") || s == "39" {
+            // llama.cpp's loader knows LLAMA_FTYPE_MOSTLY_NVFP4 (39), but its quantizer has no
+            // such mixture (`llama_ftype_get_default_type` refuses it)
+            return Err(
+                "llama-quantize has no NVFP4 mixture (file type 39 comes only from \
+                 converted NVFP4 checkpoints); write NVFP4 tensors with --tensor-type REGEX=NVFP4 \
+                 on another --type"
+                    .to_string(),
+            );
         }
         let names: Vec<&str> = MIXTURES.iter().map(|m| m.name).collect();
         Err(format!(
@@ -101,7 +120,7 @@ impl Mixture {
     }
 
     pub fn is(&self, name: &str) -> bool {
-        Mixture::parse(name).is_ok_and(|m| m.ftype == self.ftype)
+        Mixture::parse(name).is_ok_and(|m| m.ftype == self.ftype && m.default == self.default)
     }
 }
 
@@ -118,6 +137,33 @@ mod tests {
         assert!(Mixture::parse("Q9_K").unwrap_err().contains("Q4_K_M"));
         for m in MIXTURES {
             assert_eq!(Mixture::from_ftype(m.ftype).unwrap().ftype, m.ftype);
+            assert_eq!(
+                Mixture::parse(m.name).unwrap().default,
+                m.default,
+                "{}",
+                m.name
+            );
         }
+        // llama-quantize's numbers for the i-quant and FP4 mixtures
+        for (n, name) in [
+            ("19", "IQ2_XXS"),
+            ("29", "IQ2_M"),
+            ("30", "IQ4_XS"),
+            ("38", "MXFP4_MOE"),
+            ("40", "Q1_0"),
+            ("41", "Q2_0"),
+        ] {
+            assert_eq!(Mixture::parse(n).unwrap().name, name);
+        }
+        assert!(
+            Mixture::parse("nvfp4")
+                .unwrap_err()
+                .contains("no NVFP4 mixture")
+        );
+        assert_eq!(Mixture::parse("i2_s").unwrap().default, GgmlType::I2_S);
+        assert_eq!(
+            Mixture::parse("mxfp4_moe").unwrap().default,
+            GgmlType::MXFP4
+        );
     }
 }

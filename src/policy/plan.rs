@@ -144,6 +144,8 @@ mod ft {
     pub const IQ1_M: u32 = 31;
     pub const TQ1_0: u32 = 36;
     pub const TQ2_0: u32 = 37;
+    pub const MXFP4_MOE: u32 = 38;
+    pub const Q2_0: u32 = 41;
 }
 
 struct State<'a> {
@@ -205,7 +207,9 @@ impl State<'_> {
                 t = o;
             } else {
                 let nx = desc.dims.first().copied().unwrap_or(1);
-                if hp.is_falcon() || nx % t.block_elems() != 0 {
+                if self.is(&[MXFP4_MOE]) {
+                    t = G::Q8_0;
+                } else if hp.is_falcon() || nx % t.block_elems() != 0 {
                     t = G::Q8_0;
                 } else if self.is(&[IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ2_S, IQ2_M, IQ1_M]) {
                     t = G::Q5_K;
@@ -213,6 +217,16 @@ impl State<'_> {
                     t = G::Q6_K;
                 }
             }
+        } else if self.is(&[MXFP4_MOE]) {
+            // expert tensors (3-D) -> MXFP4, everything else -> Q8_0; bailingmoe3's MLA
+            // projections are 3-D too, so there only the ffn roles count as experts
+            let ffn = matches!(cat, Category::FfnUp | Category::FfnGate | Category::FfnDown);
+            let ne2 = desc.dims.get(2).copied().unwrap_or(1);
+            t = if ne2 > 1 && (hp.arch != "bailingmoe3" || ffn) {
+                G::MXFP4
+            } else {
+                G::Q8_0
+            };
         } else if cat == Category::TokenEmbd {
             if let Some(e) = self.opts.token_embedding_type {
                 t = e;
@@ -220,7 +234,7 @@ impl State<'_> {
                 t = G::Q2_K;
             } else if self.is(&[IQ2_S, IQ2_M, IQ3_XXS]) {
                 t = G::IQ3_S;
-            } else if self.is(&[TQ1_0, TQ2_0]) {
+            } else if self.is(&[TQ1_0, TQ2_0, Q2_0]) {
                 t = G::Q4_K;
             }
         } else if self.is(&[IQ2_XXS, IQ2_XS, IQ1_S, IQ2_S, IQ2_M, IQ1_M]) {
@@ -437,10 +451,12 @@ pub fn fallback_type(ncols: u64, t: GgmlType) -> Option<GgmlType> {
         | G::IQ4_XS => G::IQ4_NL,
         // I2_S (bitnet.cpp, 128-element groups) is not in llama.cpp's table; it falls back
         // as the other ternary types do
-        G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 | G::I2_S => G::Q4_0,
+        G::Q2_0 | G::Q2_K | G::Q3_K | G::TQ1_0 | G::TQ2_0 | G::I2_S => G::Q4_0,
         G::Q4_K => G::Q5_0,
         G::Q5_K => G::Q5_1,
         G::Q6_K => G::Q8_0,
+        // a 32-block type has no smaller block to demote to: the check below makes it F16
+        _ if t.block_elems() <= 32 => t,
         _ => return None,
     };
     Some(if ncols % r.block_elems() != 0 {

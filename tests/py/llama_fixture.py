@@ -1,10 +1,11 @@
 """Small Llama-shaped GGUF models and llama.cpp's own quantizer, for gpuq's equivalence tests.
 
-  python3 llama_fixture.py make OUT.gguf --layers 12 --embd 256 --ff 640 --vocab 512 --seed 1 [--dtype f16|f32|bf16] [--tied]
+  python3 llama_fixture.py make OUT.gguf --layers 12 --embd 256 --ff 640 --vocab 512 --seed 1 [--dtype f16|f32|bf16] [--tied] [--kv-heads 2]
   python3 llama_fixture.py quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]
   python3 llama_fixture.py dump FILE.gguf     # JSON: name -> [type name, shape, sha256 of bytes]
   python3 llama_fixture.py imatrix MODEL.gguf OUT.gguf --seed 3 [--legacy OUT.dat]
   python3 llama_fixture.py quantize IN.gguf OUT.gguf FTYPE --imatrix OUT.gguf  # as llama-quantize --imatrix
+  python3 llama_fixture.py types IN.gguf FTYPE [--imatrix F]  # JSON name -> type of llama-quantize --dry-run
 """
 import argparse
 import ctypes
@@ -18,7 +19,7 @@ import gguf
 
 def make(a):
     rng = np.random.default_rng(a.seed)
-    n_head, n_head_kv = 8, 2
+    n_head, n_head_kv = 8, a.kv_heads
     head_dim = a.embd // n_head
     # --split N: gguf-py's splitting (as convert_hf_to_gguf.py --split-max-tensors N), files
     # named OUT-00001-of-0000K.gguf
@@ -197,9 +198,32 @@ def quantize(a):
                 ov[i].value.val_i64 = v
         p.kv_overrides = ov
         keep.append(ov)
+    if getattr(a, "dry_run", False):
+        p.dry_run = True
     rc = llama_cpp.llama_model_quantize(a.inp.encode(), a.out.encode(), ctypes.byref(p))
     if rc != 0:
         sys.exit(f"llama_model_quantize failed with {rc}")
+
+
+def types(a):
+    """llama-quantize --dry-run: the type it picks for every tensor, from its log lines
+    '[ i/ n] NAME - [shape], type = T, size = … MiB -> … MiB (NEW)' (NEW absent: kept)."""
+    import re
+    import llama_cpp
+
+    log = []
+    cb = llama_cpp.llama_log_callback(lambda level, text, user: log.append(text.decode(errors="replace")))
+    llama_cpp.llama_log_set(cb, None)
+    a.out, a.pure, a.threads, a.override_kv, a.dry_run = "/dev/null", False, 1, [], True
+    quantize(a)
+    text = "".join(log)
+    out = {}
+    pat = re.compile(r"\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[[^\]]*\], type =\s*(\S+), size = [^\n]*?(?:-> [^\n]*\((\S+)\))?\n")
+    for m in pat.finditer(text):
+        out[m.group(1)] = (m.group(3) or m.group(2)).upper()
+    if not out:
+        sys.exit("no per-tensor lines in llama.cpp's dry-run log:\n" + text[-2000:])
+    print(json.dumps(out))
 
 
 def dump(a):
@@ -230,6 +254,7 @@ def main():
     m.add_argument("--dtype", default="f16", choices=["f32", "f16", "bf16"])
     m.add_argument("--tied", action="store_true")
     m.add_argument("--experts", type=int, default=0)
+    m.add_argument("--kv-heads", type=int, default=2)  # of 8 heads: GQA 4 by default
     m.add_argument("--split", type=int, default=0)
     q = sub.add_parser("quantize")
     q.add_argument("inp")
@@ -239,6 +264,10 @@ def main():
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--imatrix")
     q.add_argument("--override-kv", action="append", default=[])
+    t = sub.add_parser("types")
+    t.add_argument("inp")
+    t.add_argument("ftype", type=int)
+    t.add_argument("--imatrix")
     im = sub.add_parser("imatrix")
     im.add_argument("model")
     im.add_argument("out")
@@ -247,7 +276,7 @@ def main():
     d = sub.add_parser("dump")
     d.add_argument("path")
     a = ap.parse_args()
-    {"make": make, "quantize": quantize, "dump": dump, "imatrix": imatrix}[a.cmd](a)
+    {"make": make, "quantize": quantize, "dump": dump, "imatrix": imatrix, "types": types}[a.cmd](a)
 
 
 if __name__ == "__main__":

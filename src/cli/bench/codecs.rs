@@ -33,13 +33,25 @@ pub const DEFAULT_TYPES: &[GgmlType] = &[
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::I2_S,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::NVFP4,
+    GgmlType::Q1_0,
+    GgmlType::Q2_0,
 ];
 
 /// Types whose encoder takes importance weights (benchmarked with and without).
 pub fn takes_weights(ty: GgmlType) -> bool {
     matches!(
         ty,
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
+        GgmlType::Q2_K
+            | GgmlType::Q3_K
+            | GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+            | GgmlType::IQ4_NL
+            | GgmlType::IQ4_XS
     )
 }
 
@@ -50,7 +62,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Comma-separated types (default: F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K TQ1_0 TQ2_0
-    /// I2_S).
+    /// I2_S IQ4_NL IQ4_XS MXFP4 NVFP4 Q1_0 Q2_0).
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<GgmlType>,
     /// Tile size: f32 input bytes per call, e.g. 1M, 64M.
