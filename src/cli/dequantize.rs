@@ -29,6 +29,10 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Ollama's qwen35 / qwen35moe / qwen3next GGUFs: keep their names and metadata as they are
+    /// (by default they are rewritten the way llama.cpp loads them, a line per fix).
+    #[arg(long)]
+    pub keep_names: bool,
 }
 
 /// The target of each tensor: quantized tensors and 2-D+ float weights become `ty`; 1-D
@@ -73,7 +77,12 @@ pub fn run(a: Args) -> Result<()> {
             )));
         }
     };
-    let src = open_source(&a.input)?;
+    let src =
+        crate::model::ollama::apply(open_source(&a.input)?, a.keep_names, &mut |line: String| {
+            if !a.quiet {
+                eprintln!("gpuq: {line}")
+            }
+        })?;
     let plans = dequantize_plan(src.as_ref(), a.ty)?;
     let opts = PipelineOptions {
         max_memory: a.max_memory,

@@ -7,6 +7,7 @@ use crate::pipeline::{InputTensor, ModelSource};
 use std::path::Path;
 
 pub mod hf;
+pub mod ollama;
 
 /// A GGUF model as a source: one file, or the splits of one (`NAME-00001-of-0000N.gguf`, as
 /// llama.cpp's gguf-split and `convert_hf_to_gguf.py --split-max-*` write them), read as one
