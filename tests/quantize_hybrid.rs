@@ -66,15 +66,21 @@ fn same_files(dir: &Path, model: &Path, mixtures: &[(&str, u32)], extra: &[&str]
     for (name, ftype) in mixtures {
         let theirs = dir.join(format!("llama-{name}.gguf"));
         let ours = dir.join(format!("gpuq-{name}.gguf"));
-        python(
-            LLAMA,
-            &[
-                "quantize",
-                model.to_str().unwrap(),
-                theirs.to_str().unwrap(),
-                &ftype.to_string(),
-            ],
+        let ft = ftype.to_string();
+        let mut py = vec![
+            "quantize",
+            model.to_str().unwrap(),
+            theirs.to_str().unwrap(),
+            &ft,
+        ];
+        // --imatrix FILE goes to llama.cpp's quantizer too
+        py.extend(
+            extra
+                .windows(2)
+                .filter(|w| w[0] == "--imatrix")
+                .flat_map(|w| [w[0], w[1]]),
         );
+        python(LLAMA, &py);
         let mut args = vec![
             "quantize",
             model.to_str().unwrap(),
