@@ -521,4 +521,42 @@ fn dry_run_on_a_27b_shaped_sparse_file() {
     assert_eq!(row(&plain, "blk.64.nextn.eh_proj.weight"), ("mtp", "Q4_K"));
     assert_eq!(row(&plain, "output.weight"), ("output", "Q6_K"));
     assert_eq!(row(&cons, "blk.0.attn_qkv.weight").1, "Q8_0");
+    // every tensor's type and the total size as llama-quantize --dry-run plans them
+    for (name, ftype) in MIXTURES {
+        let ours = if *name == "Q4_K_M" {
+            plain.clone()
+        } else {
+            let mut args = vec![
+                "quantize",
+                m.to_str().unwrap(),
+                "-o",
+                "/nonexistent/out.gguf",
+                "--type",
+                name,
+                "--dry-run",
+            ];
+            args.push("-q");
+            String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+        };
+        let theirs: serde_json::Value = serde_json::from_str(&hybrid(&[
+            "llama-dry-run",
+            m.to_str().unwrap(),
+            &ftype.to_string(),
+        ]))
+        .unwrap();
+        let types = theirs["types"].as_object().unwrap();
+        assert_eq!(types.len(), 866, "{name}");
+        let differ: Vec<String> = types
+            .iter()
+            .filter(|(t, ty)| row(&ours, t).1 != ty.as_str().unwrap())
+            .map(|(t, ty)| format!("{t}: ours {} llama.cpp {ty}", row(&ours, t).1))
+            .collect();
+        assert!(differ.is_empty(), "{name}: {}", differ.join("\n"));
+        let mib = theirs["quant_mib"].as_str().unwrap();
+        assert!(
+            total(&ours).contains(&format!("-> {mib} MiB")),
+            "{name}: llama.cpp {mib} MiB, ours {}",
+            total(&ours)
+        );
+    }
 }

@@ -297,6 +297,39 @@ def logits(a):
                "logits": sc.reshape(-1).tolist()}, sys.stdout)
 
 
+def llama_dry_run(a):
+    """llama-quantize --dry-run (llama_model_quantize with dry_run): JSON {tensor: type} from
+    its log, and its 'quant size' line."""
+    import ctypes, os, re, tempfile
+    import llama_cpp
+
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = a.ftype
+    p.nthread = 2
+    p.dry_run = True
+    with tempfile.TemporaryFile(mode="w+") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            rc = llama_cpp.llama_model_quantize(a.model.encode(), (a.model + ".none").encode(), ctypes.byref(p))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read()
+    if rc != 0:
+        sys.exit(f"llama_model_quantize dry run failed:\n{text[-2000:]}")
+    types, size = {}, None
+    for line in text.splitlines():
+        m = re.match(r"\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[.*\], type =\s*(\S+), size =.*?(?:\((\w+)\))?\s*$", line.strip())
+        if m:
+            types[m.group(1)] = (m.group(3) or m.group(2)).upper()
+        m = re.search(r"quant size\s*=\s*([0-9.]+) MiB", line)
+        if m:
+            size = m.group(1)
+    json.dump({"types": types, "quant_mib": size}, sys.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -326,8 +359,11 @@ def main():
     lg = sub.add_parser("logits")
     lg.add_argument("model")
     lg.add_argument("--tokens", default="1,5,9,33,70,2,11")
+    dr = sub.add_parser("llama-dry-run")
+    dr.add_argument("model")
+    dr.add_argument("ftype", type=int)
     a = ap.parse_args()
-    {"make": make, "logits": logits}[a.cmd](a)
+    {"make": make, "logits": logits, "llama-dry-run": llama_dry_run}[a.cmd](a)
 
 
 if __name__ == "__main__":
