@@ -385,7 +385,40 @@ fn ollama_qwen35_is_fixed_and_loads_in_llama_cpp() {
         } else {
             assert!(out.status.success());
             assert!(dump(&kept).keys().any(|k| k.ends_with(".ssm_dt")));
+            // a quantized Ollama-layout file (as Ollama publishes them): `gpuq fix` copies the
+            // Q8_0 blocks as they are; the result equals the native file quantized to Q8_0
+            let kept_fixed = d.join(format!("{arch}-kept-fixed.gguf"));
+            ok(&[
+                "fix",
+                kept.to_str().unwrap(),
+                "-o",
+                kept_fixed.to_str().unwrap(),
+                "-q",
+            ]);
+            let q8 = d.join(format!("{arch}-native-q8.gguf"));
+            ok(&[
+                "quantize",
+                native.to_str().unwrap(),
+                "-o",
+                q8.to_str().unwrap(),
+                "--type",
+                "Q8_0",
+                "-q",
+            ]);
+            same_tensors(&kept_fixed, &q8);
+            logits(&kept_fixed);
         }
+        // inspect --json: roles and the fixes
+        let j: serde_json::Value =
+            serde_json::from_slice(&ok(&["inspect", o, "--json"]).stdout).unwrap();
+        assert!(!j["ollama_fixes"].as_array().unwrap().is_empty());
+        assert!(
+            j["tensors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["role"] == "ssm-state")
+        );
     }
 }
 

@@ -734,5 +734,28 @@ mod tests {
         ];
         let e = plan("m.gguf", &md, &ts).unwrap_err().to_string();
         assert!(e.contains("m.gguf") && e.contains("gaps"), "{e}");
+        // experts of different shapes or types cannot be stacked
+        let ts = vec![
+            t("blk.0.attn_q.weight", &[64, 64], GgmlType::F16),
+            t(
+                "mtp.layers.0.mlp.experts.0.up_proj.weight",
+                &[64, 32],
+                GgmlType::F16,
+            ),
+            t(
+                "mtp.layers.0.mlp.experts.1.up_proj.weight",
+                &[64, 16],
+                GgmlType::F16,
+            ),
+        ];
+        let e = plan("m.gguf", &md, &ts).unwrap_err().to_string();
+        assert!(
+            e.contains("m.gguf") && e.contains("mtp.layers.0.mlp.experts.1.up_proj.weight"),
+            "{e}"
+        );
+        // no blk.N. tensor to place the MTP block after
+        let ts = vec![t("mtp.fc.weight", &[128, 64], GgmlType::F16)];
+        let e = plan("m.gguf", &md, &ts).unwrap_err().to_string();
+        assert!(e.contains("m.gguf") && e.contains("block count"), "{e}");
     }
 }
