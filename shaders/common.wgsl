@@ -8,6 +8,13 @@
 // Invocations per workgroup; a pipeline sets it from its key (gpu::kernels::KernelKey).
 override WG: u32 = 64u;
 
+// The kernel variant a family entry point (`encode`, `decode`) is specialised for, set per
+// pipeline from its key (gpu::table::Variant): the ggml type id, blocks per invocation, bytes
+// per block. Shaders select the type with `switch TY`.
+override TY: u32 = 0u;
+override BPG: u32 = 1u;
+override BB: u32 = 4u;
+
 // Uniform parameters of a codec dispatch (binding 0 of every codec shader).
 // Rust twin: gpu::codecs::CodecParams (same field order, 8 x u32).
 struct CodecParams {

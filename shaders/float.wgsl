@@ -1,4 +1,4 @@
-// F16 and BF16 codecs: two elements (two 2-byte blocks) per invocation, so each output word
+// F16 and BF16 codecs: two elements (two 2-byte blocks) per invocation (TY == 1u: F16, TY == 30u: BF16), so each output word
 // of an encoder has exactly one writer. CPU twins: src/codec/float.rs (F16_CODEC, BF16_CODEC);
 // outputs must agree bit for bit (tests/gpu_float.rs). Binding layout: gpu::codecs.
 
@@ -47,34 +47,20 @@ fn encode_pair(i: u32, bf16: bool) {
     dst[params.dst_offset + i] = lo | (hi << 16u);
 }
 
+// One entry point per direction; TY selects F16 (1) or BF16 (30), two elements per invocation.
+
 @compute @workgroup_size(WG)
-fn decode_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_invocation(gid, nwg);
     if (i < params.n_groups) {
-        decode_pair(i, false);
+        decode_pair(i, TY == 30u); // else TY == 1u: F16
     }
 }
 
 @compute @workgroup_size(WG)
-fn decode_bf16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn encode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_invocation(gid, nwg);
     if (i < params.n_groups) {
-        decode_pair(i, true);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, false);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_bf16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, true);
+        encode_pair(i, TY == 30u); // else TY == 1u: F16
     }
 }

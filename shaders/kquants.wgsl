@@ -1088,90 +1088,36 @@ fn encode_group(g: u32, ty: u32, bpg: u32, bb: u32) {
             case 11u: { enc_q3_k(b, o, weighted); }
             case 12u: { enc_q45_k(b, o, false, weighted); }
             case 13u: { enc_q45_k(b, o, true, weighted); }
-            default: { enc_q6_k(b, o, weighted); }
+            case 14u: { enc_q6_k(b, o, weighted); }
+            default: {}
         }
     }
     flush_out(g, bpg * bb / 4u, n * bb);
 }
 
 // ---------------------------------------------------------------- entry points
+// One entry point per direction, specialised per type by the pipeline constants TY, BPG, BB
+// (gpu::table::GPU_CODECS).
 
 @compute @workgroup_size(WG)
-fn encode_q2_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn encode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let g = flat_invocation(gid, nwg);
     if (g < params.n_groups) {
-        encode_group(g, 10u, 1u, 84u);
+        encode_group(g, TY, BPG, BB);
     }
 }
 
 @compute @workgroup_size(WG)
-fn encode_q3_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 11u, 2u, 110u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q4_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 12u, 1u, 144u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q5_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 13u, 1u, 176u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q6_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 14u, 2u, 210u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q2_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_invocation(gid, nwg);
     if (b < params.n_groups) {
-        dec_q2_k(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q3_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q3_k(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q4_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q4_k(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q5_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q5_k(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q6_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q6_k(b);
+        switch TY {
+            case 10u: { dec_q2_k(b); }
+            case 11u: { dec_q3_k(b); }
+            case 12u: { dec_q4_k(b); }
+            case 13u: { dec_q5_k(b); }
+            case 14u: { dec_q6_k(b); }
+            default: {}
+        }
     }
 }

@@ -243,7 +243,8 @@ fn encode_group(g: u32, ty: u32, bpg: u32, bb: u32) {
             case 3u: { enc_q4_1(b, o); }
             case 6u: { enc_q5_0(b, o); }
             case 7u: { enc_q5_1(b, o); }
-            default: { enc_q8_0(b, o); }
+            case 8u: { enc_q8_0(b, o); }
+            default: {}
         }
     }
     flush_out(g, bpg * bb / 4u, n * bb);
@@ -314,85 +315,29 @@ fn dec_q8_0(b: u32) {
 }
 
 // ---------------------------------------------------------------- entry points
-// Encoders: invocation = one group of blocks (blocks_per_invocation 2, 1, 2, 1, 2).
-// Decoders: invocation = one block (blocks_per_invocation 1).
+// One entry point per direction, specialised per type by the pipeline constants TY, BPG, BB
+// (gpu::table::GPU_CODECS: encoders 2, 1, 2, 1, 2 blocks per invocation for Q4_0, Q4_1, Q5_0,
+// Q5_1, Q8_0; decoders one block).
 
 @compute @workgroup_size(WG)
-fn encode_q4_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn encode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let g = flat_invocation(gid, nwg);
     if (g < params.n_groups) {
-        encode_group(g, 2u, 2u, 18u);
+        encode_group(g, TY, BPG, BB);
     }
 }
 
 @compute @workgroup_size(WG)
-fn encode_q4_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 3u, 1u, 20u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q5_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 6u, 2u, 22u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q5_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 7u, 1u, 24u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn encode_q8_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_invocation(gid, nwg);
-    if (g < params.n_groups) {
-        encode_group(g, 8u, 2u, 34u);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q4_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_invocation(gid, nwg);
     if (b < params.n_groups) {
-        dec_q4_0(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q4_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q4_1(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q5_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q5_0(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q5_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q5_1(b);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_q8_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_invocation(gid, nwg);
-    if (b < params.n_groups) {
-        dec_q8_0(b);
+        switch TY {
+            case 2u: { dec_q4_0(b); }
+            case 3u: { dec_q4_1(b); }
+            case 6u: { dec_q5_0(b); }
+            case 7u: { dec_q5_1(b); }
+            case 8u: { dec_q8_0(b); }
+            default: {}
+        }
     }
 }

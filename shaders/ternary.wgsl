@@ -378,35 +378,21 @@ fn encode_pair(i: u32, tq1: bool, absmean: bool) {
     }
 }
 
+// The family entry points: TY 34 (TQ1_0) or 35 (TQ2_0), two blocks per invocation.
 @compute @workgroup_size(WG)
-fn encode_tq1_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn encode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, true, false);
+    if (i < params.n_groups && (TY == 34u || TY == 35u)) {
+        encode_pair(i, TY == 34u, false);
     }
 }
 
+// BitNet absmean TQ1_0 / TQ2_0 (TY == 34u / 35u) with the scale of each row in binding 3.
 @compute @workgroup_size(WG)
-fn encode_tq2_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn absmean_encode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, false, false);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn absmean_encode_tq1_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, true, true);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn absmean_encode_tq2_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        encode_pair(i, false, true);
+    if (i < params.n_groups && (TY == 34u || TY == 35u)) {
+        encode_pair(i, TY == 34u, true);
     }
 }
 
@@ -524,21 +510,15 @@ fn decode_tq2(b: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn decode_tq1_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_invocation(gid, nwg);
     if (i < params.n_groups) {
         for (var b = 2u * i; b < min(2u * i + 2u, params.n_blocks); b = b + 1u) {
-            decode_tq1(b);
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn decode_tq2_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_invocation(gid, nwg);
-    if (i < params.n_groups) {
-        for (var b = 2u * i; b < min(2u * i + 2u, params.n_blocks); b = b + 1u) {
-            decode_tq2(b);
+            if (TY == 34u) {
+                decode_tq1(b);
+            } else if (TY == 35u) {
+                decode_tq2(b);
+            }
         }
     }
 }
@@ -554,7 +534,7 @@ fn elem128(b: u32, k: u32) -> u32 {
     return src[params.src_offset + b * 128u + k];
 }
 
-// BitNet absmean codes: trit_absmean(x * id), as absmean_encode_tq*_0.
+// BitNet absmean codes: trit_absmean(x * id), as `absmean_encode` does for TQ1_0 / TQ2_0.
 @compute @workgroup_size(WG)
 fn absmean_encode_i2_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_invocation(gid, nwg);

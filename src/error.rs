@@ -25,6 +25,10 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
+    /// The job was cancelled (Ctrl-C, or a caller's [`crate::pipeline::Progress::cancelled`])
+    /// between two tiles; no output was left.
+    #[error("interrupted; no output written")]
+    Interrupted,
     /// A request that cannot be carried out as asked (bad flag combination, unsupported type).
     #[error("{0}")]
     Invalid(String),

@@ -64,11 +64,24 @@ pub struct TypeInfo {
     pub block_bytes: u32,
     /// True for types whose blocks carry quantized values (everything but floats and ints).
     pub quantized: bool,
+    /// Bytes a tensor of this type holds after its rows (bitnet.cpp's I2_S: the f32 tensor
+    /// scale padded to 32 bytes); 0 for every ggml type.
+    pub tensor_trailer: u32,
 }
 
 macro_rules! info {
     ($t:ident, $e:expr, $b:expr, $q:expr) => {
-        TypeInfo { ty: GgmlType::$t, name: stringify!($t), block_elems: $e, block_bytes: $b, quantized: $q }
+        info!($t, $e, $b, $q, 0)
+    };
+    ($t:ident, $e:expr, $b:expr, $q:expr, $trailer:expr) => {
+        TypeInfo {
+            ty: GgmlType::$t,
+            name: stringify!($t),
+            block_elems: $e,
+            block_bytes: $b,
+            quantized: $q,
+            tensor_trailer: $trailer,
+        }
     };
 }
 
@@ -106,7 +119,7 @@ pub const TYPES: &[TypeInfo] = &[
     info!(TQ1_0, 256, 54, true),
     info!(TQ2_0, 256, 66, true),
     // x86 layout: 128 elements in 32 bytes; + 32 bytes per tensor (scale), see tensor_bytes
-    info!(I2_S, 128, 32, true),
+    info!(I2_S, 128, 32, true, 32),
     info!(MXFP4, 32, 17, true),
     info!(NVFP4, 64, 36, true),
     info!(Q1_0, 128, 18, true),
@@ -122,9 +135,16 @@ impl GgmlType {
         self as u32
     }
 
-    pub fn info(self) -> &'static TypeInfo {
+    pub const fn info(self) -> &'static TypeInfo {
         // Every variant has exactly one row; a unit test checks the table is complete.
-        TYPES.iter().find(|t| t.ty == self).unwrap_or(&TYPES[0])
+        let mut i = 0;
+        while i < TYPES.len() {
+            if TYPES[i].ty as u32 == self as u32 {
+                return &TYPES[i];
+            }
+            i += 1;
+        }
+        &TYPES[0]
     }
 
     pub fn name(self) -> &'static str {
@@ -141,6 +161,11 @@ impl GgmlType {
 
     pub fn is_quantized(self) -> bool {
         self.info().quantized
+    }
+
+    /// Bytes after a tensor's rows (see [`TypeInfo::tensor_trailer`]).
+    pub fn tensor_trailer(self) -> u64 {
+        self.info().tensor_trailer as u64
     }
 
     /// Bits per weight.
@@ -164,11 +189,8 @@ impl GgmlType {
         for &d in dims.iter().skip(1) {
             bytes = bytes.checked_mul(d)?;
         }
-        if self == GgmlType::I2_S {
-            // bitnet.cpp's ggml_nbytes: packed data, then the f32 tensor scale in 32 bytes
-            bytes = bytes.checked_add(crate::codec::i2s::TRAILER_BYTES as u64)?;
-        }
-        Some(bytes)
+        // bitnet.cpp's ggml_nbytes for I2_S: packed data, then the f32 tensor scale in 32 bytes
+        bytes.checked_add(self.tensor_trailer())
     }
 }
 

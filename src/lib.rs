@@ -8,14 +8,16 @@ pub mod error;
 pub mod formats;
 pub mod ggml_type;
 pub mod gpu;
+pub mod jobs;
+pub mod measure;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
-pub mod quantize;
 pub mod stats;
 
 pub use engine::{Backend, Engine};
 pub use error::{Error, Result};
 pub use ggml_type::GgmlType;
+pub use jobs::quantize;
+pub use jobs::quantize::{QuantizeOptions, quantize};
 pub use policy::Mixture;
-pub use quantize::{QuantizeOptions, quantize};

@@ -5,6 +5,40 @@ use naga::back::{msl, pipeline_constants, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use std::path::Path;
 
+/// Translates entry point `ep` of `module` with `constants` to MSL and SPIR-V.
+fn translate(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    label: &str,
+    ep: &str,
+    constants: &naga::back::PipelineConstants,
+) -> Result<(), String> {
+    let (m, i) = pipeline_constants::process_overrides(
+        module,
+        info,
+        Some((naga::ShaderStage::Compute, ep)),
+        constants,
+    )
+    .map_err(|e| format!("{label}: overrides: {e}"))?;
+    let opts = msl::Options {
+        lang_version: (2, 1),
+        ..Default::default()
+    };
+    let popts = msl::PipelineOptions {
+        entry_point: Some((naga::ShaderStage::Compute, ep.to_string())),
+        ..Default::default()
+    };
+    msl::write_string(&m, &i, &opts, &popts)
+        .map_err(|e| format!("{label}: MSL translation error: {e:?}"))?;
+    let spv_popts = spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: ep.to_string(),
+    };
+    spv::write_vec(&m, &i, &spv::Options::default(), Some(&spv_popts))
+        .map_err(|e| format!("{label}: SPIR-V translation error: {e:?}"))?;
+    Ok(())
+}
+
 fn check(name: &str, body: &str) -> Result<usize, String> {
     let src = gpuq::gpu::wgsl::compose(body);
     let module = naga::front::wgsl::parse_str(&src)
@@ -18,29 +52,13 @@ fn check(name: &str, body: &str) -> Result<usize, String> {
     }
     for ep in &entries {
         // Resolve `override` constants to their defaults, as wgpu does when it builds a pipeline.
-        let (m, i) = pipeline_constants::process_overrides(
+        translate(
             &module,
             &info,
-            Some((naga::ShaderStage::Compute, ep)),
+            &format!("{name}:{ep}"),
+            ep,
             &naga::back::PipelineConstants::default(),
-        )
-        .map_err(|e| format!("{name}:{ep}: overrides: {e}"))?;
-        let opts = msl::Options {
-            lang_version: (2, 1),
-            ..Default::default()
-        };
-        let popts = msl::PipelineOptions {
-            entry_point: Some((naga::ShaderStage::Compute, ep.clone())),
-            ..Default::default()
-        };
-        msl::write_string(&m, &i, &opts, &popts)
-            .map_err(|e| format!("{name}:{ep}: MSL translation error: {e:?}"))?;
-        let spv_popts = spv::PipelineOptions {
-            shader_stage: naga::ShaderStage::Compute,
-            entry_point: ep.clone(),
-        };
-        spv::write_vec(&m, &i, &spv::Options::default(), Some(&spv_popts))
-            .map_err(|e| format!("{name}:{ep}: SPIR-V translation error: {e:?}"))?;
+        )?;
     }
     Ok(entries.len())
 }
@@ -85,4 +103,40 @@ fn runtime_shader_table_matches_the_files() {
     }
     let common = std::fs::read_to_string(dir.join("common.wgsl")).unwrap();
     assert_eq!(common, gpuq::gpu::wgsl::COMMON);
+}
+
+/// Every pipeline the runtime builds from the codec table: its entry point specialised with the
+/// row's variant constants (TY, BPG, BB, WG) must translate to MSL and SPIR-V.
+#[test]
+fn every_codec_variant_translates_with_its_constants() {
+    let mut built = 0;
+    let mut failures = Vec::new();
+    for c in gpuq::gpu::table::GPU_CODECS {
+        let src = gpuq::gpu::wgsl::compose(c.shader.body);
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+            .validate(&module)
+            .unwrap();
+        for (entry, variant) in [
+            (c.encode, c.encode_variant()),
+            (c.decode, c.decode_variant()),
+        ] {
+            let Some(entry) = entry else { continue };
+            let constants: naga::back::PipelineConstants = variant
+                .constants(64)
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+            let label = format!("{}:{entry}[{}]", c.shader.name, c.ty);
+            match translate(&module, &info, &label, entry, &constants) {
+                Ok(()) => built += 1,
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        built >= 2 * (gpuq::gpu::table::GPU_CODECS.len() - 1),
+        "only {built} variants translated"
+    );
 }

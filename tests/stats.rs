@@ -1,4 +1,4 @@
-//! The f32 statistics path (`stats::fast` + the compensated tensor combine) against the f64
+//! The f32 statistics path (`measure::moments` + the compensated tensor combine) against the f64
 //! reference, and the quantization-error metrics against a direct f64 computation from the CPU
 //! codec round trip.
 
@@ -6,10 +6,11 @@ mod common;
 
 use common::{Dist, rng, sample};
 use gpuq::GgmlType;
-use gpuq::stats::error::{ErrorAcc, tile_error};
-use gpuq::stats::reference::{self, RowStats64, hist_bin64};
-use gpuq::stats::report::{CpuStats, StatsEngine};
-use gpuq::stats::{HIST_BINS, Histogram, RowStats, TensorStats, fast, hist_bin};
+use gpuq::measure::fidelity::{FidelityAcc, tile_fidelity};
+use gpuq::measure::moments as fast;
+use gpuq::measure::reference::{self, RowStats64, hist_bin64};
+use gpuq::stats::{HIST_BINS, Histogram, RowStats, TensorStats, hist_bin};
+use gpuq::{Backend, Engine};
 use rand::Rng;
 
 const K: f32 = 6.0;
@@ -339,51 +340,55 @@ fn error_metrics_match_direct_round_trip() {
             gpuq::codec::decode_rows(ty, &bytes, row_len, &mut y).unwrap();
             // the stats path: its own round trip and its reductions
             let mut y2 = vec![f32::NAN; x.len()];
-            CpuStats.round_trip(ty, &x, row_len, &mut y2).unwrap();
+            Engine::new(Backend::Cpu)
+                .unwrap()
+                .round_trip(ty, &x, row_len, &mut y2)
+                .unwrap();
             assert_eq!(
                 y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 "{ty} {dist:?}: round trip"
             );
-            let rows_err = tile_error(&x, &y2, row_len);
+            let rows_err = tile_fidelity(&x, &y2, row_len);
             assert_eq!(rows_err.len(), rows);
-            let mut acc = ErrorAcc::default();
+            let mut acc = FidelityAcc::default();
             acc.add_tile(0, &rows_err[..5]);
             acc.add_tile(5, &rows_err[5..]);
-            let check =
-                |what: &str, m: gpuq::stats::error::ErrorMetrics, d: (f64, f64, f64, f64, f64)| {
-                    let ok = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-30);
-                    assert!(
-                        ok(m.rmse, d.0, 1e-5),
-                        "{ty} {dist:?} {what}: rmse {} vs {}",
-                        m.rmse,
-                        d.0
-                    );
-                    assert!(
-                        ok(m.max_abs, d.1, 1e-6),
-                        "{ty} {dist:?} {what}: max err {} vs {}",
-                        m.max_abs,
-                        d.1
-                    );
-                    assert!(
-                        ok(m.rel_frobenius, d.2, 1e-5),
-                        "{ty} {dist:?} {what}: rel {} vs {}",
-                        m.rel_frobenius,
-                        d.2
-                    );
-                    assert!(
-                        (m.cosine - d.3).abs() <= 1e-6,
-                        "{ty} {dist:?} {what}: cos {} vs {}",
-                        m.cosine,
-                        d.3
-                    );
-                    assert!(
-                        (m.snr_db - d.4).abs() <= 1e-4,
-                        "{ty} {dist:?} {what}: snr {} vs {}",
-                        m.snr_db,
-                        d.4
-                    );
-                };
+            let check = |what: &str,
+                         m: gpuq::measure::fidelity::FidelityMetrics,
+                         d: (f64, f64, f64, f64, f64)| {
+                let ok = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-30);
+                assert!(
+                    ok(m.rmse, d.0, 1e-5),
+                    "{ty} {dist:?} {what}: rmse {} vs {}",
+                    m.rmse,
+                    d.0
+                );
+                assert!(
+                    ok(m.max_abs, d.1, 1e-6),
+                    "{ty} {dist:?} {what}: max err {} vs {}",
+                    m.max_abs,
+                    d.1
+                );
+                assert!(
+                    ok(m.rel_frobenius, d.2, 1e-5),
+                    "{ty} {dist:?} {what}: rel {} vs {}",
+                    m.rel_frobenius,
+                    d.2
+                );
+                assert!(
+                    (m.cosine - d.3).abs() <= 1e-6,
+                    "{ty} {dist:?} {what}: cos {} vs {}",
+                    m.cosine,
+                    d.3
+                );
+                assert!(
+                    (m.snr_db - d.4).abs() <= 1e-4,
+                    "{ty} {dist:?} {what}: snr {} vs {}",
+                    m.snr_db,
+                    d.4
+                );
+            };
             for (i, re) in rows_err.iter().enumerate() {
                 let s = i * row_len..(i + 1) * row_len;
                 check(
@@ -417,13 +422,13 @@ fn error_metrics_match_direct_round_trip() {
 fn error_edge_cases() {
     // exact round trip: SNR infinite, error 0, cosine 1
     let x = vec![1.0f32, -2.0, 0.5];
-    let e = tile_error(&x, &x, 3)[0].metrics();
+    let e = tile_fidelity(&x, &x, 3)[0].metrics();
     assert_eq!((e.rmse, e.rel_frobenius, e.cosine), (0.0, 0.0, 1.0));
     assert!(e.snr_db.is_infinite() && e.snr_db > 0.0);
     // a NaN source value is skipped, a poisoned decode is counted
     let x = vec![f32::NAN, 1.0, 2.0, 3.0];
     let y = vec![0.0, f32::NAN, 2.0, 2.0];
-    let r = tile_error(&x, &y, 4)[0];
+    let r = tile_fidelity(&x, &y, 4)[0];
     assert_eq!((r.n, r.poisoned), (2, 1));
     assert_eq!(r.sse, 1.0);
 }
@@ -552,7 +557,10 @@ fn gpu_error_pass_matches_cpu_and_f64() {
         ] {
             let mut x = sample(dist, row_len * rows, &mut r);
             let mut y = vec![f32::NAN; x.len()];
-            CpuStats.round_trip(ty, &x, row_len, &mut y).unwrap();
+            Engine::new(Backend::Cpu)
+                .unwrap()
+                .round_trip(ty, &x, row_len, &mut y)
+                .unwrap();
             assert!(
                 y.iter().all(|v| v.is_finite()),
                 "{ty}: every element decoded"
@@ -568,8 +576,8 @@ fn gpu_error_pass_matches_cpu_and_f64() {
                 let j = r.random_range(0..x.len());
                 y[j] = f32::NAN;
             }
-            let cpu = tile_error(&x, &y, row_len);
-            let gpu = StatsEngine::tile_error(&engine, &x, &y, row_len).unwrap();
+            let cpu = tile_fidelity(&x, &y, row_len);
+            let gpu = engine.tile_fidelity(&x, &y, row_len).unwrap();
             assert_eq!(gpu.len(), rows, "{ty} {dist:?}: every row reported");
             for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
                 let s = i * row_len..(i + 1) * row_len;

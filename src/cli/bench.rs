@@ -6,7 +6,7 @@
 //!   check that gpuq's peak RSS stays within `--max-memory` plus a fixed overhead.
 //! - `gpuq bench make-model`: only write the generated model (for tests and reuse).
 
-use crate::cli::quantize::parse_size;
+use crate::cli::args::parse_size;
 use crate::error::Result;
 use std::path::PathBuf;
 

@@ -1,14 +1,13 @@
 //! `gpuq convert`: llama.cpp's `convert_hf_to_gguf.py` job, streamed: a Hugging Face folder to
 //! a GGUF in one of the converter's output types, with no intermediate file.
 
+use crate::cli::args::parse_size;
 use crate::cli::progress::run_job;
-use crate::cli::quantize::parse_size;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::model::hf::{HfOptions, HfSource, converter_type, file_type_of};
-use crate::pipeline::{self, ModelSource, PipelineOptions};
-use crate::policy::TensorPlan;
+use crate::jobs::convert::convert;
+use crate::model::hf::{HfOptions, HfSource};
 use std::path::PathBuf;
 
 /// The converter's `--outtype` values gpuq writes.
@@ -63,23 +62,6 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// One plan per tensor: the converter's type choice for `outtype`.
-pub fn plans(src: &dyn ModelSource, outtype: GgmlType) -> Vec<TensorPlan> {
-    src.tensors()
-        .iter()
-        .map(|t| {
-            let (target, fallback) = converter_type(&t.name, &t.dims, outtype);
-            TensorPlan {
-                target,
-                convert: target != t.ty,
-                overridden: false,
-                fallback,
-                requires_imatrix: false,
-            }
-        })
-        .collect()
-}
-
 pub fn run(a: Args) -> Result<()> {
     if !a.input.is_dir() {
         return Err(Error::Invalid(format!(
@@ -98,20 +80,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let src = HfSource::open(&a.input, &opts)?;
     let outtype = a.outtype.ggml();
-    let plans = plans(&src, outtype);
-    let popts = PipelineOptions {
-        max_memory: a.max_memory,
-        imatrix: None,
-        allow_nonfinite: true,
-        file_type: Some(file_type_of(outtype)),
-        ternary_scale: None,
-        ternary_report: false,
-        metadata: Vec::new(),
-        loader_order: false,
-        error_report: false,
-    };
     let s = run_job(a.backend, a.quiet, |engine, progress| {
-        pipeline::run(&src, &plans, &a.output, engine, &popts, progress)
+        convert(&src, &a.output, outtype, a.max_memory, engine, progress)
     })?;
     if !a.quiet {
         eprintln!(

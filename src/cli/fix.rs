@@ -6,9 +6,8 @@
 use crate::cli::progress::run_job;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
+use crate::model::ModelSource;
 use crate::model::ollama;
-use crate::pipeline::{self, ModelSource, PipelineOptions};
-use crate::policy::TensorPlan;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -44,32 +43,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     drop(plan);
     let src = ollama::apply(Box::new(src), false, &mut |line: String| {
-        eprintln!("gpuq: {line}")
+        if !a.quiet {
+            eprintln!("gpuq: {line}")
+        }
     })?;
-    let plans: Vec<TensorPlan> = src
-        .tensors()
-        .iter()
-        .map(|t| TensorPlan {
-            target: t.ty,
-            convert: false,
-            overridden: false,
-            fallback: false,
-            requires_imatrix: false,
-        })
-        .collect();
-    let opts = PipelineOptions {
-        max_memory: 256 << 20,
-        imatrix: None,
-        allow_nonfinite: true,
-        file_type: None,
-        ternary_scale: None,
-        ternary_report: false,
-        metadata: Vec::new(),
-        loader_order: false,
-        error_report: false,
-    };
     let s = run_job(Backend::Cpu, true, |engine, progress| {
-        pipeline::run(src.as_ref(), &plans, &a.output, engine, &opts, progress)
+        crate::jobs::fix::copy(src.as_ref(), &a.output, engine, progress)
     })?;
     if !a.quiet {
         eprintln!(

@@ -34,7 +34,7 @@ fn print_adapter(backend: Backend) -> crate::Result<()> {
     match GpuContext::shared() {
         Ok(ctx) => {
             println!("{}", ctx.report());
-            let kernels: Vec<String> = crate::gpu::codecs::GPU_CODECS
+            let kernels: Vec<String> = crate::gpu::table::GPU_CODECS
                 .iter()
                 .map(|c| {
                     let mut d = Vec::new();
@@ -44,11 +44,19 @@ fn print_adapter(backend: Backend) -> crate::Result<()> {
                     if c.decode.is_some() {
                         d.push("decode");
                     }
-                    let scale = if c.tensor_scale { ", tensor scale" } else { "" };
+                    let scale = if c.scale == crate::gpu::table::Scale::Tensor {
+                        ", tensor scale"
+                    } else {
+                        ""
+                    };
                     format!("{} ({}{scale})", c.ty, d.join("+"))
                 })
                 .collect();
             println!("gpu kernels: {}", kernels.join(", "));
+            println!("routing (everything else runs on the CPU twin):");
+            for line in crate::engine::routes::describe() {
+                println!("  {line}");
+            }
             Ok(())
         }
         Err(e)

@@ -256,10 +256,10 @@ fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
 
 /// The fixes an Ollama-layout qwen35 / qwen35moe / qwen3next file needs (src/model/ollama.rs).
 fn ollama_fixes(g: &GgufFile) -> Result<Vec<String>> {
-    let tensors: Vec<crate::pipeline::InputTensor> = g
+    let tensors: Vec<crate::model::InputTensor> = g
         .tensors
         .iter()
-        .map(|t| crate::pipeline::InputTensor {
+        .map(|t| crate::model::InputTensor {
             name: t.name.clone(),
             dims: t.dims.clone(),
             ty: t.ty,

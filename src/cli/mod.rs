@@ -2,10 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
 pub mod bench;
 pub mod convert;
 pub mod dequantize;
 pub mod fix;
+pub mod format;
 pub mod info;
 pub mod inspect;
 pub mod progress;

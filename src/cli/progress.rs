@@ -3,10 +3,15 @@
 
 use crate::engine::{Backend, Engine};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{self, Progress, Summary};
+use crate::pipeline::{Progress, Summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Set by the process's Ctrl-C handler (one per process: the signal is process-wide); every
+/// CLI job's progress reports it as [`Progress::cancelled`], and the library stops between
+/// tiles and leaves no output.
+static CTRL_C: AtomicBool = AtomicBool::new(false);
 
 pub struct ProgressReporter {
     bar: Option<ProgressBar>,
@@ -68,6 +73,10 @@ impl Progress for ProgressReporter {
             b.finish_and_clear();
         }
     }
+
+    fn cancelled(&self) -> bool {
+        CTRL_C.load(Ordering::Relaxed)
+    }
 }
 
 /// The common frame of a long CLI job (quantize, dequantize, convert): builds the engine and
@@ -83,8 +92,6 @@ pub fn run_job(
         eprintln!("gpuq: {}", engine.describe());
     }
     // a second handler (tests run several jobs in one process) is refused; the first one stays
-    let _ = ctrlc::set_handler(|| {
-        pipeline::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed)
-    });
+    let _ = ctrlc::set_handler(|| CTRL_C.store(true, Ordering::Relaxed));
     job(&engine, &ProgressReporter::new(quiet))
 }

@@ -1,5 +1,6 @@
 //! `gpuq quantize`: llama-quantize's job, streamed through the pipeline.
 
+use crate::cli::args::parse_size;
 use crate::cli::progress::run_job;
 use crate::cli::quantize_report;
 use crate::engine::Backend;
@@ -8,7 +9,6 @@ use crate::formats::gguf::Value;
 use crate::formats::imatrix::Imatrix;
 use crate::ggml_type::GgmlType;
 use crate::model::open_source_with;
-use crate::pipeline;
 use crate::policy::Mixture;
 use crate::quantize::{self, QuantizeOptions};
 use std::path::PathBuf;
@@ -118,33 +118,6 @@ pub struct Args {
     /// Hugging Face folder: ignore the tokenizer files and write the weights only.
     #[arg(long)]
     pub no_tokenizer: bool,
-}
-
-/// Parses sizes like `2G`, `512M`, `1.5GiB`, `4096`.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (try 512M or 2G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        u => {
-            return Err(format!(
-                "unknown size unit '{u}' in '{s}' (use K, M, G or T)"
-            ));
-        }
-    };
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("'{s}' is not a positive size"));
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 fn parse_override(s: &str) -> Result<(String, GgmlType)> {
@@ -388,7 +361,7 @@ fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result
     Ok(())
 }
 
-fn print_plan(src: &dyn pipeline::ModelSource, plans: &[crate::policy::TensorPlan]) {
+fn print_plan(src: &dyn crate::model::ModelSource, plans: &[crate::policy::TensorPlan]) {
     let mut in_total = 0u64;
     let mut out_total = 0u64;
     let roles = crate::policy::roles(src.tensors().iter().map(|t| t.name.as_str()));
@@ -451,16 +424,6 @@ fn print_plan(src: &dyn pipeline::ModelSource, plans: &[crate::policy::TensorPla
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("-1G").is_err());
-    }
 
     #[test]
     fn kv_overrides_parse_as_llama_quantize_writes_them() {

@@ -2,10 +2,10 @@
 //! written bytes decoded against the source), per tensor and per layer, as a table or as JSON;
 //! TQ1_0 / TQ2_0 tensors add BitNet's per-channel vs per-tensor absmean comparison.
 
-use crate::cli::stats::{db, g, metrics_json, num};
+use crate::cli::format::{db, g, metrics_json, num};
 use crate::error::{Error, Result};
-use crate::pipeline::{Summary, TensorError};
-use crate::stats::error::ErrorAcc;
+use crate::measure::fidelity::FidelityAcc;
+use crate::pipeline::{Summary, TensorFidelity};
 use crate::stats::report::layer_of;
 use serde_json::{Value as Json, json};
 use std::io::Write;
@@ -30,8 +30,8 @@ pub fn check_path(report: &Path, output: Option<&std::path::PathBuf>) -> Result<
 }
 
 /// Per layer (`None`: tensors outside the blocks), the errors of its tensors merged.
-fn layers(errors: &[TensorError]) -> Vec<(Option<u32>, usize, ErrorAcc)> {
-    let mut out: Vec<(Option<u32>, usize, ErrorAcc)> = Vec::new();
+fn layers(errors: &[TensorFidelity]) -> Vec<(Option<u32>, usize, FidelityAcc)> {
+    let mut out: Vec<(Option<u32>, usize, FidelityAcc)> = Vec::new();
     for e in errors {
         let l = layer_of(&e.name);
         match out.iter_mut().find(|(k, _, _)| *k == l) {
@@ -157,7 +157,7 @@ pub fn to_json(s: &Summary, input: &Path, output: &Path, mixture: &str, backend:
         .into_iter()
         .map(|(l, n, acc)| json!({"layer": l, "tensors": n, "error": metrics_json(&acc.metrics())}))
         .collect();
-    let mut all = ErrorAcc::default();
+    let mut all = FidelityAcc::default();
     for e in &s.errors {
         all.merge(&e.acc);
     }

@@ -1,11 +1,12 @@
 //! `gpuq stats`: per-tensor and per-layer weight statistics and, for each `--type`, the
 //! quantization error of a round trip through that type; a table, JSON, and a plot.
 
+use crate::cli::format::{db, g, metrics_json, num};
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::stats::report::{
-    LayerSummary, StatsOptions, TensorReport, TypeError, analyze_tensor, layer_summaries,
+    LayerSummary, StatsOptions, TensorReport, TypeFidelity, analyze_tensor, layer_summaries,
 };
 use crate::stats::{self, HIST_BINS, HIST_LO, HIST_PER_UNIT, RowStats};
 use serde_json::{Value as Json, json};
@@ -48,7 +49,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Memory for one tile of rows, e.g. 256M.
-    #[arg(long, default_value = "256M", value_parser = crate::cli::quantize::parse_size)]
+    #[arg(long, default_value = "256M", value_parser = crate::cli::args::parse_size)]
     pub max_memory: u64,
 }
 
@@ -82,7 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         "gpuq stats: {} ({} tensors), {}",
         src.describe(),
         n_tensors,
-        crate::stats::report::StatsEngine::describe(&engine)
+        engine.describe()
     );
     let opts = StatsOptions {
         outlier_k: a.outlier_k,
@@ -134,26 +135,6 @@ fn shape(dims: &[u64]) -> String {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join("x")
-}
-
-pub(crate) fn g(x: f64) -> String {
-    if x.is_nan() {
-        "-".into()
-    } else if x == 0.0 {
-        "0".into()
-    } else if x.abs() >= 1e-3 && x.abs() < 1e4 {
-        format!("{x:.4}")
-    } else {
-        format!("{x:.3e}")
-    }
-}
-
-pub(crate) fn db(x: f64) -> String {
-    if x.is_infinite() && x > 0.0 {
-        "exact".into()
-    } else {
-        format!("{x:.2}")
-    }
 }
 
 fn write_text(
@@ -226,7 +207,7 @@ fn write_text(
         for r in reports.iter().filter(|r| r.is_matrix()) {
             for (ty, e) in &r.errors {
                 match e {
-                    TypeError::Measured { via, acc, .. } => {
+                    TypeFidelity::Measured { via, acc, .. } => {
                         let m = acc.metrics();
                         let mut worst = acc
                             .worst_row
@@ -251,7 +232,7 @@ fn write_text(
                             db(m.snr_db)
                         )?;
                     }
-                    TypeError::Skipped(why) => {
+                    TypeFidelity::Skipped(why) => {
                         writeln!(out, "{:<w$}  {:<5} skipped: {why}", r.name, ty.name())?
                     }
                 }
@@ -334,23 +315,11 @@ fn write_text(
     Ok(())
 }
 
-/// A float for JSON: non-finite values become `null`.
-pub(crate) fn num(x: f64) -> Json {
-    if x.is_finite() { json!(x) } else { Json::Null }
-}
-
 fn row_json(r: &RowStats) -> Json {
     json!({
         "mean": num(r.mean()), "absmean": num(r.absmean()), "rms": num(r.rms()),
         "min": num(r.min as f64), "max": num(r.max as f64), "absmax": num(r.absmax()),
         "zeros": r.zeros, "outliers": r.outliers, "nan": r.nan, "inf": r.inf,
-    })
-}
-
-pub(crate) fn metrics_json(m: &crate::stats::error::ErrorMetrics) -> Json {
-    json!({
-        "rmse": num(m.rmse), "max_abs": num(m.max_abs), "rel_frobenius": num(m.rel_frobenius),
-        "cosine": num(m.cosine), "snr_db": num(m.snr_db),
     })
 }
 
@@ -368,7 +337,7 @@ fn to_json(
             let mut errors = serde_json::Map::new();
             for (ty, e) in &r.errors {
                 let v = match e {
-                    TypeError::Measured { via, acc, rows } => {
+                    TypeFidelity::Measured { via, acc, rows } => {
                         let mut m = metrics_json(&acc.metrics());
                         m["measured_as"] = json!(via.name());
                         m["poisoned"] = json!(acc.poisoned);
@@ -378,7 +347,7 @@ fn to_json(
                         }
                         m
                     }
-                    TypeError::Skipped(why) => json!({ "skipped": why }),
+                    TypeFidelity::Skipped(why) => json!({ "skipped": why }),
                 };
                 errors.insert(ty.name().to_string(), v);
             }
@@ -422,7 +391,7 @@ fn to_json(
         .collect();
     json!({
         "model": a.model.display().to_string(),
-        "backend": crate::stats::report::StatsEngine::describe(engine),
+        "backend": engine.describe(),
         "outlier_k": a.outlier_k,
         "histogram_bins": {
             "unit": "row rms", "count": HIST_BINS, "lo": HIST_LO, "width": 1.0 / HIST_PER_UNIT,

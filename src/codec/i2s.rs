@@ -26,7 +26,7 @@ use rayon::prelude::*;
 /// Elements per group (`QK_I2_S`, x86).
 pub const QK_I2_S: usize = 128;
 /// Bytes after the packed codes: the f32 scale and padding (`+ 32` in `ggml_nbytes`).
-pub const TRAILER_BYTES: usize = 32;
+pub const TRAILER_BYTES: usize = GgmlType::I2_S.info().tensor_trailer as usize;
 /// Bytes of one group's codes.
 pub const GROUP_BYTES: usize = QK_I2_S / 4;
 /// Bits of the largest f32 below 1e-6 (as a double): `quantize_i2_s` zeroes `|x| < 1e-6`,

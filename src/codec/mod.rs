@@ -15,6 +15,7 @@ pub mod float;
 pub mod i2s;
 pub mod kquants;
 pub mod legacy;
+pub mod shape;
 pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.
@@ -30,7 +31,7 @@ pub struct CpuCodec {
     pub decode: Option<DecodeRowFn>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum CodecError {
     #[error("gpuq cannot encode {0} (no encoder for this type)")]
     NoEncoder(GgmlType),
@@ -91,31 +92,6 @@ pub fn can_decode_tensor(ty: GgmlType) -> bool {
     can_decode(ty) || ty == GgmlType::I2_S
 }
 
-fn check_rows(
-    ty: GgmlType,
-    row_len: usize,
-    n_elems: usize,
-    n_bytes: usize,
-) -> Result<usize, CodecError> {
-    let row_bytes = ty.row_bytes(row_len as u64).filter(|_| row_len > 0).ok_or(
-        CodecError::RowNotBlockMultiple {
-            ty,
-            row_len,
-            block: ty.block_elems(),
-        },
-    )? as usize;
-    let n_rows = n_elems / row_len;
-    if n_elems % row_len != 0 || n_rows * row_bytes != n_bytes {
-        return Err(CodecError::BadLength {
-            ty,
-            what: format!(
-                "{n_elems} elements in rows of {row_len} vs {n_bytes} bytes (rows of {row_bytes})"
-            ),
-        });
-    }
-    Ok(row_bytes)
-}
-
 /// Encodes whole rows of `row_len` elements on the CPU, rows in parallel (rayon).
 /// `weights` (length `row_len`) are per-column importance weights shared by all rows.
 pub fn encode_rows(
@@ -128,15 +104,8 @@ pub fn encode_rows(
     let enc = cpu_codec(ty)
         .and_then(|c| c.encode)
         .ok_or(CodecError::NoEncoder(ty))?;
-    let row_bytes = check_rows(ty, row_len, src.len(), dst.len())?;
-    if let Some(w) = weights {
-        if w.len() != row_len {
-            return Err(CodecError::BadLength {
-                ty,
-                what: format!("{} importance weights for rows of {row_len}", w.len()),
-            });
-        }
-    }
+    let row_bytes = shape::check(ty, row_len, src.len(), dst.len())?.row_bytes;
+    shape::check_weights(ty, row_len, weights)?;
     src.par_chunks(row_len)
         .zip(dst.par_chunks_mut(row_bytes))
         .for_each(|(s, d)| enc(s, d, weights));
@@ -153,7 +122,7 @@ pub fn decode_rows(
     let dec = cpu_codec(ty)
         .and_then(|c| c.decode)
         .ok_or(CodecError::NoDecoder(ty))?;
-    let row_bytes = check_rows(ty, row_len, dst.len(), src.len())?;
+    let row_bytes = shape::check(ty, row_len, dst.len(), src.len())?.row_bytes;
     src.par_chunks(row_bytes)
         .zip(dst.par_chunks_mut(row_len))
         .for_each(|(s, d)| dec(s, d));

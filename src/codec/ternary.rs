@@ -169,26 +169,38 @@ pub fn tq2_0_decode_block(b: &BlockTq2_0, y: &mut [f32]) {
 
 /// ggml `quantize_tq1_0` (weights ignored).
 pub fn encode_tq1_0(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
-    for (x, d) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(54)) {
+    for (x, d) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockTq1_0>()))
+    {
         store(&tq1_0_block(x), d);
     }
 }
 
 /// ggml `quantize_tq2_0` (weights ignored).
 pub fn encode_tq2_0(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
-    for (x, d) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(66)) {
+    for (x, d) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockTq2_0>()))
+    {
         store(&tq2_0_block(x), d);
     }
 }
 
 pub fn decode_tq1_0(src: &[u8], dst: &mut [f32]) {
-    for (s, y) in src.chunks_exact(54).zip(dst.chunks_exact_mut(QK_K)) {
+    for (s, y) in src
+        .chunks_exact(size_of::<BlockTq1_0>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         tq1_0_decode_block(&load(s), y);
     }
 }
 
 pub fn decode_tq2_0(src: &[u8], dst: &mut [f32]) {
-    for (s, y) in src.chunks_exact(66).zip(dst.chunks_exact_mut(QK_K)) {
+    for (s, y) in src
+        .chunks_exact(size_of::<BlockTq2_0>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         tq2_0_decode_block(&load(s), y);
     }
 }

@@ -239,6 +239,24 @@ impl GpuContext {
             submission_index: None,
             timeout: Some(self.wait_timeout),
         });
+        self.poll_result(r, what)
+    }
+
+    /// Blocks until `submission` is done (and map callbacks have run), with a timeout; later
+    /// submissions may still be running.
+    pub fn wait_for(&self, submission: wgpu::SubmissionIndex, what: &str) -> Result<(), GpuError> {
+        let r = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: Some(self.wait_timeout),
+        });
+        self.poll_result(r, what)
+    }
+
+    fn poll_result(
+        &self,
+        r: Result<wgpu::PollStatus, wgpu::PollError>,
+        what: &str,
+    ) -> Result<(), GpuError> {
         match r {
             Ok(_) => self.check(what),
             Err(wgpu::PollError::Timeout) => {

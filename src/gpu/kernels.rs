@@ -3,6 +3,7 @@
 
 use super::GpuError;
 use super::context::GpuContext;
+use super::table::Variant;
 use super::wgsl::{ShaderFile, compose};
 use std::collections::HashMap;
 use std::fmt;
@@ -11,28 +12,37 @@ use std::sync::{Arc, Mutex};
 /// The bind group layout a kernel is compiled against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
-    /// Codec kernels (see [`super::codecs`]): 0 uniform `CodecParams`, 1 read-only storage
+    /// Every kernel (codecs, reductions, statistics; see [`super::table`]): 0 uniform `CodecParams`, 1 read-only storage
     /// `src: array<u32>`, 2 read-write storage `dst: array<u32>`, 3 read-only storage
     /// `weights: array<f32>` (a dummy when the call has no importance weights).
     Codec,
 }
 
 /// Identifies one pipeline: shader file, entry point, workgroup size (the `WG` override of
-/// common.wgsl), bind group layout.
+/// common.wgsl), the variant constants (`TY`, `BPG`, `BB`), bind group layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub shader: ShaderFile,
     pub entry: &'static str,
     pub workgroup_size: u32,
+    pub variant: Variant,
     pub layout: Layout,
 }
 
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.variant;
+        let ty = crate::ggml_type::GgmlType::from_id(v.type_id)
+            .map(|t| t.name())
+            .unwrap_or("-");
         write!(
             f,
-            "{}:{}[wg={}]",
-            self.shader.name, self.entry, self.workgroup_size
+            "{}:{}[{ty} bpg={} bb={} wg={}]",
+            self.shader.name,
+            self.entry,
+            v.blocks_per_invocation,
+            v.block_bytes,
+            self.workgroup_size
         )
     }
 }
@@ -130,7 +140,7 @@ impl KernelCache {
                 })
                 .clone()
         };
-        let constants = [("WG", key.workgroup_size as f64)];
+        let constants = key.variant.constants(key.workgroup_size);
         let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(&self.layouts[&key.layout].1),

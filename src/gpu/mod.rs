@@ -1,8 +1,12 @@
-//! The wgpu backend: device context, pipeline cache, staging pool, codec kernels.
+//! The wgpu backend: device context ([`context`]), pipeline cache keyed by a struct
+//! ([`kernels`]), bounded staging pool ([`staging`]), the one dispatch path ([`dispatch`]),
+//! and the kernels' glue: codecs ([`codecs`], table in [`table`]), BitNet absmean
+//! ([`ternary`]), statistics ([`stats`]).
 //!
-//! Everything that touches wgpu sits behind the cargo feature `gpu`; [`GpuError`] and the
-//! embedded WGSL text ([`wgsl`]) exist in every build.
+//! Everything that touches wgpu sits behind the cargo feature `gpu`; [`GpuError`], the
+//! embedded WGSL text ([`wgsl`]) and the kernel table ([`table`]) exist in every build.
 
+pub mod table;
 pub mod wgsl;
 
 #[cfg(feature = "gpu")]
@@ -10,9 +14,13 @@ pub mod codecs;
 #[cfg(feature = "gpu")]
 pub mod context;
 #[cfg(feature = "gpu")]
+pub mod dispatch;
+#[cfg(feature = "gpu")]
 pub mod kernels;
 #[cfg(feature = "gpu")]
 pub mod staging;
+#[cfg(feature = "gpu")]
+pub mod stats;
 #[cfg(feature = "gpu")]
 pub mod ternary;
 

@@ -1,60 +1,47 @@
 //! BitNet absmean ternarization on the GPU: the block-sum reduction pass, the scaled
-//! TQ1_0 / TQ2_0 encoders and the I2_S codes of shaders/ternary.wgsl, driven through the codec
-//! runner's tiles. CPU twins: `codec::absmean::{block_sums, encode_scaled}` and
+//! TQ1_0 / TQ2_0 encoders and the I2_S codes of shaders/ternary.wgsl, run as tiled jobs of
+//! the codec runner. CPU twins: `codec::absmean::{block_sums, encode_scaled}` and
 //! `codec::i2s::{encode_codes_absmean, decode_codes}`; results agree bit for bit.
 
-use super::codecs::{CodecRunner, GpuCodec};
-use super::wgsl;
-use crate::codec::CodecError;
+use super::GpuError;
+use super::codecs::{CodecRunner, Side, TileJob};
+use super::table::{self, GpuCodec, Variant};
 use crate::codec::absmean::RowScale;
+use crate::codec::i2s::QK_I2_S;
+use crate::codec::shape;
 use crate::codec::ternary::QK_K;
 use crate::ggml_type::GgmlType;
 
-fn check_rows(ty: GgmlType, src: usize, row_len: usize) -> Result<usize, CodecError> {
-    if row_len == 0 || row_len % QK_K != 0 {
-        return Err(CodecError::RowNotBlockMultiple {
-            ty,
-            row_len,
-            block: QK_K as u64,
-        });
-    }
-    if src % row_len != 0 {
-        return Err(CodecError::BadLength {
-            ty,
-            what: format!("{src} elements is not a whole number of rows of {row_len}"),
-        });
-    }
-    Ok(src / row_len)
+fn no_kernel(ty: GgmlType, direction: &'static str) -> GpuError {
+    GpuError::NoKernel { ty, direction }
+}
+
+fn codec_of(ty: GgmlType, direction: &'static str) -> Result<&'static GpuCodec, GpuError> {
+    table::gpu_codec(ty).ok_or(no_kernel(ty, direction))
 }
 
 impl CodecRunner {
     /// `absmean::block_abs_sum` of every 256-element block of `src` (rows of `row_len`).
     pub fn absmean_block_sums(&self, src: &[f32], row_len: usize) -> crate::Result<Vec<f32>> {
-        let n_rows = check_rows(GgmlType::TQ2_0, src.len(), row_len)?;
-        let codec = GpuCodec {
-            ty: GgmlType::TQ2_0,
-            shader: wgsl::TERNARY,
-            encode: Some("absmean_block_sums"),
-            encode_weighted: false,
-            decode: None,
-            blocks_per_invocation: 1,
-            decode_blocks_per_invocation: 1,
-            tensor_scale: false,
-        };
+        let ty = GgmlType::TQ2_0;
+        let n_rows = shape::rows_of_groups(ty, QK_K, row_len, src.len())?;
+        let codec = codec_of(ty, "absmean block sums")?;
         let bpr = row_len / QK_K;
         let mut out = vec![0f32; n_rows * bpr];
-        self.run(
-            &codec,
-            "absmean_block_sums",
-            1,
-            bytemuck::cast_slice(src),
-            row_len as u64 * 4,
-            bytemuck::cast_slice_mut(&mut out),
-            bpr as u64 * 4,
-            n_rows,
+        let job = TileJob {
+            key: self.key(codec, table::TERNARY_ABSMEAN_SUMS, Variant::of(ty, 1)),
+            ty,
+            block_elems: QK_K as u64,
+            blocks_per_invocation: 1,
             row_len,
-            None,
-        )?;
+            n_rows,
+            src: bytemuck::cast_slice(src),
+            src_row: row_len as u64 * 4,
+            dst_row: bpr as u64 * 4,
+            side: Side::None,
+            has_weights: false,
+        };
+        self.run_tiles(&job, bytemuck::cast_slice_mut(&mut out))?;
         Ok(out)
     }
 
@@ -68,98 +55,39 @@ impl CodecRunner {
         scales: &[RowScale],
         dst: &mut [u8],
     ) -> crate::Result<()> {
-        let entry = match ty {
-            GgmlType::TQ1_0 => "absmean_encode_tq1_0",
-            GgmlType::TQ2_0 => "absmean_encode_tq2_0",
-            _ => {
-                return Err(super::GpuError::NoKernel {
-                    ty,
-                    direction: "absmean encode",
-                }
-                .into());
-            }
-        };
-        let n_rows = check_rows(ty, src.len(), row_len)?;
-        let row_bytes = (row_len / QK_K) as u64 * ty.block_bytes();
-        if scales.len() != n_rows || dst.len() as u64 != n_rows as u64 * row_bytes {
-            return Err(CodecError::BadLength {
+        if !matches!(ty, GgmlType::TQ1_0 | GgmlType::TQ2_0) {
+            return Err(no_kernel(ty, "absmean encode").into());
+        }
+        let codec = codec_of(ty, "absmean encode")?;
+        let rows = shape::check(ty, row_len, src.len(), dst.len())?;
+        if scales.len() != rows.n_rows {
+            return Err(crate::codec::CodecError::BadLength {
                 ty,
-                what: format!(
-                    "{n_rows} rows, {} scales, {} output bytes (rows of {row_bytes})",
-                    scales.len(),
-                    dst.len()
-                ),
+                what: format!("{} rows, {} scales", rows.n_rows, scales.len()),
             }
             .into());
         }
-        let codec = GpuCodec {
-            ty,
-            shader: wgsl::TERNARY,
-            encode: Some(entry),
-            // the weights binding carries the per-row scales
-            encode_weighted: true,
-            decode: None,
-            blocks_per_invocation: 2,
-            decode_blocks_per_invocation: 2,
-            tensor_scale: false,
-        };
         // per row: [bits of 1/s, f16 bits of d] (the division was done on the CPU, exactly)
-        let words: Vec<f32> = scales
+        let words: Vec<u32> = scales
             .iter()
-            .flat_map(|r| [r.id, f32::from_bits(r.d as u32)])
+            .flat_map(|r| [r.id.to_bits(), r.d as u32])
             .collect();
-        let rpt = self.rows_per_tile(
+        let job = TileJob {
+            key: self.key(codec, table::TERNARY_ABSMEAN_ENCODE, codec.encode_variant()),
             ty,
+            block_elems: ty.block_elems(),
+            blocks_per_invocation: codec.encode_blocks as u64,
             row_len,
-            row_len as u64 * 4,
-            row_bytes,
-            words.len() as u64 * 4,
-        )? as usize;
-        let mut r0 = 0;
-        while r0 < n_rows {
-            let rows = rpt.min(n_rows - r0);
-            self.run(
-                &codec,
-                entry,
-                2,
-                bytemuck::cast_slice(&src[r0 * row_len..(r0 + rows) * row_len]),
-                row_len as u64 * 4,
-                &mut dst[r0 * row_bytes as usize..(r0 + rows) * row_bytes as usize],
-                row_bytes,
-                rows,
-                row_len,
-                Some(&words[2 * r0..2 * (r0 + rows)]),
-            )?;
-            r0 += rows;
-        }
+            n_rows: rows.n_rows,
+            src: bytemuck::cast_slice(src),
+            src_row: row_len as u64 * 4,
+            dst_row: rows.row_bytes as u64,
+            // the weights binding carries the per-row scales
+            side: Side::PerRow(bytemuck::cast_slice(&words), 8),
+            has_weights: true,
+        };
+        self.run_tiles(&job, dst)?;
         Ok(())
-    }
-}
-
-fn check_i2s(src: usize, row_len: usize, dst: usize) -> Result<usize, CodecError> {
-    let qk = crate::codec::i2s::QK_I2_S;
-    if row_len == 0 || row_len % qk != 0 {
-        return Err(CodecError::RowNotBlockMultiple {
-            ty: GgmlType::I2_S,
-            row_len,
-            block: qk as u64,
-        });
-    }
-    if src % row_len != 0 || dst != src / 4 {
-        return Err(CodecError::BadLength {
-            ty: GgmlType::I2_S,
-            what: format!("{src} elements in rows of {row_len} vs {dst} bytes of codes"),
-        });
-    }
-    Ok(src / row_len)
-}
-
-impl CodecRunner {
-    fn i2s_codec() -> Result<&'static GpuCodec, super::GpuError> {
-        super::codecs::gpu_codec(GgmlType::I2_S).ok_or(super::GpuError::NoKernel {
-            ty: GgmlType::I2_S,
-            direction: "encode",
-        })
     }
 
     /// `i2s::encode_codes_absmean` on the GPU: the codes (no trailer) of rows of `row_len`
@@ -171,21 +99,24 @@ impl CodecRunner {
         id: f32,
         dst: &mut [u8],
     ) -> crate::Result<()> {
+        let ty = GgmlType::I2_S;
         let n_rows = check_i2s(src.len(), row_len, dst.len())?;
-        let codec = Self::i2s_codec()?;
-        let entry = codec.encode.unwrap_or("absmean_encode_i2_s");
-        self.run(
-            codec,
-            entry,
-            1,
-            bytemuck::cast_slice(src),
-            row_len as u64 * 4,
-            dst,
-            row_len as u64 / 4,
-            n_rows,
+        let codec = codec_of(ty, "encode")?;
+        let entry = codec.encode.ok_or(no_kernel(ty, "encode"))?;
+        let job = TileJob {
+            key: self.key(codec, entry, codec.encode_variant()),
+            ty,
+            block_elems: QK_I2_S as u64,
+            blocks_per_invocation: codec.encode_blocks as u64,
             row_len,
-            Some(&[id]),
-        )?;
+            n_rows,
+            src: bytemuck::cast_slice(src),
+            src_row: row_len as u64 * 4,
+            dst_row: row_len as u64 / 4,
+            side: Side::Shared(bytemuck::bytes_of(&id)),
+            has_weights: true,
+        };
+        self.run_tiles(&job, dst)?;
         Ok(())
     }
 
@@ -198,21 +129,38 @@ impl CodecRunner {
         scale: f32,
         dst: &mut [f32],
     ) -> crate::Result<()> {
+        let ty = GgmlType::I2_S;
         let n_rows = check_i2s(dst.len(), row_len, src.len())?;
-        let codec = Self::i2s_codec()?;
-        let entry = codec.decode.unwrap_or("decode_i2_s");
-        self.run(
-            codec,
-            entry,
-            1,
-            src,
-            row_len as u64 / 4,
-            bytemuck::cast_slice_mut(dst),
-            row_len as u64 * 4,
-            n_rows,
+        let codec = codec_of(ty, "decode")?;
+        let entry = codec.decode.ok_or(no_kernel(ty, "decode"))?;
+        let job = TileJob {
+            key: self.key(codec, entry, codec.decode_variant()),
+            ty,
+            block_elems: QK_I2_S as u64,
+            blocks_per_invocation: codec.decode_blocks as u64,
             row_len,
-            Some(&[scale]),
-        )?;
+            n_rows,
+            src,
+            src_row: row_len as u64 / 4,
+            dst_row: row_len as u64 * 4,
+            side: Side::Shared(bytemuck::bytes_of(&scale)),
+            has_weights: true,
+        };
+        self.run_tiles(&job, bytemuck::cast_slice_mut(dst))?;
         Ok(())
     }
+}
+
+/// I2_S codes: rows of a multiple of 128 elements, a quarter byte each.
+fn check_i2s(elems: usize, row_len: usize, bytes: usize) -> crate::Result<usize> {
+    let ty = GgmlType::I2_S;
+    let n_rows = shape::rows_of_groups(ty, QK_I2_S, row_len, elems)?;
+    if bytes != elems / 4 {
+        return Err(crate::codec::CodecError::BadLength {
+            ty,
+            what: format!("{elems} elements in rows of {row_len} vs {bytes} bytes of codes"),
+        }
+        .into());
+    }
+    Ok(n_rows)
 }

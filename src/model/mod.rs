@@ -3,11 +3,13 @@
 
 use crate::error::{Error, Result};
 use crate::formats::gguf::{GgufFile, Value};
-use crate::pipeline::{InputTensor, ModelSource};
 use std::path::Path;
 
 pub mod hf;
 pub mod ollama;
+pub mod source;
+
+pub use source::{InputTensor, ModelSource, TOKEN_EMBD, TernarySource};
 
 /// A GGUF model as a source: one file, or the splits of one (`NAME-00001-of-0000N.gguf`, as
 /// llama.cpp's gguf-split and `convert_hf_to_gguf.py --split-max-*` write them), read as one
@@ -39,6 +41,17 @@ fn split_key(f: &GgufFile, key: &str) -> Result<Option<u32>> {
 }
 
 impl GgufSource {
+    /// Opens a GGUF file (the first of a split set opens them all).
+    ///
+    /// ```no_run
+    /// use gpuq::model::{GgufSource, ModelSource};
+    ///
+    /// let src = GgufSource::open("model-f16.gguf".as_ref())?;
+    /// for t in src.tensors() {
+    ///     println!("{} {:?} {}", t.name, t.dims, t.ty);
+    /// }
+    /// # Ok::<(), gpuq::Error>(())
+    /// ```
     pub fn open(path: &Path) -> Result<GgufSource> {
         let first = GgufFile::open(path)?;
         let count = split_key(&first, "split.count")?.unwrap_or(1).max(1);

@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::formats::gguf::{Array, Value};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{InputTensor, ModelSource, TernarySource};
+use crate::model::{InputTensor, ModelSource, TernarySource};
 use std::collections::{BTreeMap, HashMap};
 
 /// One change to the file, for the line the CLI prints.

@@ -67,6 +67,15 @@ pub const MIXTURES: &[Mixture] = &[
 ];
 
 impl Mixture {
+    /// The `general.file_type` of a file whose weights are all `ty` (a conversion or
+    /// dequantization to F32, F16, BF16 or Q8_0): the mixture named as the type.
+    pub fn file_type_of(ty: GgmlType) -> Option<u32> {
+        MIXTURES
+            .iter()
+            .find(|m| m.name == ty.name() && m.default == ty)
+            .map(|m| m.ftype)
+    }
+
     /// Looks a mixture up by name (case-insensitive) or by its file-type number, as
     /// llama-quantize's `try_parse_ftype` does.
     pub fn parse(s: &str) -> Result<&'static Mixture, String> {

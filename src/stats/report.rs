@@ -2,13 +2,14 @@
 //! Hugging Face folder: any pipeline source), streamed tile by tile (whole rows; the tile size
 //! follows a memory budget), and the per-layer summary.
 
-use super::error::{ErrorAcc, RowError, tile_error};
-use super::fast::tile_stats;
-use super::{Histogram, RowStats, TensorStats};
 use crate::codec;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::ModelSource;
+use crate::measure::fidelity::{FidelityAcc, RowFidelity};
+use crate::measure::{RowStats, TensorStats};
+use crate::model::ModelSource;
+use crate::pipeline::tiles::{RowDecoder, RowTiles};
 
 /// What the statistics pass computes and how.
 #[derive(Clone, Debug)]
@@ -34,57 +35,15 @@ impl Default for StatsOptions {
     }
 }
 
-/// The compute behind the pass: decoding the source, the round trip, and the reductions.
-/// [`CpuStats`] is the native path; the GPU engine implements it too.
-pub trait StatsEngine {
-    /// What runs where, one line.
-    fn describe(&self) -> String;
-    /// Decodes rows of `ty` to f32 (ggml's dequantize_row).
-    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()>;
-    /// `dst = decode(encode(src))` through `ty`.
-    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()>;
-    /// Per-row statistics of a tile and its histogram.
-    fn tile_stats(
-        &self,
-        data: &[f32],
-        row_len: usize,
-        k: f32,
-    ) -> Result<(Vec<RowStats>, Histogram)> {
-        Ok(tile_stats(data, row_len, k))
-    }
-    /// Per-row error sums of a tile.
-    fn tile_error(&self, src: &[f32], decoded: &[f32], row_len: usize) -> Result<Vec<RowError>> {
-        Ok(tile_error(src, decoded, row_len))
-    }
-}
-
-/// The native CPU path: [`codec::encode_rows`] / [`codec::decode_rows`] and [`super::fast`].
-pub struct CpuStats;
-
-impl StatsEngine for CpuStats {
-    fn describe(&self) -> String {
-        "cpu (codecs and statistics on the CPU)".into()
-    }
-    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()> {
-        Ok(codec::decode_rows(ty, src, row_len, dst)?)
-    }
-    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
-        let row_bytes = ty.row_bytes(row_len as u64).unwrap_or(0) as usize;
-        let mut bytes = vec![0u8; src.len() / row_len.max(1) * row_bytes];
-        codec::encode_rows(ty, src, row_len, None, &mut bytes)?;
-        Ok(codec::decode_rows(ty, &bytes, row_len, dst)?)
-    }
-}
-
-/// The error of one tensor under one type, or why it was not measured.
+/// The round-trip fidelity of one tensor under one type, or why it was not measured.
 #[derive(Clone, Debug)]
-pub enum TypeError {
+pub enum TypeFidelity {
     /// Measured through `via`: the requested type, or the type llama-quantize falls back to
     /// when the type's block does not divide the rows (Q4_K -> Q5_0, Q6_K -> Q8_0, …).
     Measured {
         via: GgmlType,
-        acc: ErrorAcc,
-        rows: Option<Vec<RowError>>,
+        acc: FidelityAcc,
+        rows: Option<Vec<RowFidelity>>,
     },
     Skipped(String),
 }
@@ -101,7 +60,7 @@ pub struct TensorReport {
     /// Per-row statistics, when asked for.
     pub rows: Option<Vec<RowStats>>,
     /// One entry per requested type, in order.
-    pub errors: Vec<(GgmlType, TypeError)>,
+    pub errors: Vec<(GgmlType, TypeFidelity)>,
 }
 
 impl TensorReport {
@@ -110,13 +69,13 @@ impl TensorReport {
         self.dims.len() >= 2
     }
 
-    pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
+    pub fn error(&self, ty: GgmlType) -> Option<&FidelityAcc> {
         self.errors
             .iter()
             .find(|(t, _)| *t == ty)
             .and_then(|(_, e)| match e {
-                TypeError::Measured { acc, .. } => Some(acc),
-                TypeError::Skipped(_) => None,
+                TypeFidelity::Measured { acc, .. } => Some(acc),
+                TypeFidelity::Skipped(_) => None,
             })
     }
 
@@ -167,7 +126,7 @@ pub fn analyze_tensor(
     src: &dyn ModelSource,
     index: usize,
     opts: &StatsOptions,
-    eng: &dyn StatsEngine,
+    eng: &Engine,
 ) -> Result<TensorReport> {
     let t = src
         .tensors()
@@ -211,22 +170,19 @@ pub fn analyze_tensor(
 
     let mut stats = TensorStats::default();
     let mut rows_out = opts.per_row.then(Vec::new);
-    let mut accs: Vec<(ErrorAcc, Option<Vec<RowError>>)> = errors_for
+    let mut accs: Vec<(FidelityAcc, Option<Vec<RowFidelity>>)> = errors_for
         .iter()
-        .map(|_| (ErrorAcc::default(), opts.per_row.then(Vec::new)))
+        .map(|_| (FidelityAcc::default(), opts.per_row.then(Vec::new)))
         .collect();
     let mut x = Vec::new();
     let mut rt = Vec::new();
-    let mut scratch = Vec::new();
-    let mut r0 = 0u64;
-    while r0 < n_rows {
-        let n = tile.min(n_rows - r0);
-        let bytes = src.read_rows(index, r0, n, &mut scratch)?;
-        let in_len = bytes.len();
-        x.resize((n * row_len) as usize, 0.0);
-        eng.decode(t.ty, bytes, rl, &mut x)?;
+    let decoder = RowDecoder::of(src, index, t)?;
+    let mut tiles = RowTiles::new(src, index, tile)?;
+    while let Some(tile) = tiles.next_tile()? {
+        x.resize((tile.rows * row_len) as usize, 0.0);
+        decoder.decode(eng, tile.bytes, &mut x)?;
         let (rows, hist) = eng.tile_stats(&x, rl, opts.outlier_k)?;
-        stats.add_tile(r0, &rows, &hist);
+        stats.add_tile(tile.r0, &rows, &hist);
         if let Some(v) = rows_out.as_mut() {
             v.extend_from_slice(&rows);
         }
@@ -236,14 +192,12 @@ pub fn analyze_tensor(
             };
             rt.resize(x.len(), 0.0);
             eng.round_trip(*via, &x, rl, &mut rt)?;
-            let errs = eng.tile_error(&x, &rt, rl)?;
-            acc.add_tile(r0, &errs);
+            let errs = eng.tile_fidelity(&x, &rt, rl)?;
+            acc.add_tile(tile.r0, &errs);
             if let Some(v) = per_row.as_mut() {
                 v.extend_from_slice(&errs);
             }
         }
-        src.release(index, (r0 * row_bytes) as usize, in_len);
-        r0 += n;
     }
     let errors = errors_for
         .into_iter()
@@ -252,8 +206,8 @@ pub fn analyze_tensor(
             (
                 ty,
                 match via {
-                    Err(why) => TypeError::Skipped(why),
-                    Ok(via) => TypeError::Measured { via, acc, rows },
+                    Err(why) => TypeFidelity::Skipped(why),
+                    Ok(via) => TypeFidelity::Measured { via, acc, rows },
                 },
             )
         })
@@ -286,7 +240,7 @@ pub struct LayerSummary {
     pub peak_tensor: String,
     pub outliers: u64,
     pub nonfinite: u64,
-    pub errors: Vec<(GgmlType, ErrorAcc)>,
+    pub errors: Vec<(GgmlType, FidelityAcc)>,
 }
 
 impl LayerSummary {
@@ -296,7 +250,7 @@ impl LayerSummary {
     pub fn rms(&self) -> f64 {
         (self.sum_sq / self.finite as f64).sqrt()
     }
-    pub fn error(&self, ty: GgmlType) -> Option<&ErrorAcc> {
+    pub fn error(&self, ty: GgmlType) -> Option<&FidelityAcc> {
         self.errors
             .iter()
             .find(|(t, _)| *t == ty)
@@ -331,7 +285,10 @@ pub fn layer_summaries(tensors: &[TensorReport], types: &[GgmlType]) -> Vec<Laye
                     peak_tensor: String::new(),
                     outliers: 0,
                     nonfinite: 0,
-                    errors: types.iter().map(|&ty| (ty, ErrorAcc::default())).collect(),
+                    errors: types
+                        .iter()
+                        .map(|&ty| (ty, FidelityAcc::default()))
+                        .collect(),
                 });
                 out.len() - 1
             }
@@ -361,39 +318,4 @@ pub fn layer_summaries(tensors: &[TensorReport], types: &[GgmlType]) -> Vec<Laye
     }
     out.sort_by_key(|l| l.layer.map_or(u64::MAX, u64::from));
     out
-}
-
-/// The [`crate::Engine`]: decode and round trip on its backend (GPU kernels where the type has
-/// one, else the CPU codec); the reductions on the GPU when the engine has one
-/// (`shaders/stats.wgsl`), else [`super::fast`].
-impl StatsEngine for crate::Engine {
-    fn describe(&self) -> String {
-        self.describe()
-    }
-    fn decode(&self, ty: GgmlType, src: &[u8], row_len: usize, dst: &mut [f32]) -> Result<()> {
-        self.decode_into(ty, src, row_len, dst)
-    }
-    fn round_trip(&self, ty: GgmlType, src: &[f32], row_len: usize, dst: &mut [f32]) -> Result<()> {
-        let bytes = self.encode(ty, src, row_len, None)?;
-        self.decode_into(ty, &bytes, row_len, dst)
-    }
-    fn tile_stats(
-        &self,
-        data: &[f32],
-        row_len: usize,
-        k: f32,
-    ) -> Result<(Vec<RowStats>, Histogram)> {
-        #[cfg(feature = "gpu")]
-        if let Some(runner) = self.gpu() {
-            return super::gpu::tile_stats(runner, data, row_len, k);
-        }
-        Ok(tile_stats(data, row_len, k))
-    }
-    fn tile_error(&self, src: &[f32], decoded: &[f32], row_len: usize) -> Result<Vec<RowError>> {
-        #[cfg(feature = "gpu")]
-        if let Some(runner) = self.gpu() {
-            return super::gpu::tile_error(runner, src, decoded, row_len);
-        }
-        Ok(tile_error(src, decoded, row_len))
-    }
 }

@@ -7,7 +7,7 @@
 //! tensor) is timed as BitNet's whole ternarize + pack: the absmean block sums, the tensor
 //! scale, the codes and the trailer; its decode takes the scale.
 
-use crate::cli::quantize::parse_size;
+use crate::cli::args::parse_size;
 use crate::codec;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@
 
 use super::rss::{self, Measured};
 use super::synth::{self, LlamaShape};
-use crate::cli::quantize::parse_size;
+use crate::cli::args::parse_size;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::formats::gguf::GgufFile;

@@ -20,7 +20,7 @@ pub struct BlockQ2K {
     /// f16 bits: super-block scale for the quantized mins.
     pub dmin: u16,
 }
-const _: () = assert!(std::mem::size_of::<BlockQ2K>() == 84);
+const _: () = assert!(size_of::<BlockQ2K>() == 84);
 
 /// Re-quantizes every sub-block against its f16-rounded scale and min (the common tail of
 /// `quantize_row_q2_K_ref` and `_impl`); sub-blocks whose scale is zero keep the levels of the
@@ -146,7 +146,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
 
 /// Encodes one row (see [`crate::codec::EncodeRowFn`]).
 pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(84));
+    let blocks = src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockQ2K>()));
     for (i, (x, out)) in blocks.enumerate() {
         let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
         let y = match block_weights(weights, i) {
@@ -182,7 +184,10 @@ pub fn dequantize_block(b: &BlockQ2K, y: &mut [f32; QK_K]) {
 
 /// Decodes one row (see [`crate::codec::DecodeRowFn`]).
 pub fn decode_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(84).zip(dst.chunks_exact_mut(QK_K)) {
+    for (b, y) in src
+        .chunks_exact(size_of::<BlockQ2K>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         let b: BlockQ2K = bytemuck::pod_read_unaligned(b);
         dequantize_block(&b, y.try_into().expect("chunks_exact yields QK_K"));
     }

@@ -21,7 +21,7 @@ pub struct BlockQ3K {
     /// f16 bits: super-block scale.
     pub d: u16,
 }
-const _: () = assert!(std::mem::size_of::<BlockQ3K>() == 110);
+const _: () = assert!(size_of::<BlockQ3K>() == 110);
 
 /// Writes the 6-bit value `l` (0..=63) as scale `j` into the zeroed packed `scales`.
 #[inline(always)]
@@ -139,7 +139,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
 
 /// Encodes one row (see [`crate::codec::EncodeRowFn`]).
 pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(110));
+    let blocks = src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockQ3K>()));
     for (i, (x, out)) in blocks.enumerate() {
         let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
         let y = match block_weights(weights, i) {
@@ -176,7 +178,10 @@ pub fn dequantize_block(b: &BlockQ3K, y: &mut [f32; QK_K]) {
 
 /// Decodes one row (see [`crate::codec::DecodeRowFn`]).
 pub fn decode_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(110).zip(dst.chunks_exact_mut(QK_K)) {
+    for (b, y) in src
+        .chunks_exact(size_of::<BlockQ3K>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         let b: BlockQ3K = bytemuck::pod_read_unaligned(b);
         dequantize_block(&b, y.try_into().expect("chunks_exact yields QK_K"));
     }

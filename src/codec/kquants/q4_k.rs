@@ -22,7 +22,7 @@ pub struct BlockQ4K {
     /// (high nibble).
     pub qs: [u8; QK_K / 2],
 }
-const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+const _: () = assert!(size_of::<BlockQ4K>() == 144);
 
 /// Packs the 4-bit levels as `quantize_row_q4_K_ref` does.
 #[inline(always)]
@@ -67,7 +67,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ4K {
 
 /// Encodes one row (see [`crate::codec::EncodeRowFn`]).
 pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(144));
+    let blocks = src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockQ4K>()));
     for (i, (x, out)) in blocks.enumerate() {
         let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
         let y = match block_weights(weights, i) {
@@ -98,7 +100,10 @@ pub fn dequantize_block(b: &BlockQ4K, y: &mut [f32; QK_K]) {
 
 /// Decodes one row (see [`crate::codec::DecodeRowFn`]).
 pub fn decode_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(144).zip(dst.chunks_exact_mut(QK_K)) {
+    for (b, y) in src
+        .chunks_exact(size_of::<BlockQ4K>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         let b: BlockQ4K = bytemuck::pod_read_unaligned(b);
         dequantize_block(&b, y.try_into().expect("chunks_exact yields QK_K"));
     }

@@ -20,7 +20,7 @@ pub struct BlockQ6K {
     /// f16 bits: super-block scale.
     pub d: u16,
 }
-const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
+const _: () = assert!(size_of::<BlockQ6K>() == 210);
 
 /// The common tail of `quantize_row_q6_K_ref` and `_impl`: from the 16 sub-block scales and
 /// the levels of the search, the block ggml writes.
@@ -98,7 +98,9 @@ fn search(x: &[f32; QK_K], xt: &[[f32; 16]; 16], weights: &[[f32; 16]; 16]) -> B
 
 /// Encodes one row (see [`crate::codec::EncodeRowFn`]).
 pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(210));
+    let blocks = src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size_of::<BlockQ6K>()));
     for (i, (x, out)) in blocks.enumerate() {
         let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
         let y = match block_weights(weights, i) {
@@ -133,7 +135,10 @@ pub fn dequantize_block(b: &BlockQ6K, y: &mut [f32; QK_K]) {
 
 /// Decodes one row (see [`crate::codec::DecodeRowFn`]).
 pub fn decode_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(210).zip(dst.chunks_exact_mut(QK_K)) {
+    for (b, y) in src
+        .chunks_exact(size_of::<BlockQ6K>())
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         let b: BlockQ6K = bytemuck::pod_read_unaligned(b);
         dequantize_block(&b, y.try_into().expect("chunks_exact yields QK_K"));
     }

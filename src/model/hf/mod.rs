@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::formats::safetensors::{Dtype, SafetensorsModel};
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{InputTensor, ModelSource, TernarySource};
+use crate::model::source::{InputTensor, ModelSource, TernarySource};
 use names::{Role, map_name};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,12 +78,7 @@ fn ggml_type(d: Dtype) -> Option<GgmlType> {
 
 /// `general.file_type` for a folder of weights in type `ty` (the converter's `--outtype auto`).
 pub fn file_type_of(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::BF16 => 32,
-        GgmlType::Q8_0 => 7,
-        _ => 1,
-    }
+    crate::policy::Mixture::file_type_of(ty).unwrap_or(1)
 }
 
 /// The type `convert_hf_to_gguf.py` gives a tensor for `--outtype outtype`: 1-D tensors, norms

@@ -16,7 +16,7 @@ const BASE: usize = 64;
 
 /// The error sums of one row.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RowError {
+pub struct RowFidelity {
     /// Pairs compared (finite source, finite decoded value).
     pub n: u64,
     pub poisoned: u64,
@@ -27,9 +27,9 @@ pub struct RowError {
     pub max_abs: f32,
 }
 
-impl RowError {
-    fn combine(a: RowError, b: RowError) -> RowError {
-        RowError {
+impl RowFidelity {
+    fn combine(a: RowFidelity, b: RowFidelity) -> RowFidelity {
+        RowFidelity {
             n: a.n + b.n,
             poisoned: a.poisoned + b.poisoned,
             sse: a.sse + b.sse,
@@ -40,8 +40,8 @@ impl RowError {
         }
     }
 
-    pub fn metrics(&self) -> ErrorMetrics {
-        ErrorMetrics::from_sums(
+    pub fn metrics(&self) -> FidelityMetrics {
+        FidelityMetrics::from_sums(
             self.n,
             self.sse as f64,
             self.sxx as f64,
@@ -52,8 +52,8 @@ impl RowError {
     }
 }
 
-fn block(x: &[f32], y: &[f32]) -> RowError {
-    let mut e = RowError::default();
+fn block(x: &[f32], y: &[f32]) -> RowFidelity {
+    let mut e = RowFidelity::default();
     for (&a, &b) in x.iter().zip(y) {
         if !a.is_finite() {
             continue;
@@ -73,37 +73,37 @@ fn block(x: &[f32], y: &[f32]) -> RowError {
     e
 }
 
-fn pairwise(x: &[f32], y: &[f32]) -> RowError {
+fn pairwise(x: &[f32], y: &[f32]) -> RowFidelity {
     if x.len() <= BASE {
         return block(x, y);
     }
     let half = (x.len().div_ceil(2 * BASE) * BASE).min(x.len());
-    RowError::combine(
+    RowFidelity::combine(
         pairwise(&x[..half], &y[..half]),
         pairwise(&x[half..], &y[half..]),
     )
 }
 
 /// The error sums of one row `x` against its round trip `y` (same length).
-pub fn row_error(x: &[f32], y: &[f32]) -> RowError {
+pub fn row_fidelity(x: &[f32], y: &[f32]) -> RowFidelity {
     debug_assert_eq!(x.len(), y.len());
     pairwise(x, y)
 }
 
 /// Per-row error sums of a tile: `src` and `decoded` are rows of `row_len` elements.
-pub fn tile_error(src: &[f32], decoded: &[f32], row_len: usize) -> Vec<RowError> {
+pub fn tile_fidelity(src: &[f32], decoded: &[f32], row_len: usize) -> Vec<RowFidelity> {
     if row_len == 0 {
         return Vec::new();
     }
     src.par_chunks(row_len)
         .zip(decoded.par_chunks(row_len))
-        .map(|(x, y)| row_error(x, y))
+        .map(|(x, y)| row_fidelity(x, y))
         .collect()
 }
 
 /// Error metrics (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct ErrorMetrics {
+pub struct FidelityMetrics {
     pub rmse: f64,
     pub max_abs: f64,
     pub rel_frobenius: f64,
@@ -112,8 +112,15 @@ pub struct ErrorMetrics {
     pub snr_db: f64,
 }
 
-impl ErrorMetrics {
-    pub fn from_sums(n: u64, sse: f64, sxx: f64, syy: f64, sxy: f64, max_abs: f64) -> ErrorMetrics {
+impl FidelityMetrics {
+    pub fn from_sums(
+        n: u64,
+        sse: f64,
+        sxx: f64,
+        syy: f64,
+        sxy: f64,
+        max_abs: f64,
+    ) -> FidelityMetrics {
         let rmse = if n == 0 { 0.0 } else { (sse / n as f64).sqrt() };
         let rel_frobenius = if sse == 0.0 {
             0.0
@@ -136,7 +143,7 @@ impl ErrorMetrics {
         } else {
             10.0 * (sxx / sse).log10()
         };
-        ErrorMetrics {
+        FidelityMetrics {
             rmse,
             max_abs,
             rel_frobenius,
@@ -148,7 +155,7 @@ impl ErrorMetrics {
 
 /// The error of a whole tensor (or layer), accumulated row by row.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ErrorAcc {
+pub struct FidelityAcc {
     pub n: u64,
     pub poisoned: u64,
     pub sse: CompensatedF32,
@@ -160,9 +167,9 @@ pub struct ErrorAcc {
     pub worst_row: Option<(u64, f64)>,
 }
 
-impl ErrorAcc {
+impl FidelityAcc {
     /// Adds a tile's rows; `first_row` is the tensor row index of `rows[0]`.
-    pub fn add_tile(&mut self, first_row: u64, rows: &[RowError]) {
+    pub fn add_tile(&mut self, first_row: u64, rows: &[RowFidelity]) {
         for (i, r) in rows.iter().enumerate() {
             self.n += r.n;
             self.poisoned += r.poisoned;
@@ -179,7 +186,7 @@ impl ErrorAcc {
     }
 
     /// Adds another accumulator (a tensor into its layer).
-    pub fn merge(&mut self, o: &ErrorAcc) {
+    pub fn merge(&mut self, o: &FidelityAcc) {
         self.n += o.n;
         self.poisoned += o.poisoned;
         for (a, b) in [
@@ -194,8 +201,8 @@ impl ErrorAcc {
         self.max_abs = self.max_abs.max(o.max_abs);
     }
 
-    pub fn metrics(&self) -> ErrorMetrics {
-        ErrorMetrics::from_sums(
+    pub fn metrics(&self) -> FidelityMetrics {
+        FidelityMetrics::from_sums(
             self.n,
             self.sse.value(),
             self.sxx.value(),

@@ -5,7 +5,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::ggml_type::GgmlType;
-use crate::pipeline::{self, ModelSource, PipelineOptions, Progress, Summary};
+use crate::model::ModelSource;
+use crate::pipeline::{self, PipelineOptions, Progress, Summary};
 use crate::policy::{Hparams, Mixture, PlanOptions, TensorDesc, TensorPlan, plan_types};
 use std::collections::HashMap;
 use std::path::Path;
@@ -140,7 +141,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         if opts.ternary_scale == Some(crate::codec::absmean::TernaryScale::PerChannel) {
             let known = matches!(
                 src.ternary(i),
-                Some(crate::pipeline::TernarySource::Known { .. })
+                Some(crate::model::TernarySource::Known { .. })
             );
             if p.target == GgmlType::I2_S {
                 return Err(Error::Invalid(format!(
@@ -175,7 +176,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
             let want = t.row_len() * t.dims.get(2).copied().unwrap_or(1);
             // llama-quantize ignores a mismatched token_embd entry (it always mismatches in
             // some old files) and stops on any other
-            if w.len() as u64 != want && t.name != crate::pipeline::TOKEN_EMBD {
+            if w.len() as u64 != want && t.name != crate::model::TOKEN_EMBD {
                 return Err(Error::Invalid(format!(
                     "{}: the imatrix has {} values for it, its shape needs {want} (ne0 x ne2); was the imatrix made for another model?",
                     here(),
@@ -202,6 +203,33 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
 }
 
 /// Quantizes `src` into the GGUF file `output` (written as `output.tmp`, renamed at the end).
+///
+/// ```
+/// use gpuq::formats::gguf::{GgufWriter, TensorSpec, Value};
+/// use gpuq::model::{GgufSource, ModelSource};
+/// use gpuq::{Backend, Engine, GgmlType, QuantizeOptions, quantize};
+///
+/// let dir = std::env::temp_dir().join(format!("gpuq-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).map_err(|e| gpuq::Error::io(&dir, e))?;
+/// let (input, output) = (dir.join("in.gguf"), dir.join("out.gguf"));
+///
+/// // a one-tensor F32 model: 4 rows of 256
+/// let md = vec![("general.architecture".to_string(), Value::String("llama".into()))];
+/// let spec = TensorSpec { name: "blk.0.ffn_up.weight".into(), ty: GgmlType::F32, dims: vec![256, 4] };
+/// let mut w = GgufWriter::create(&input, &md, &[spec])?;
+/// let rows: Vec<f32> = (0..1024).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+/// w.write_next(&rows.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+/// w.finish()?;
+///
+/// let src = GgufSource::open(&input)?;
+/// let engine = Engine::new(Backend::Cpu)?;
+/// let summary = quantize(&src, &output, &engine, &QuantizeOptions::new("Q8_0")?, &gpuq::pipeline::Quiet)?;
+/// assert_eq!(summary.converted, 1);
+/// let out = GgufSource::open(&output)?;
+/// assert_eq!(out.tensors()[0].ty, GgmlType::Q8_0);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), gpuq::Error>(())
+/// ```
 pub fn quantize(
     src: &dyn ModelSource,
     output: &Path,
