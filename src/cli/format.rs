@@ -3,7 +3,7 @@
 use serde_json::{Value as Json, json};
 
 /// A number for a table: 4 decimals in the usual range, else scientific; `-` for NaN.
-pub fn g(x: f64) -> String {
+pub fn number(x: f64) -> String {
     if x.is_nan() {
         "-".into()
     } else if x == 0.0 {
@@ -16,7 +16,7 @@ pub fn g(x: f64) -> String {
 }
 
 /// A signal-to-noise ratio in dB for a table; `exact` for a lossless round trip.
-pub fn db(x: f64) -> String {
+pub fn decibels(x: f64) -> String {
     if x.is_infinite() && x > 0.0 {
         "exact".into()
     } else {
@@ -25,14 +25,14 @@ pub fn db(x: f64) -> String {
 }
 
 /// A float for JSON: non-finite values become `null`.
-pub fn num(x: f64) -> Json {
+pub fn json_number(x: f64) -> Json {
     if x.is_finite() { json!(x) } else { Json::Null }
 }
 
 /// The fidelity metrics of a round trip as a JSON object.
 pub fn metrics_json(m: &crate::measure::fidelity::FidelityMetrics) -> Json {
     json!({
-        "rmse": num(m.rmse), "max_abs": num(m.max_abs), "rel_frobenius": num(m.rel_frobenius),
-        "cosine": num(m.cosine), "snr_db": num(m.snr_db),
+        "rmse": json_number(m.rmse), "max_abs": json_number(m.max_abs), "rel_frobenius": json_number(m.rel_frobenius),
+        "cosine": json_number(m.cosine), "snr_db": json_number(m.snr_db),
     })
 }

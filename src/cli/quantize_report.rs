@@ -2,7 +2,7 @@
 //! written bytes decoded against the source), per tensor and per layer, as a table or as JSON;
 //! TQ1_0 / TQ2_0 tensors add BitNet's per-channel vs per-tensor absmean comparison.
 
-use crate::cli::format::{db, g, metrics_json, num};
+use crate::cli::format::{decibels, json_number, metrics_json, number};
 use crate::error::{Error, Result};
 use crate::measure::fidelity::FidelityAcc;
 use crate::pipeline::{Summary, TensorFidelity};
@@ -82,11 +82,11 @@ pub fn write_table(out: &mut dyn Write, s: &Summary) -> std::io::Result<()> {
                 e.name,
                 e.from.name(),
                 e.to.name(),
-                g(m.rmse),
-                g(m.max_abs),
+                number(m.rmse),
+                number(m.max_abs),
                 m.rel_frobenius,
                 m.cosine,
-                db(m.snr_db)
+                decibels(m.snr_db)
             )?;
         }
         writeln!(out)?;
@@ -104,7 +104,7 @@ pub fn write_table(out: &mut dyn Write, s: &Summary) -> std::io::Result<()> {
                 n,
                 m.rel_frobenius,
                 m.cosine,
-                db(m.snr_db)
+                decibels(m.snr_db)
             )?;
         }
     }
@@ -140,7 +140,7 @@ pub fn to_json(s: &Summary, input: &Path, output: &Path, mixture: &str, backend:
             m["poisoned"] = json!(e.acc.poisoned);
             m["worst_row"] = e.acc.worst_row.map_or(
                 Json::Null,
-                |(row, v)| json!({"row": row, "rel_frobenius": num(v)}),
+                |(row, v)| json!({"row": row, "rel_frobenius": json_number(v)}),
             );
             let mut t = json!({
                 "name": e.name, "shape": e.dims, "layer": layer_of(&e.name),
@@ -148,7 +148,7 @@ pub fn to_json(s: &Summary, input: &Path, output: &Path, mixture: &str, backend:
             });
             if let Some(r) = s.ternary_report.iter().find(|r| r.name == e.name) {
                 t["absmean_rel_frobenius"] =
-                    json!({"per_channel": num(r.per_channel), "per_tensor": num(r.per_tensor)});
+                    json!({"per_channel": json_number(r.per_channel), "per_tensor": json_number(r.per_tensor)});
             }
             t
         })
@@ -168,7 +168,7 @@ pub fn to_json(s: &Summary, input: &Path, output: &Path, mixture: &str, backend:
         "backend": backend,
         "tensors_total": s.tensors,
         "tensors_converted": s.converted,
-        "bits_per_weight": num(s.bits_per_weight()),
+        "bits_per_weight": json_number(s.bits_per_weight()),
         "model_error": metrics_json(&all.metrics()),
         "tensors": tensors,
         "layers": layers,

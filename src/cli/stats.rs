@@ -1,7 +1,7 @@
 //! `gpuq stats`: per-tensor and per-layer weight statistics and, for each `--type`, the
 //! quantization error of a round trip through that type; a table, JSON, and a plot.
 
-use crate::cli::format::{db, g, metrics_json, num};
+use crate::cli::format::{decibels, json_number, metrics_json, number};
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
@@ -180,12 +180,12 @@ fn write_text(
             r.name,
             r.ty.name(),
             shape(&r.dims),
-            g(s.mean()),
-            g(s.absmean()),
-            g(s.rms()),
-            g(s.min as f64),
-            g(s.max as f64),
-            g(s.absmax()),
+            number(s.mean()),
+            number(s.absmean()),
+            number(s.rms()),
+            number(s.min as f64),
+            number(s.max as f64),
+            number(s.absmax()),
             s.peak_ratio(),
             s.zeros,
             s.outliers,
@@ -225,11 +225,11 @@ fn write_text(
                             "{:<w$}  {:<5} {:>10} {:>10} {:>9.5} {:>10.6} {:>8}  {worst}",
                             r.name,
                             ty.name(),
-                            g(m.rmse),
-                            g(m.max_abs),
+                            number(m.rmse),
+                            number(m.max_abs),
                             m.rel_frobenius,
                             m.cosine,
-                            db(m.snr_db)
+                            decibels(m.snr_db)
                         )?;
                     }
                     TypeFidelity::Skipped(why) => {
@@ -266,8 +266,8 @@ fn write_text(
             name,
             l.tensors,
             l.params,
-            g(l.absmean()),
-            g(l.absmax),
+            number(l.absmean()),
+            number(l.absmax),
             l.peak_ratio,
             l.outliers
         )?;
@@ -275,7 +275,7 @@ fn write_text(
             match l.error(ty) {
                 Some(e) => {
                     let m = e.metrics();
-                    write!(out, " {:>12.5} {:>8}", m.rel_frobenius, db(m.snr_db))?
+                    write!(out, " {:>12.5} {:>8}", m.rel_frobenius, decibels(m.snr_db))?
                 }
                 None => write!(out, " {:>12} {:>8}", "-", "-")?,
             }
@@ -317,8 +317,8 @@ fn write_text(
 
 fn row_json(r: &RowStats) -> Json {
     json!({
-        "mean": num(r.mean()), "absmean": num(r.absmean()), "rms": num(r.rms()),
-        "min": num(r.min as f64), "max": num(r.max as f64), "absmax": num(r.absmax()),
+        "mean": json_number(r.mean()), "absmean": json_number(r.absmean()), "rms": json_number(r.rms()),
+        "min": json_number(r.min as f64), "max": json_number(r.max as f64), "absmax": json_number(r.absmax()),
         "zeros": r.zeros, "outliers": r.outliers, "nan": r.nan, "inf": r.inf,
     })
 }
@@ -341,7 +341,7 @@ fn to_json(
                         let mut m = metrics_json(&acc.metrics());
                         m["measured_as"] = json!(via.name());
                         m["poisoned"] = json!(acc.poisoned);
-                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": num(v)}));
+                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": json_number(v)}));
                         if let Some(rows) = rows {
                             m["rows"] = rows.iter().map(|r| metrics_json(&r.metrics())).collect();
                         }
@@ -355,11 +355,11 @@ fn to_json(
                 "name": r.name, "type": r.ty.name(), "shape": r.dims, "layer": r.layer,
                 "stats": {
                     "rows": s.rows, "n": s.n, "finite": s.finite,
-                    "mean": num(s.mean()), "absmean": num(s.absmean()), "rms": num(s.rms()),
-                    "min": num(s.min as f64), "max": num(s.max as f64), "absmax": num(s.absmax()),
-                    "absmax_over_absmean": num(s.peak_ratio()),
+                    "mean": json_number(s.mean()), "absmean": json_number(s.absmean()), "rms": json_number(s.rms()),
+                    "min": json_number(s.min as f64), "max": json_number(s.max as f64), "absmax": json_number(s.absmax()),
+                    "absmax_over_absmean": json_number(s.peak_ratio()),
                     "zeros": s.zeros, "outliers": s.outliers, "nan": s.nan, "inf": s.inf,
-                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": num(v)})),
+                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": json_number(v)})),
                 },
                 "histogram": s.hist.0.to_vec(),
                 "nonfinite_row_count": s.nonfinite_row_count,
@@ -383,8 +383,8 @@ fn to_json(
                 .collect();
             json!({
                 "layer": l.layer, "tensors": l.tensors, "params": l.params,
-                "absmean": num(l.absmean()), "rms": num(l.rms()), "absmax": num(l.absmax),
-                "absmax_over_absmean": num(l.peak_ratio), "peak_tensor": l.peak_tensor,
+                "absmean": json_number(l.absmean()), "rms": json_number(l.rms()), "absmax": json_number(l.absmax),
+                "absmax_over_absmean": json_number(l.peak_ratio), "peak_tensor": l.peak_tensor,
                 "outliers": l.outliers, "nonfinite": l.nonfinite, "errors": errors,
             })
         })
