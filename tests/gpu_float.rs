@@ -269,6 +269,7 @@ fn tiles_and_2d_dispatch_give_the_same_bits() {
         max_tile_bytes: Some(1 << 20),
         max_workgroups_x: Some(5),
         poison_output: true,
+        tiles_in_flight: 2,
     };
     let Some(e) = gpu_engine(opts) else { return };
     let mut r = rng(3);

@@ -166,3 +166,36 @@ fn legacy_throughput() {
         );
     }
 }
+
+/// Two tiles in flight must fit the staging budget whatever the pool holds from earlier calls:
+/// a large encode (wide f32 source tiles) followed by a decode of another type (wide f32
+/// output tiles), as `gpuq bench codecs` runs them. Reusing the earlier calls' larger idle
+/// buffers for the new tiles once overran the budget here ("staging pool: … does not fit").
+#[test]
+fn tiles_in_flight_stay_within_the_pool_budget_across_calls() {
+    let budget = 64 << 20;
+    let eng = gpu_engine(RunnerOptions {
+        budget,
+        ..RunnerOptions::default()
+    });
+    let mut r = rng(seed() ^ 0x9001);
+    let row_len = 4096;
+    let rows = 3072; // 48 MiB of f32: several tiles at this budget
+    let data = sample(Dist::Normal, row_len * rows, &mut r);
+    let mut failures = Vec::new();
+    if let Err(e) = encode_diff(&eng, GgmlType::Q8_0, &data, row_len, None, "budget") {
+        failures.push(e);
+    }
+    let q8 = eng.gpu().unwrap().last_run();
+    assert!(q8.tiles > 2, "want several Q8_0 tiles: {q8:?}");
+    let mut q4k = vec![0u8; GgmlType::Q4_K.row_bytes(row_len as u64).unwrap() as usize * rows];
+    gpuq::codec::encode_rows(GgmlType::Q4_K, &data, row_len, None, &mut q4k).unwrap();
+    if let Err(e) = decode_diff(&eng, GgmlType::Q4_K, &q4k, row_len, "budget") {
+        failures.push(e);
+    }
+    let dec = eng.gpu().unwrap().last_run();
+    assert!(dec.tiles > 2, "want several Q4_K decode tiles: {dec:?}");
+    let pool = eng.gpu().unwrap().pool().stats();
+    assert!(pool.allocated <= budget, "{pool:?}");
+    report(&failures, 2);
+}

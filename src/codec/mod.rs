@@ -13,6 +13,7 @@ use rayon::prelude::*;
 pub mod absmean;
 pub mod float;
 pub mod i2s;
+pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 pub mod shape;
@@ -65,6 +66,13 @@ pub fn cpu_codecs() -> &'static [CpuCodec] {
         kquants::Q6_K_CODEC,
         ternary::TQ1_0_CODEC,
         ternary::TQ2_0_CODEC,
+        iquants::IQ2_XXS_CODEC,
+        iquants::IQ2_XS_CODEC,
+        iquants::IQ2_S_CODEC,
+        iquants::IQ3_XXS_CODEC,
+        iquants::IQ3_S_CODEC,
+        iquants::IQ1_S_CODEC,
+        iquants::IQ1_M_CODEC,
     ];
     CODECS
 }

@@ -33,6 +33,9 @@ pub struct RunnerOptions {
     /// Fill each tile's output buffer with 0xa5 bytes before the dispatch (tests: an output
     /// word the kernel forgets to write then shows up instead of stale or zero data).
     pub poison_output: bool,
+    /// Tiles submitted before the oldest is read back: 2 overlaps the host's copies with the
+    /// device's work; 1 waits for each tile (env `GPUQ_GPU_TILES_IN_FLIGHT`, default 2).
+    pub tiles_in_flight: usize,
 }
 
 impl Default for RunnerOptions {
@@ -48,6 +51,11 @@ impl Default for RunnerOptions {
             max_tile_bytes: None,
             max_workgroups_x: None,
             poison_output: false,
+            tiles_in_flight: std::env::var("GPUQ_GPU_TILES_IN_FLIGHT")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|&n| n == 1 || n == 2)
+                .unwrap_or(2),
         }
     }
 }
@@ -322,6 +330,11 @@ impl CodecRunner {
             let range = (row0 * job.dst_row) as usize..((row0 + rows) * job.dst_row) as usize;
             if let Some((prev, r)) = pending.replace((flight, range)) {
                 prev.read_into(&mut dst[r])?;
+            }
+            if self.opts.tiles_in_flight < 2 {
+                if let Some((only, r)) = pending.take() {
+                    only.read_into(&mut dst[r])?;
+                }
             }
             stats.tiles += 1;
             row0 += rows;

@@ -140,17 +140,17 @@ impl StagingPool {
         }
     }
 
-    /// Leases a buffer of `role` with at least `min_size` bytes: the smallest idle one that
-    /// fits, else a new one (evicting idle buffers if the budget requires).
+    /// Leases a buffer of `role` with at least `min_size` bytes: an idle one of exactly its
+    /// size class, else a new one (evicting idle buffers if the budget requires). Only exact
+    /// classes are reused, so a lease is never much larger than asked for and callers that
+    /// size their work to a share of the budget (two tiles in flight, half each) stay inside it.
     pub fn acquire(&self, role: Role, min_size: u64) -> Result<Lease<'_>, GpuError> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let class = size_class(min_size, self.max_buffer);
         let best = s
             .idle
             .iter()
-            .enumerate()
-            .filter(|(_, p)| p.role == role && p.size >= min_size)
-            .min_by_key(|(_, p)| p.size)
-            .map(|(i, _)| i);
+            .position(|p| p.role == role && p.size == class);
         if let Some(i) = best {
             let p = s.idle.swap_remove(i);
             return Ok(Lease {
@@ -160,7 +160,7 @@ impl StagingPool {
                 size: p.size,
             });
         }
-        let size = size_class(min_size, self.max_buffer);
+        let size = class;
         let too_big = |s: &State| GpuError::PoolExhausted {
             role: role.name(),
             size,
@@ -239,9 +239,14 @@ mod tests {
             (s.allocated, s.buffers_created, s.idle_buffers),
             (2 << 20, 2, 2)
         );
-        // reuse: same role and size, nothing new
-        drop(pool.acquire(Role::Storage, 1000).unwrap());
+        // reuse: same role and size class, nothing new
+        drop(pool.acquire(Role::Storage, (1 << 20) - 100).unwrap());
         assert_eq!(pool.stats().buffers_created, 2);
+        // a much smaller request does not take the 1 MiB buffer (leases stay near their size)
+        let small = pool.acquire(Role::Storage, 1000).unwrap();
+        assert_eq!(small.size(), 1024);
+        assert_eq!(pool.stats().buffers_created, 3);
+        drop(small);
         // a larger request evicts idle buffers instead of growing past the budget
         let big = pool.acquire(Role::Upload, 3 << 20).unwrap();
         assert!(pool.stats().allocated <= 4 << 20, "{:?}", pool.stats());
