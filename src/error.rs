@@ -25,6 +25,9 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
+    /// An input file changed (or shrank under its map) while it was being read.
+    #[error(transparent)]
+    Changed(#[from] crate::formats::mapped::ChangedError),
     /// The job was cancelled (Ctrl-C, or a caller's [`crate::pipeline::Progress::cancelled`])
     /// between two tiles; no output was left.
     #[error("interrupted; no output written")]

@@ -6,6 +6,7 @@ mod common;
 
 use common::{gpuq, python, rng};
 use gpuq::GgmlType;
+use gpuq::formats::gguf::output::leftover_tmp_files;
 use gpuq::formats::gguf::{Array, GgufFile, GgufWriter, TensorSpec, Value};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -244,7 +245,7 @@ fn reads_gguf_py_file_and_rewrites_it_byte_identically() {
         let (ab, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         assert_eq!(ab.len(), bb.len());
         assert!(ab == bb, "rewrite of the gguf-py file differs from it");
-        assert!(!dir.path().join(format!("copy{seed}.gguf.tmp")).exists());
+        assert!(leftover_tmp_files(&dir.path().join(format!("copy{seed}.gguf"))).is_empty());
 
         // Version 2 has the same layout.
         let mut v2 = ab.clone();
@@ -429,7 +430,8 @@ fn gguf_py_reads_what_gpuq_writes_in_parallel_tiles() {
         },
     ];
     let w = GgufWriter::create(&path, &metadata, &specs).unwrap();
-    assert!(dir.path().join("gpuq.gguf.tmp").exists());
+    assert!(w.tmp_path().exists());
+    assert_eq!(leftover_tmp_files(&path), vec![w.tmp_path().to_path_buf()]);
     let data: Vec<Vec<u8>> = w
         .tensors()
         .iter()
@@ -458,7 +460,7 @@ fn gguf_py_reads_what_gpuq_writes_in_parallel_tiles() {
     });
     assert!(!path.exists(), "final name must appear only at finish");
     w.finish().unwrap();
-    assert!(!dir.path().join("gpuq.gguf.tmp").exists());
+    assert!(leftover_tmp_files(&path).is_empty());
 
     let g = GgufFile::open(&path).unwrap();
     assert_eq!(g.alignment, 128);
@@ -485,7 +487,6 @@ fn gguf_py_reads_what_gpuq_writes_in_parallel_tiles() {
 fn writer_checks_every_byte_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.gguf");
-    let tmp = dir.path().join("w.gguf.tmp");
     let specs = vec![
         TensorSpec {
             name: "a".into(),
@@ -507,7 +508,7 @@ fn writer_checks_every_byte_and_cleans_up() {
     let mut w = GgufWriter::create(&path, &md, &specs).unwrap();
     w.write_next(&[1u8; 20]).unwrap();
     drop(w);
-    assert!(!tmp.exists() && !path.exists());
+    assert!(leftover_tmp_files(&path).is_empty() && !path.exists());
 
     // Missing bytes are reported at finish, naming the tensor.
     let w = GgufWriter::create(&path, &md, &specs).unwrap();
@@ -515,7 +516,7 @@ fn writer_checks_every_byte_and_cleans_up() {
     w.write_at(1, 0, &[3u8; 33]).unwrap();
     let e = w.finish().unwrap_err().to_string();
     assert!(e.contains("'b'") && e.contains("33 of 34"), "{e}");
-    assert!(!tmp.exists() && !path.exists());
+    assert!(leftover_tmp_files(&path).is_empty() && !path.exists());
 
     // Overlapping and out-of-range writes are refused.
     let w = GgufWriter::create(&path, &md, &specs).unwrap();
@@ -562,7 +563,7 @@ fn writer_checks_every_byte_and_cleans_up() {
         let p = dir.path().join("bad.gguf");
         let e = GgufWriter::create(&p, &md, std::slice::from_ref(&s)).unwrap_err();
         assert!(e.to_string().contains(&format!("'{}'", s.name)), "{e}");
-        assert!(!dir.path().join("bad.gguf.tmp").exists());
+        assert!(leftover_tmp_files(&p).is_empty());
     }
     let md_bad = vec![("general.alignment".to_string(), Value::U32(48))];
     assert!(GgufWriter::create(dir.path().join("x.gguf"), &md_bad, &specs).is_err());

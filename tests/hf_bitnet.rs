@@ -11,7 +11,7 @@
 mod common;
 
 use common::{gpuq_status as run, python};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MODEL_PY: &str = include_str!("py/hf_model.py");
 
@@ -422,7 +422,7 @@ fn refuse(dir: &Path, args: &[&str], needles: &[&str]) {
         assert!(err.contains(n), "'{n}' not in: {err}");
     }
     assert!(!out.exists(), "output left behind");
-    assert!(!PathBuf::from(format!("{}.tmp", out.display())).exists());
+    assert!(gpuq::formats::gguf::output::leftover_tmp_files(&out).is_empty());
 }
 
 #[test]

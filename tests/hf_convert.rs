@@ -5,7 +5,7 @@
 mod common;
 
 use common::{gpuq_status as run, python};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MODEL_PY: &str = include_str!("py/hf_model.py");
 
@@ -269,8 +269,8 @@ fn refuse(dir: &Path, needles: &[&str]) -> String {
         assert!(err.contains(n), "'{n}' not in: {err}");
     }
     assert!(!out.exists(), "output left behind");
-    let tmp_name = PathBuf::from(format!("{}.tmp", out.display()));
-    assert!(!tmp_name.exists(), "temporary output left behind");
+    let left = gpuq::formats::gguf::output::leftover_tmp_files(&out);
+    assert!(left.is_empty(), "temporary output left behind: {left:?}");
     err
 }
 

@@ -364,7 +364,7 @@ fn refusals_leave_no_output() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(msg), "{args:?}: expected '{msg}' in: {err}");
         assert!(
-            !target.exists() && !dir.path().join("out.gguf.tmp").exists(),
+            !target.exists() && gpuq::formats::gguf::output::leftover_tmp_files(&target).is_empty(),
             "{args:?} left a file"
         );
     }
@@ -479,7 +479,10 @@ fn bad_imatrix_files_are_refused() {
                 file.display()
             );
         }
-        assert!(!out_path.exists() && !dir.path().join("out.gguf.tmp").exists());
+        assert!(
+            !out_path.exists()
+                && gpuq::formats::gguf::output::leftover_tmp_files(&out_path).is_empty()
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use crate::cli::progress::run_job;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::jobs::convert::convert;
+use crate::jobs::convert::convert_with;
 use crate::model::hf::{HfOptions, HfSource};
 use std::path::PathBuf;
 
@@ -60,6 +60,8 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -81,7 +83,8 @@ pub fn run(a: Args) -> Result<()> {
     let src = HfSource::open(&a.input, &opts)?;
     let outtype = a.outtype.ggml();
     let s = run_job(a.backend, a.quiet, |engine, progress| {
-        convert(&src, &a.output, outtype, a.max_memory, engine, progress)
+        let w = a.write.options(true);
+        convert_with(&src, &a.output, outtype, a.max_memory, &w, engine, progress)
     })?;
     if !a.quiet {
         eprintln!(

@@ -5,7 +5,7 @@ use crate::cli::progress::run_job;
 use crate::engine::Backend;
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
-use crate::jobs::dequantize::dequantize;
+use crate::jobs::dequantize::dequantize_with;
 use crate::model::open_source;
 use std::path::PathBuf;
 
@@ -32,6 +32,8 @@ pub struct Args {
     /// (by default they are rewritten the way llama.cpp loads them, a line per fix).
     #[arg(long)]
     pub keep_names: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -42,11 +44,12 @@ pub fn run(a: Args) -> Result<()> {
             }
         })?;
     let s = run_job(a.backend, a.quiet, |engine, progress| {
-        dequantize(
+        dequantize_with(
             src.as_ref(),
             &a.output,
             a.ty,
             a.max_memory,
+            &a.write.options(true),
             engine,
             progress,
         )

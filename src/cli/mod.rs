@@ -14,6 +14,8 @@ pub mod progress;
 pub mod quantize;
 pub mod quantize_report;
 pub mod stats;
+pub mod verify;
+pub mod write_args;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +45,8 @@ pub enum Command {
     Quantize(Box<quantize::Args>),
     /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
     Stats(stats::Args),
+    /// Check a GGUF file as llama.cpp would (block scales, metadata, shapes, splits): exit 0 when sound, 1 with the findings.
+    Verify(verify::Args),
     /// Benchmarks: `gpuq bench codecs` (GB/s per type, CPU vs GPU), `gpuq bench quantize` (vs llama.cpp: time, peak RSS).
     Bench(bench::Args),
 }
@@ -57,5 +61,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Fix(a) => fix::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

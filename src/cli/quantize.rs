@@ -112,6 +112,8 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub write: crate::cli::write_args::WriteArgs,
     /// Hugging Face folder: write this tokenizer.ggml.pre instead of identifying it.
     #[arg(long, value_name = "NAME")]
     pub vocab_pre: Option<String>,
@@ -272,6 +274,7 @@ pub fn run(a: Args) -> Result<()> {
         ternary_scale: a.ternary_scale,
         report: a.report.is_some(),
         hybrid_policy: a.hybrid_policy,
+        write: a.write.options(a.allow_nonfinite),
     };
 
     let plans = quantize::plan(src.as_ref(), &opts)?;

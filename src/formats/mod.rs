@@ -2,4 +2,6 @@
 
 pub mod gguf;
 pub mod imatrix;
+pub mod mapped;
 pub mod safetensors;
+pub mod verify;

@@ -7,7 +7,7 @@
 //! way a header can lie has its own error naming the file and the tensor. Tensors are slices
 //! of a read-only memory map.
 
-use memmap2::Mmap;
+use crate::formats::mapped::{ChangedError, GuardedMap};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::fmt;
@@ -250,7 +250,7 @@ impl StTensor {
 #[derive(Debug)]
 pub struct Shard {
     pub path: PathBuf,
-    map: Option<Mmap>,
+    map: Option<GuardedMap>,
     /// Absolute offset of the data section (8 + header length).
     pub data_start: u64,
     /// The header's `__metadata__` (string to string), sorted by key.
@@ -259,15 +259,24 @@ pub struct Shard {
 
 impl Shard {
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        self.map.as_ref().map(GuardedMap::bytes).unwrap_or(&[])
+    }
+
+    /// Errs when the file changed since it was opened or a read of its map faulted.
+    pub fn check_unchanged(&self) -> Result<(), ChangedError> {
+        self.map
+            .as_ref()
+            .map_or(Ok(()), GuardedMap::check_unchanged)
     }
 
     /// A page-cache hint for `len` bytes at absolute file offset `offset`: needed soon
     /// (`need`), or not needed again. Out-of-range requests are ignored.
     pub fn advise(&self, offset: u64, len: u64, need: bool) {
-        let (Some(map), Ok(off), Ok(len)) =
-            (&self.map, usize::try_from(offset), usize::try_from(len))
-        else {
+        let (Some(map), Ok(off), Ok(len)) = (
+            self.map.as_ref().map(GuardedMap::mmap),
+            usize::try_from(offset),
+            usize::try_from(len),
+        ) else {
             return;
         };
         if len == 0 || off.checked_add(len).is_none_or(|end| end > map.len()) {
@@ -489,9 +498,9 @@ fn open_shard(path: &Path, si: usize) -> Result<(Shard, Vec<StTensor>), Safetens
             len,
         });
     }
-    // SAFETY: read-only map of a file gpuq does not write; see GgufFile::open.
-    let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
-    let (data_start, metadata, tensors) = parse_header(path, &map, si)?;
+    // read-only, guarded against the file shrinking (formats::mapped)
+    let map = GuardedMap::map(file, path).map_err(io_err(path))?;
+    let (data_start, metadata, tensors) = parse_header(path, map.bytes(), si)?;
     Ok((
         Shard {
             path: path.to_path_buf(),

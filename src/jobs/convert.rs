@@ -37,11 +37,30 @@ pub fn convert(
     engine: &Engine,
     progress: &dyn Progress,
 ) -> Result<Summary> {
+    let write = crate::formats::gguf::WriteOptions::default();
+    convert_with(src, output, outtype, max_memory, &write, engine, progress)
+}
+
+/// As [`convert`], with the writer's checks in `write` (`--no-space-check`, `--no-verify`);
+/// non-finite values are kept, as the converter keeps them.
+pub fn convert_with(
+    src: &dyn ModelSource,
+    output: &Path,
+    outtype: GgmlType,
+    max_memory: u64,
+    write: &crate::formats::gguf::WriteOptions,
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<Summary> {
     let plans = plans(src, outtype);
     let opts = PipelineOptions {
         max_memory,
         allow_nonfinite: true,
         file_type: Some(file_type_of(outtype)),
+        write: crate::formats::gguf::WriteOptions {
+            allow_nonfinite: true,
+            ..*write
+        },
         ..PipelineOptions::default()
     };
     pipeline::run(src, &plans, output, engine, &opts, progress)

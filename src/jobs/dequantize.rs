@@ -52,6 +52,21 @@ pub fn dequantize(
     engine: &Engine,
     progress: &dyn Progress,
 ) -> Result<Summary> {
+    let write = crate::formats::gguf::WriteOptions::default();
+    dequantize_with(src, output, ty, max_memory, &write, engine, progress)
+}
+
+/// As [`dequantize`], with the writer's checks in `write` (`--no-space-check`, `--no-verify`);
+/// non-finite values are kept.
+pub fn dequantize_with(
+    src: &dyn ModelSource,
+    output: &Path,
+    ty: GgmlType,
+    max_memory: u64,
+    write: &crate::formats::gguf::WriteOptions,
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<Summary> {
     if !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
         return Err(Error::Invalid(format!(
             "--type {ty}: dequantize writes F32, F16 or BF16"
@@ -62,6 +77,10 @@ pub fn dequantize(
         max_memory,
         allow_nonfinite: true,
         file_type: Mixture::file_type_of(ty),
+        write: crate::formats::gguf::WriteOptions {
+            allow_nonfinite: true,
+            ..*write
+        },
         ..PipelineOptions::default()
     };
     pipeline::run(src, &plans, output, engine, &opts, progress)

@@ -46,6 +46,9 @@ pub struct QuantizeOptions {
     /// `--hybrid-policy`: per-role floors for SSM / DeltaNet / MTP tensors (default: none,
     /// llama-quantize's choices).
     pub hybrid_policy: crate::policy::HybridPolicy,
+    /// The writer's checks (`--no-space-check`, `--no-verify`); `allow_nonfinite` is taken
+    /// from the field above.
+    pub write: crate::formats::gguf::WriteOptions,
 }
 
 impl QuantizeOptions {
@@ -66,6 +69,7 @@ impl QuantizeOptions {
             ternary_scale: None,
             report: false,
             hybrid_policy: crate::policy::HybridPolicy::Default,
+            write: Default::default(),
         })
     }
 }
@@ -248,6 +252,10 @@ pub fn quantize(
         ternary_scale: opts.ternary_scale,
         ternary_report: opts.report,
         error_report: opts.report,
+        write: crate::formats::gguf::WriteOptions {
+            allow_nonfinite: opts.allow_nonfinite,
+            ..opts.write
+        },
     };
     pipeline::run(src, &plans, output, engine, &popts, progress)
 }

@@ -157,15 +157,25 @@ impl ModelSource for GgufSource {
         _scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
         let (f, t) = self.at(index);
-        let row = t.ty.row_bytes(t.dims[0]).unwrap_or(0);
+        // the input must not change under the run (formats::mapped): every file at a
+        // tensor's start, this tensor's file (and its map's fault flag) at every tile
+        if r0 == 0 {
+            self.check_unchanged()?;
+        }
+        f.check_unchanged()?;
+        // a tensor with no dims is one element (found by tests/fuzz.rs: dims[0] panicked)
+        let row =
+            t.ty.row_bytes(t.dims.first().copied().unwrap_or(1))
+                .unwrap_or(0);
         let data = f.tensor_data(t);
-        let (a, b) = ((r0 * row) as usize, ((r0 + n) * row) as usize);
-        data.get(a..b).ok_or_else(|| {
+        let at = |r: u64| r.checked_mul(row).and_then(|x| usize::try_from(x).ok());
+        let range = r0.checked_add(n).and_then(|end| Some((at(r0)?, at(end)?)));
+        range.and_then(|(a, b)| data.get(a..b)).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
                 f.path().display(),
                 t.name,
-                r0 + n
+                r0.saturating_add(n)
             ))
         })
     }
@@ -182,6 +192,12 @@ impl ModelSource for GgufSource {
                     t.name
                 ))
             })
+    }
+    fn check_unchanged(&self) -> Result<()> {
+        for f in &self.files {
+            f.check_unchanged()?;
+        }
+        Ok(())
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         let (f, _) = self.at(index);

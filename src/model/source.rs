@@ -131,6 +131,11 @@ pub trait ModelSource: Sync {
                 .unwrap_or("?")
         )))
     }
+    /// Errs when an input file changed since it was opened (size or modification time), or a
+    /// read of its mapping faulted (the file shrank). Sources call it at each tensor's start.
+    fn check_unchanged(&self) -> Result<()> {
+        Ok(())
+    }
     /// A hint that `data[range]` of tensor `index` is needed soon.
     fn prefetch(&self, _index: usize, _offset: usize, _len: usize) {}
     /// A hint that `data[range]` of tensor `index` will not be read again.

@@ -52,6 +52,8 @@ pub struct PipelineOptions {
     /// Every converted tensor: decode the bytes written and measure their error against the
     /// source ([`Summary::errors`]); one more f32 tile buffer.
     pub error_report: bool,
+    /// The writer's checks: free space before, verification of the written bytes after.
+    pub write: crate::formats::gguf::WriteOptions,
 }
 
 impl Default for PipelineOptions {
@@ -66,6 +68,7 @@ impl Default for PipelineOptions {
             ternary_scale: None,
             ternary_report: false,
             error_report: false,
+            write: Default::default(),
         }
     }
 }
@@ -220,7 +223,7 @@ pub fn run(
         })
         .collect();
     let metadata = output_metadata(src.metadata(), opts.file_type, &opts.metadata);
-    let writer = GgufWriter::create(out, &metadata, &specs)?;
+    let writer = GgufWriter::create_with(out, &metadata, &specs, &opts.write)?;
 
     // BitNet float master weights are converted even into their own type (weight_quant)
     let convert: Vec<bool> = plans
@@ -303,9 +306,10 @@ pub fn run(
         let written = write_thread
             .join()
             .map_err(|_| Error::Invalid("the writer thread panicked".into()))?;
-        produced.and(written)
+        written.and(produced) // a write error (ENOSPC, EIO) is the cause when both failed
     });
     result?;
+    src.check_unchanged()?; // a fault in the last tile's mapped reads
     summary.input_bytes = total;
     summary.output_bytes = writer.tensors().iter().map(|t| t.size).sum();
     writer.finish()?;

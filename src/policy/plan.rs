@@ -209,7 +209,7 @@ impl State<'_> {
             if let Some(o) = self.opts.output_tensor_type {
                 t = o;
             } else {
-                let nx = desc.dims[0];
+                let nx = desc.dims.first().copied().unwrap_or(1);
                 if hp.is_falcon() || nx % t.block_elems() != 0 {
                     t = G::Q8_0;
                 } else if self.is(&[IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ2_S, IQ2_M, IQ1_M]) {
@@ -413,7 +413,7 @@ impl State<'_> {
 
 /// `tensor_type_fallback`: a type whose block does not divide the row length falls back.
 fn fallback(desc: &TensorDesc, t: GgmlType) -> Result<(GgmlType, bool), PlanError> {
-    let ncols = desc.dims[0];
+    let ncols = desc.dims.first().copied().unwrap_or(1);
     match fallback_type(ncols, t) {
         Some(r) => Ok((r, r != t)),
         None => Err(PlanError::NoFallback {

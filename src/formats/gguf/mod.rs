@@ -8,13 +8,14 @@
 use crate::GgmlType;
 use std::path::PathBuf;
 
+pub mod output;
 pub mod reader;
 pub mod value;
 pub mod writer;
 
 pub use reader::GgufFile;
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, TensorSpec};
+pub use writer::{GgufWriter, TensorSpec, WriteOptions};
 
 /// "GGUF" read as a little-endian u32.
 pub const GGUF_MAGIC: u32 = 0x4655_4747;
@@ -220,6 +221,34 @@ pub enum GgufError {
         first_end: u64,
     },
     // ---- writer errors ----
+    #[error(
+        "{path}: the output needs {need} bytes but its file system has {free} bytes free; nothing was written (free some space, choose another directory, or pass --no-space-check)"
+    )]
+    NoSpace { path: PathBuf, need: u64, free: u64 },
+    #[error("{path}: {what} {len} bytes at offset {offset} failed: {errno}: {source}")]
+    WriteFailed {
+        path: PathBuf,
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        errno: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is being written by {who}; wait for it to finish or write elsewhere")]
+    Busy {
+        path: PathBuf,
+        tmp: PathBuf,
+        who: String,
+    },
+    #[error(
+        "{path}: the written file failed verification, so it was not kept (pass --no-verify to keep it anyway):\n  {}",
+        findings.join("\n  ")
+    )]
+    Unsound {
+        path: PathBuf,
+        findings: Vec<String>,
+    },
     #[error("{path}: metadata key '{key}': {what}")]
     BadMetadata {
         path: PathBuf,

@@ -12,7 +12,7 @@ use super::{
     pad_to,
 };
 use crate::GgmlType;
-use memmap2::Mmap;
+use crate::formats::mapped::{ChangedError, GuardedMap};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub const HEADER_LEN: u64 = 4 + 4 + 8 + 8;
 #[derive(Debug)]
 pub struct GgufFile {
     path: PathBuf,
-    map: Option<Mmap>,
+    map: Option<GuardedMap>,
     pub version: u32,
     /// Metadata in file order.
     pub metadata: Vec<(String, Value)>,
@@ -50,11 +50,11 @@ impl GgufFile {
         let map = if len == 0 {
             None
         } else {
-            // SAFETY: the map is read-only; gpuq never writes to files it reads. A file changed
-            // by another process while mapped is outside what any reader can guard against.
-            Some(unsafe { Mmap::map(&file) }.map_err(|e| GgufError::io(&path, e))?)
+            // read-only; reads past the end of a file that shrinks while mapped see zeros and
+            // are reported by check_unchanged (see formats::mapped)
+            Some(GuardedMap::map(file, &path).map_err(|e| GgufError::io(&path, e))?)
         };
-        let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+        let bytes: &[u8] = map.as_ref().map(GuardedMap::bytes).unwrap_or(&[]);
         let parsed = parse(&path, bytes)?;
         Ok(GgufFile {
             path,
@@ -73,7 +73,15 @@ impl GgufFile {
 
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        self.map.as_ref().map(GuardedMap::bytes).unwrap_or(&[])
+    }
+
+    /// Errs when the file changed since it was opened (size, modification time) or a read of
+    /// its map faulted because it shrank.
+    pub fn check_unchanged(&self) -> Result<(), ChangedError> {
+        self.map
+            .as_ref()
+            .map_or(Ok(()), GuardedMap::check_unchanged)
     }
 
     pub fn file_len(&self) -> u64 {
@@ -84,9 +92,11 @@ impl GgufFile {
     /// otherwise its pages are dropped from this process (they are re-read if touched again).
     /// Hints only; failures are ignored.
     pub fn advise(&self, offset: u64, len: u64, need: bool) {
-        let (Some(map), Ok(off), Ok(len)) =
-            (&self.map, usize::try_from(offset), usize::try_from(len))
-        else {
+        let (Some(map), Ok(off), Ok(len)) = (
+            self.map.as_ref().map(GuardedMap::mmap),
+            usize::try_from(offset),
+            usize::try_from(len),
+        ) else {
             return;
         };
         if len == 0 || off.checked_add(len).is_none_or(|end| end > map.len()) {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::GgmlType;
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,13 +29,51 @@ pub struct TensorSpec {
     pub dims: Vec<u64>,
 }
 
-/// A GGUF file being written to `NAME.tmp`. `write_at` takes `&self`, so worker threads can
-/// share the writer and write their tiles in any order.
+/// What the writer checks around the bytes it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Refuse before writing when the output's file system has less free space than the
+    /// planned file size (`--no-space-check` turns it off).
+    pub space_check: bool,
+    /// Validate the written file ([`crate::formats::verify`]: blocks, metadata, shapes)
+    /// before it is renamed to its final name (`--no-verify` turns it off).
+    pub verify: bool,
+    /// Non-finite values and block scales are not findings (the run was asked to keep them:
+    /// `--allow-nonfinite`, dequantize and convert).
+    pub allow_nonfinite: bool,
+}
+
+impl Default for WriteOptions {
+    /// Everything checked: what quantize, dequantize and convert use.
+    fn default() -> Self {
+        WriteOptions {
+            space_check: true,
+            verify: true,
+            allow_nonfinite: false,
+        }
+    }
+}
+
+impl WriteOptions {
+    /// The space check only: what [`GgufWriter::create`] uses (a library caller writing a
+    /// file on purpose, test fixtures with planted faults included).
+    pub fn plain() -> Self {
+        WriteOptions {
+            space_check: true,
+            verify: false,
+            allow_nonfinite: true,
+        }
+    }
+}
+
+/// A GGUF file being written to `NAME.tmp.<pid>` (see [`tmp_path_for`]). `write_at` takes
+/// `&self`, so worker threads can share the writer and write their tiles in any order.
 #[derive(Debug)]
 pub struct GgufWriter {
     path: PathBuf,
     tmp: PathBuf,
     file: File,
+    opts: WriteOptions,
     tensors: Vec<TensorInfo>,
     alignment: u64,
     data_offset: u64,
@@ -47,14 +85,25 @@ pub struct GgufWriter {
 }
 
 impl GgufWriter {
-    /// Plans the header (version 3) and creates `path` + ".tmp" holding it. The alignment is
-    /// `general.alignment` from `metadata` when present (a u32 power of two), else 32.
+    /// Plans the header (version 3) and creates the temporary file holding it. The alignment
+    /// is `general.alignment` from `metadata` when present (a u32 power of two), else 32.
+    /// Checks free space ([`WriteOptions::plain`]); does not verify the written bytes.
     pub fn create(
         path: impl AsRef<Path>,
         metadata: &[(String, Value)],
         tensors: &[TensorSpec],
     ) -> Result<GgufWriter, GgufError> {
-        Self::create_with_version(path, GGUF_VERSION, metadata, tensors)
+        Self::create_with(path, metadata, tensors, &WriteOptions::plain())
+    }
+
+    /// As [`create`](Self::create), with the checks in `opts`.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        metadata: &[(String, Value)],
+        tensors: &[TensorSpec],
+        opts: &WriteOptions,
+    ) -> Result<GgufWriter, GgufError> {
+        Self::create_full(path, GGUF_VERSION, metadata, tensors, opts)
     }
 
     /// As [`create`](Self::create), writing `version` (2 or 3; the layout is the same).
@@ -64,25 +113,31 @@ impl GgufWriter {
         metadata: &[(String, Value)],
         tensors: &[TensorSpec],
     ) -> Result<GgufWriter, GgufError> {
+        Self::create_full(path, version, metadata, tensors, &WriteOptions::plain())
+    }
+
+    fn create_full(
+        path: impl AsRef<Path>,
+        version: u32,
+        metadata: &[(String, Value)],
+        tensors: &[TensorSpec],
+        opts: &WriteOptions,
+    ) -> Result<GgufWriter, GgufError> {
         let path = path.as_ref().to_path_buf();
         if version != 2 && version != 3 {
             return Err(GgufError::UnsupportedVersion { path, version });
         }
         let plan = plan(&path, version, metadata, tensors)?;
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| GgufError::io(&tmp, e))?;
+        if opts.space_check {
+            super::output::check_free_space(&path, plan.total_len)?;
+        }
+        let (tmp, file) = super::output::create_tmp(&path)?;
         let n = plan.tensors.len();
         let mut w = GgufWriter {
             path,
             tmp,
             file,
+            opts: *opts,
             tensors: plan.tensors,
             alignment: plan.alignment,
             data_offset: plan.data_offset,
@@ -91,10 +146,18 @@ impl GgufWriter {
             finished: false,
         };
         // The file gets its final length now: the gaps (padding) read back as zero bytes.
-        w.file
-            .set_len(plan.total_len)
-            .and_then(|()| w.file.write_all_at(&plan.header, 0))
-            .map_err(|e| GgufError::io(&w.tmp, e))?;
+        w.file.set_len(plan.total_len).map_err(|e| {
+            super::output::write_failed(&w.tmp, "setting the length", 0, plan.total_len, e)
+        })?;
+        w.file.write_all_at(&plan.header, 0).map_err(|e| {
+            super::output::write_failed(
+                &w.tmp,
+                "writing the header",
+                0,
+                plan.header.len() as u64,
+                e,
+            )
+        })?;
         w.skip_empty();
         Ok(w)
     }
@@ -117,9 +180,14 @@ impl GgufWriter {
         w.finish()
     }
 
-    /// The final path (the file is written to this path + ".tmp" until `finish`).
+    /// The final path (the file is written to [`tmp_path`](Self::tmp_path) until `finish`).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The temporary file being written (`NAME.tmp.<pid>`).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
     }
 
     /// The planned tensors, with offsets (relative to the data section) and sizes.
@@ -174,7 +242,7 @@ impl GgufWriter {
         let at = self.data_offset + t.offset + offset; // within the planned file length
         self.file
             .write_all_at(bytes, at)
-            .map_err(|e| GgufError::io(&self.tmp, e))
+            .map_err(|e| super::output::write_failed(&self.tmp, "writing", at, len, e))
     }
 
     /// Writes the next bytes of tensor data in file order: continues the current tensor and
@@ -227,9 +295,28 @@ impl GgufWriter {
                 });
             }
         }
-        self.file
-            .sync_all()
-            .map_err(|e| GgufError::io(&self.tmp, e))?;
+        self.file.sync_all().map_err(|e| {
+            super::output::write_failed(&self.tmp, "flushing", 0, self.data_offset, e)
+        })?;
+        if self.opts.verify {
+            let report = crate::formats::verify::verify_path(
+                &self.tmp,
+                &crate::formats::verify::VerifyOptions {
+                    allow_nonfinite: self.opts.allow_nonfinite,
+                    splits: false,
+                },
+            )
+            .map_err(|e| GgufError::Unsound {
+                path: self.path.clone(),
+                findings: vec![e.to_string()],
+            })?;
+            if !report.findings.is_empty() {
+                return Err(GgufError::Unsound {
+                    path: self.path.clone(),
+                    findings: report.findings.iter().map(|f| f.to_string()).collect(),
+                });
+            }
+        }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| GgufError::io(&self.path, e))?;
         self.finished = true;
         Ok(())

@@ -517,6 +517,12 @@ impl ModelSource for HfSource {
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }
+    fn check_unchanged(&self) -> Result<()> {
+        for s in &self.st.shards {
+            s.check_unchanged()?;
+        }
+        Ok(())
+    }
     fn metadata(&self) -> &[(String, Value)] {
         &self.metadata
     }
@@ -539,13 +545,21 @@ impl ModelSource for HfSource {
         scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
         let t = &self.tensors[index];
+        // the input must not change under the run (formats::mapped)
+        if r0 == 0 {
+            self.check_unchanged()?;
+        } else if let Data::Mapped { st, .. } | Data::Packed { st, .. } = &self.data[index]
+            && let Some(shard) = self.st.shards.get(self.st.tensors[*st].shard)
+        {
+            shard.check_unchanged()?;
+        }
         let row = t.ty.row_bytes(t.row_len()).unwrap_or(0) as usize;
         let outside = || {
             Error::Invalid(format!(
                 "{}: tensor {}: rows {r0}..{} are outside the tensor",
                 self.describe(),
                 t.name,
-                r0 + n
+                r0.saturating_add(n)
             ))
         };
         if r0.checked_add(n).is_none_or(|end| end > t.n_rows()) {
