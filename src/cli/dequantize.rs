@@ -28,12 +28,21 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Ollama's qwen35 / qwen35moe / qwen3next GGUFs: keep their names and metadata as they are
+    /// (by default they are rewritten the way llama.cpp loads them, a line per fix).
+    #[arg(long)]
+    pub keep_names: bool,
     #[command(flatten)]
     pub write: crate::cli::write_args::WriteArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let src = open_source(&a.input)?;
+    let src =
+        crate::model::ollama::apply(open_source(&a.input)?, a.keep_names, &mut |line: String| {
+            if !a.quiet {
+                eprintln!("gpuq: {line}")
+            }
+        })?;
     let s = run_job(a.backend, a.quiet, |engine, progress| {
         dequantize_with(
             src.as_ref(),

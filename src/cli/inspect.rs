@@ -210,26 +210,65 @@ fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
         &[false, false, false],
     )?;
     writeln!(out, "\ntensors:")?;
+    let roles = crate::policy::roles(g.tensors.iter().map(|t| t.name.as_str()));
     let rows: Vec<Vec<String>> = g
         .tensors
         .iter()
-        .map(|t| {
+        .zip(&roles)
+        .map(|(t, r)| {
             vec![
                 t.name.clone(),
                 t.ty.to_string(),
                 shape_str(&t.dims),
                 t.size.to_string(),
                 (g.data_offset + t.offset).to_string(),
+                r.name().to_string(),
             ]
         })
         .collect();
     table(
         out,
-        &["name", "type", "shape (ne0 first)", "bytes", "offset"],
+        &[
+            "name",
+            "type",
+            "shape (ne0 first)",
+            "bytes",
+            "offset",
+            "role",
+        ],
         &rows,
-        &[false, false, false, true, true],
+        &[false, false, false, true, true, false],
     )?;
-    writeln!(out, "\n{}", gguf_totals(g).line())
+    writeln!(out, "\n{}", gguf_totals(g).line())?;
+    match ollama_fixes(g) {
+        Ok(f) if f.is_empty() => Ok(()),
+        Ok(f) => {
+            writeln!(
+                out,
+                "\nOllama layout: llama.cpp needs {} fix(es) (`gpuq fix`, or quantize/dequantize, apply them):",
+                f.len()
+            )?;
+            f.iter().try_for_each(|l| writeln!(out, "  - {l}"))
+        }
+        Err(e) => writeln!(out, "\nOllama layout: cannot be fixed: {e}"),
+    }
+}
+
+/// The fixes an Ollama-layout qwen35 / qwen35moe / qwen3next file needs (src/model/ollama.rs).
+fn ollama_fixes(g: &GgufFile) -> Result<Vec<String>> {
+    let tensors: Vec<crate::model::InputTensor> = g
+        .tensors
+        .iter()
+        .map(|t| crate::model::InputTensor {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ty: t.ty,
+        })
+        .collect();
+    let plan = crate::model::ollama::plan(&g.path().display().to_string(), &g.metadata, &tensors)?;
+    Ok(plan
+        .map(|p| p.fixes.iter().map(|f| f.to_string()).collect())
+        .unwrap_or_default())
 }
 
 fn gguf_json(g: &GgufFile) -> serde_json::Value {
@@ -249,12 +288,15 @@ fn gguf_json(g: &GgufFile) -> serde_json::Value {
             o
         })
         .collect();
+    let roles = crate::policy::roles(g.tensors.iter().map(|t| t.name.as_str()));
     let tensors: Vec<serde_json::Value> = g
         .tensors
         .iter()
-        .map(|t| {
+        .zip(&roles)
+        .map(|(t, r)| {
             json!({
                 "name": t.name,
+                "role": r.name(),
                 "type": t.ty.name(),
                 "type_id": t.ty.id(),
                 "shape": t.dims,
@@ -275,6 +317,10 @@ fn gguf_json(g: &GgufFile) -> serde_json::Value {
         "metadata": metadata,
         "tensors": tensors,
         "totals": gguf_totals(g).json(),
+        "ollama_fixes": match ollama_fixes(g) {
+            Ok(f) => json!(f),
+            Err(e) => json!({ "error": e.to_string() }),
+        },
     })
 }
 

@@ -6,6 +6,7 @@ pub mod args;
 pub mod bench;
 pub mod convert;
 pub mod dequantize;
+pub mod fix;
 pub mod format;
 pub mod info;
 pub mod inspect;
@@ -35,6 +36,9 @@ pub enum Command {
     Info(info::Args),
     /// Describe a GGUF file, a .safetensors file or a Hugging Face model folder.
     Inspect(inspect::Args),
+    /// Rewrite an Ollama qwen35 / qwen35moe / qwen3next GGUF the way llama.cpp loads it
+    /// (names and metadata; tensors copied, not re-encoded): `gpuq fix IN.gguf -o OUT.gguf`.
+    Fix(fix::Args),
     /// Dequantize a GGUF model to F32, F16 or BF16.
     Dequantize(dequantize::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(*a),
         Command::Dequantize(a) => dequantize::run(a),
+        Command::Fix(a) => fix::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Verify(a) => verify::run(a),

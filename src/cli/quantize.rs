@@ -96,7 +96,17 @@ pub struct Args {
     /// add per-channel vs per-tensor absmean errors.
     #[arg(long, value_name = "FILE.json", num_args = 0..=1, default_missing_value = "-")]
     pub report: Option<PathBuf>,
-    /// Print the plan (tensor, from, to, bytes) and the output size; write nothing.
+    /// Per-role floors for hybrid models (Qwen3.5 / Qwen3-Next: SSM, Gated DeltaNet, MTP):
+    /// `conservative` keeps the SSM state/decay and conv float, gives the linear-attention
+    /// attn_qkv, ssm_alpha, ssm_beta at least Q8_0 and the MTP eh_proj Q8_0. The default is
+    /// llama-quantize's choices.
+    #[arg(long, value_enum, default_value_t = crate::policy::HybridPolicy::Default)]
+    pub hybrid_policy: crate::policy::HybridPolicy,
+    /// Ollama's qwen35 / qwen35moe / qwen3next GGUFs: keep their names and metadata as they are
+    /// (by default they are rewritten the way llama.cpp loads them, a line per fix).
+    #[arg(long)]
+    pub keep_names: bool,
+    /// Print the plan (tensor, role, from, to, bytes) and the output size; write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// No progress output.
@@ -200,7 +210,15 @@ pub fn run(a: Args) -> Result<()> {
         vocab_pre: a.vocab_pre.clone(),
         no_tokenizer: a.no_tokenizer,
     };
-    let src = open_source_with(&a.input, &hf_opts)?;
+    let src = crate::model::ollama::apply(
+        open_source_with(&a.input, &hf_opts)?,
+        a.keep_names,
+        &mut |line: String| {
+            if !a.quiet || a.dry_run {
+                eprintln!("gpuq: {line}")
+            }
+        },
+    )?;
     if !a.dry_run {
         refuse_same_file(&a.input, &output)?;
     }
@@ -255,6 +273,7 @@ pub fn run(a: Args) -> Result<()> {
         imatrix: imatrix.map(|m| m.entries).filter(|e| !e.is_empty()),
         ternary_scale: a.ternary_scale,
         report: a.report.is_some(),
+        hybrid_policy: a.hybrid_policy,
         write: a.write.options(a.allow_nonfinite),
     };
 
@@ -348,15 +367,22 @@ fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result
 fn print_plan(src: &dyn crate::model::ModelSource, plans: &[crate::policy::TensorPlan]) {
     let mut in_total = 0u64;
     let mut out_total = 0u64;
+    let roles = crate::policy::roles(src.tensors().iter().map(|t| t.name.as_str()));
+    // per output type: tensors, parameters, bytes
+    let mut by_type: std::collections::BTreeMap<&str, (usize, u64, u64)> = Default::default();
     println!(
-        "{:<44} {:>8} {:>8} {:>14} {:>14}  note",
-        "tensor", "from", "to", "bytes in", "bytes out"
+        "{:<44} {:<13} {:>8} {:>8} {:>14} {:>14}  note",
+        "tensor", "role", "from", "to", "bytes in", "bytes out"
     );
     for (i, (t, p)) in src.tensors().iter().zip(plans).enumerate() {
         let bytes_in = src.tensor_len(i);
         let bytes_out = p.target.tensor_bytes(&t.dims).unwrap_or(0);
         in_total += bytes_in;
         out_total += bytes_out;
+        let e = by_type.entry(p.target.name()).or_default();
+        e.0 += 1;
+        e.1 += t.n_elements();
+        e.2 += bytes_out;
         let note = [
             (p.overridden, "override"),
             (p.fallback, "fallback"),
@@ -368,19 +394,33 @@ fn print_plan(src: &dyn crate::model::ModelSource, plans: &[crate::policy::Tenso
         .collect::<Vec<_>>()
         .join(",");
         println!(
-            "{:<44} {:>8} {:>8} {:>14} {:>14}  {note}",
+            "{:<44} {:<13} {:>8} {:>8} {:>14} {:>14}  {note}",
             t.name,
+            roles[i].name(),
             t.ty.name(),
             p.target.name(),
             bytes_in,
             bytes_out
         );
     }
+    let params: u64 = src.tensors().iter().map(|t| t.n_elements()).sum();
+    for (ty, (n, elems, bytes)) in &by_type {
+        println!(
+            "type {ty:<8} {n:>5} tensors {elems:>14} weights {:>12.2} MiB",
+            *bytes as f64 / (1 << 20) as f64
+        );
+    }
     println!(
-        "total: {} tensors, {:.2} MiB -> {:.2} MiB",
+        "total: {} tensors, {:.2} MiB -> {:.2} MiB ({} bytes of tensor data, {:.3} bits/weight)",
         plans.len(),
         in_total as f64 / (1 << 20) as f64,
-        out_total as f64 / (1 << 20) as f64
+        out_total as f64 / (1 << 20) as f64,
+        out_total,
+        if params > 0 {
+            out_total as f64 * 8.0 / params as f64
+        } else {
+            0.0
+        }
     );
 }
 

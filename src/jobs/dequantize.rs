@@ -6,17 +6,20 @@ use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::model::ModelSource;
 use crate::pipeline::{self, PipelineOptions, Progress, Summary};
-use crate::policy::{Mixture, TensorPlan, n_dims};
+use crate::policy::{Mixture, TensorPlan, allows_quantization, n_dims};
 use std::path::Path;
 
 /// The target of each tensor: quantized tensors and 2-D+ float weights become `ty`; 1-D
-/// tensors and integer tensors keep their type.
+/// tensors, integer tensors and the float tensors llama-quantize never quantizes (llama.cpp's
+/// converter keeps `ssm_conv1d` and the MoE router F32, and llama.cpp's SSM conv wants F32)
+/// keep their type.
 pub fn plan(src: &dyn ModelSource, ty: GgmlType) -> Result<Vec<TensorPlan>> {
     src.tensors()
         .iter()
         .map(|t| {
             let float = matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-            let target = if t.ty.is_quantized() || (float && n_dims(&t.dims) >= 2) {
+            let weight = n_dims(&t.dims) >= 2 && allows_quantization(&t.name, &t.dims, true);
+            let target = if t.ty.is_quantized() || (float && weight) {
                 ty
             } else {
                 t.ty

@@ -4,8 +4,10 @@
 //! - [`quantize`]: llama-quantize's job (a GGUF file, its splits, or a Hugging Face folder).
 //! - [`dequantize`]: quantized tensors back to F32 / F16 / BF16.
 //! - [`convert`]: a Hugging Face folder to GGUF, as `convert_hf_to_gguf.py` writes it.
+//! - [`fix`]: a model copied as it is (with `model::ollama`: an Ollama GGUF in llama.cpp's layout).
 //! - the statistics job is [`crate::stats::report::analyze_tensor`] per tensor.
 
 pub mod convert;
 pub mod dequantize;
+pub mod fix;
 pub mod quantize;

@@ -43,6 +43,9 @@ pub struct QuantizeOptions {
     /// against the source (`Summary::errors`), and per TQ1_0 / TQ2_0 tensor the relative error
     /// of per-channel vs per-tensor absmean scaling (`Summary::ternary_report`).
     pub report: bool,
+    /// `--hybrid-policy`: per-role floors for SSM / DeltaNet / MTP tensors (default: none,
+    /// llama-quantize's choices).
+    pub hybrid_policy: crate::policy::HybridPolicy,
     /// The writer's checks (`--no-space-check`, `--no-verify`); `allow_nonfinite` is taken
     /// from the field above.
     pub write: crate::formats::gguf::WriteOptions,
@@ -65,6 +68,7 @@ impl QuantizeOptions {
             metadata: Vec::new(),
             ternary_scale: None,
             report: false,
+            hybrid_policy: crate::policy::HybridPolicy::Default,
             write: Default::default(),
         })
     }
@@ -108,6 +112,7 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
     p.leave_output_tensor = opts.leave_output_tensor;
     p.overrides = opts.overrides.clone();
     p.has_imatrix = opts.imatrix.is_some();
+    p.hybrid_policy = opts.hybrid_policy;
     let bitnet = (0..src.tensors().len()).any(|i| src.ternary(i).is_some());
     p.ternary_policy = match opts.mixture.default {
         GgmlType::I2_S => true,

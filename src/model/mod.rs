@@ -6,6 +6,7 @@ use crate::formats::gguf::{GgufFile, Value};
 use std::path::Path;
 
 pub mod hf;
+pub mod ollama;
 pub mod source;
 
 pub use source::{InputTensor, ModelSource, TOKEN_EMBD, TernarySource};

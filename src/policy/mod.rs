@@ -1,13 +1,15 @@
 //! Which type each tensor gets: llama-quantize's mixtures (Q4_K_M, …), its per-tensor rules
 //! (src/llama-quant.cpp), fallbacks and user overrides.
 
+mod hybrid;
 mod mixture;
 mod plan;
 mod role;
 
+pub use hybrid::HybridPolicy;
 pub use mixture::{MIXTURES, Mixture};
 pub use plan::{
     Hparams, PlanError, PlanOptions, TensorDesc, TensorPlan, fallback_type, loader_order_key,
     plan_types,
 };
-pub use role::{Category, allows_quantization, n_dims};
+pub use role::{Category, Role, allows_quantization, n_dims, roles};

@@ -6,8 +6,9 @@
 //! counters of the `use_more_bits` rules advance in that order. [`plan_types`] does the same
 //! and returns the plan in the caller's order.
 
+use super::hybrid::{self, HybridPolicy};
 use super::mixture::Mixture;
-use super::role::{Category, allows_quantization};
+use super::role::{Category, allows_quantization, roles};
 use crate::ggml_type::GgmlType;
 use regex::Regex;
 
@@ -71,6 +72,9 @@ pub struct PlanOptions {
     /// per-tensor mixture rules, and token_embd / output stay unquantized unless
     /// `--token-embedding-type` / `--output-tensor-type` (or `--pure`) say otherwise.
     pub ternary_policy: bool,
+    /// `--hybrid-policy`: per-role floors for hybrid (SSM / DeltaNet, MTP) tensors after the
+    /// mixture rules; the default changes nothing.
+    pub hybrid_policy: HybridPolicy,
 }
 
 impl PlanOptions {
@@ -84,6 +88,7 @@ impl PlanOptions {
             overrides: Vec::new(),
             has_imatrix: false,
             ternary_policy: false,
+            hybrid_policy: HybridPolicy::Default,
         }
     }
 }
@@ -516,6 +521,7 @@ pub fn plan_types(
     let mut used = vec![false; patterns.len()];
 
     let cats: Vec<Category> = tensors.iter().map(|t| Category::of(&t.name)).collect();
+    let roles = roles(tensors.iter().map(|t| t.name.as_str()));
     let mut st = State {
         hp,
         opts,
@@ -570,6 +576,9 @@ pub fn plan_types(
                 }
                 if !manual && !opts.pure && !opts.ternary_policy {
                     t = st.mixture_rule(t, desc, cat)?;
+                }
+                if !manual && opts.hybrid_policy == HybridPolicy::Conservative {
+                    t = hybrid::conservative(roles[i], &desc.name, t, desc.ty).unwrap_or(t);
                 }
                 let (t, fell_back) = fallback(desc, t)?;
                 plan.fallback = fell_back;
