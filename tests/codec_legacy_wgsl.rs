@@ -3,17 +3,15 @@
 
 use std::path::Path;
 
-const ENTRY_POINTS: [&str; 10] = [
-    "encode_q4_0",
-    "encode_q4_1",
-    "encode_q5_0",
-    "encode_q5_1",
-    "encode_q8_0",
-    "decode_q4_0",
-    "decode_q4_1",
-    "decode_q5_0",
-    "decode_q5_1",
-    "decode_q8_0",
+/// The family entry points and the legacy types they are specialised for (pipeline constants
+/// TY, BPG, BB as gpu::table builds them).
+const ENTRY_POINTS: [&str; 2] = ["encode", "decode"];
+const TYPES: [gpuq::GgmlType; 5] = [
+    gpuq::GgmlType::Q4_0,
+    gpuq::GgmlType::Q4_1,
+    gpuq::GgmlType::Q5_0,
+    gpuq::GgmlType::Q5_1,
+    gpuq::GgmlType::Q8_0,
 ];
 
 #[test]
@@ -40,37 +38,52 @@ fn legacy_wgsl_validates_and_translates() {
             "entry point {ep} missing"
         );
     }
-    for ep in ENTRY_POINTS {
-        // resolve `override` constants (WG) as wgpu does when it builds a pipeline
-        let (m, i) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            Some((naga::ShaderStage::Compute, ep)),
-            &naga::back::PipelineConstants::default(),
-        )
-        .unwrap();
-        let opts = naga::back::msl::Options {
-            lang_version: (2, 1),
-            ..Default::default()
-        };
-        let popts = naga::back::msl::PipelineOptions {
-            entry_point: Some((naga::ShaderStage::Compute, ep.to_string())),
-            ..Default::default()
-        };
-        naga::back::msl::write_string(&m, &i, &opts, &popts)
-            .unwrap_or_else(|e| panic!("{ep}: MSL: {e:?}"));
-        let spv_popts = naga::back::spv::PipelineOptions {
-            shader_stage: naga::ShaderStage::Compute,
-            entry_point: ep.to_string(),
-        };
-        naga::back::spv::write_vec(
-            &m,
-            &i,
-            &naga::back::spv::Options::default(),
-            Some(&spv_popts),
-        )
-        .unwrap_or_else(|e| panic!("{ep}: SPIR-V: {e:?}"));
+    let mut translated = 0;
+    for ty in TYPES {
+        let codec = gpuq::gpu::table::gpu_codec(ty).expect("a legacy type in the GPU table");
+        assert_eq!(codec.shader.name, "legacy.wgsl", "{ty}");
+        for (ep, variant) in [
+            ("encode", codec.encode_variant()),
+            ("decode", codec.decode_variant()),
+        ] {
+            // resolve the `override` constants (WG, TY, BPG, BB) as wgpu does for the pipeline
+            let constants: naga::back::PipelineConstants = variant
+                .constants(64)
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+            let (m, i) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, ep)),
+                &constants,
+            )
+            .unwrap();
+            let opts = naga::back::msl::Options {
+                lang_version: (2, 1),
+                ..Default::default()
+            };
+            let popts = naga::back::msl::PipelineOptions {
+                entry_point: Some((naga::ShaderStage::Compute, ep.to_string())),
+                ..Default::default()
+            };
+            naga::back::msl::write_string(&m, &i, &opts, &popts)
+                .unwrap_or_else(|e| panic!("{ep} {ty}: MSL: {e:?}"));
+            let spv_popts = naga::back::spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: ep.to_string(),
+            };
+            naga::back::spv::write_vec(
+                &m,
+                &i,
+                &naga::back::spv::Options::default(),
+                Some(&spv_popts),
+            )
+            .unwrap_or_else(|e| panic!("{ep} {ty}: SPIR-V: {e:?}"));
+            translated += 1;
+        }
     }
+    assert_eq!(translated, 2 * TYPES.len());
 }
 
 // The Rust twin of common.wgsl's integer IEEE arithmetic (tests/common/soft_float.rs), checked

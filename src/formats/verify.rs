@@ -198,7 +198,13 @@ fn verify_files(files: &[GgufFile], opts: &VerifyOptions, report: &mut Report) {
     }
     let data: Vec<(u64, Option<Finding>)> = all
         .par_iter()
-        .map(|(f, t)| validate_tensor(f, t, opts))
+        .map(|(f, t)| {
+            let r = validate_tensor(f, t, opts);
+            // drop the checked pages again: a verify pass must not keep the file resident
+            // (quantize runs it on its output under --max-memory)
+            f.advise(f.data_offset + t.offset, t.size, false);
+            r
+        })
         .collect();
     for (blocks, finding) in data {
         report.blocks += blocks;

@@ -274,7 +274,9 @@ pub fn run(
     };
     let result: Result<()> = std::thread::scope(|s| {
         let writer_ref = &writer;
-        let free_back = free_tx.clone();
+        // the writer holds the only sender of free buffers: when it stops (a write error),
+        // the producer's take_buffer fails instead of waiting forever for a buffer
+        let free_back = free_tx;
         let write_thread = s.spawn(move || -> Result<()> {
             for tile in full_rx {
                 writer_ref.write_at(tile.tensor, tile.out_offset, &tile.buf[..tile.len])?;
