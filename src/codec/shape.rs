@@ -120,6 +120,20 @@ pub fn rows_of_groups(
     Ok(n_elems / row_len)
 }
 
+/// I2_S codes: rows of `row_len` elements (a multiple of 128), a quarter byte each, `elems`
+/// elements against `bytes` of codes (no trailer): the number of rows.
+pub fn i2s_codes(row_len: usize, elems: usize, bytes: usize) -> Result<usize, CodecError> {
+    let ty = GgmlType::I2_S;
+    let n_rows = rows_of_groups(ty, crate::codec::i2s::QK_I2_S, row_len, elems)?;
+    if bytes != elems / 4 {
+        return Err(CodecError::BadLength {
+            ty,
+            what: format!("{elems} elements in rows of {row_len} vs {bytes} bytes of codes"),
+        });
+    }
+    Ok(n_rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +158,8 @@ mod tests {
         assert!(check_weights(q, 256, None).is_ok());
         assert_eq!(rows_of_groups(q, 256, 512, 2048), Ok(4));
         assert!(rows_of_groups(q, 256, 384, 384).is_err());
+        assert_eq!(i2s_codes(256, 512, 128), Ok(2));
+        assert!(i2s_codes(256, 512, 127).is_err());
+        assert!(i2s_codes(192, 192, 48).is_err());
     }
 }

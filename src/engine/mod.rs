@@ -32,7 +32,6 @@ pub mod gpu;
 pub mod routes;
 
 use crate::codec::absmean::RowScale;
-use crate::codec::i2s::QK_I2_S;
 use crate::codec::shape;
 use crate::codec::ternary::QK_K;
 use crate::error::Result;
@@ -289,7 +288,7 @@ impl Engine {
     /// absmean trits of `x * id`, `id = 1/s` for the tensor's scale (`codec::i2s`). The
     /// trailer holding the scale is the caller's to write (`i2s::trailer`).
     pub fn encode_i2s(&self, src: &[f32], row_len: usize, id: f32, dst: &mut [u8]) -> Result<()> {
-        check_i2s(src.len(), row_len, dst.len())?;
+        shape::i2s_codes(row_len, src.len(), dst.len())?;
         self.route(Op::EncodeI2s).encode_i2s(src, row_len, id, dst)
     }
 
@@ -301,7 +300,7 @@ impl Engine {
         scale: f32,
         dst: &mut [f32],
     ) -> Result<()> {
-        check_i2s(dst.len(), row_len, src.len())?;
+        shape::i2s_codes(row_len, dst.len(), src.len())?;
         self.route(Op::DecodeI2s)
             .decode_i2s(src, row_len, scale, dst)
     }
@@ -350,20 +349,6 @@ fn check_rows(n: usize, row_len: usize) -> Result<()> {
         return Err(crate::Error::Invalid(format!(
             "{n} values is not a whole number of rows of {row_len}"
         )));
-    }
-    Ok(())
-}
-
-/// I2_S codes: rows of a multiple of 128 elements, a quarter byte each.
-fn check_i2s(elems: usize, row_len: usize, bytes: usize) -> Result<()> {
-    let ty = GgmlType::I2_S;
-    shape::rows_of_groups(ty, QK_I2_S, row_len, elems)?;
-    if bytes != elems / 4 {
-        return Err(crate::codec::CodecError::BadLength {
-            ty,
-            what: format!("{elems} elements in rows of {row_len} vs {bytes} bytes of codes"),
-        }
-        .into());
     }
     Ok(())
 }

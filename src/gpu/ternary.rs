@@ -100,7 +100,7 @@ impl CodecRunner {
         dst: &mut [u8],
     ) -> crate::Result<()> {
         let ty = GgmlType::I2_S;
-        let n_rows = check_i2s(src.len(), row_len, dst.len())?;
+        let n_rows = shape::i2s_codes(row_len, src.len(), dst.len())?;
         let codec = codec_of(ty, "encode")?;
         let entry = codec.encode.ok_or(no_kernel(ty, "encode"))?;
         let job = TileJob {
@@ -130,7 +130,7 @@ impl CodecRunner {
         dst: &mut [f32],
     ) -> crate::Result<()> {
         let ty = GgmlType::I2_S;
-        let n_rows = check_i2s(dst.len(), row_len, src.len())?;
+        let n_rows = shape::i2s_codes(row_len, dst.len(), src.len())?;
         let codec = codec_of(ty, "decode")?;
         let entry = codec.decode.ok_or(no_kernel(ty, "decode"))?;
         let job = TileJob {
@@ -149,18 +149,4 @@ impl CodecRunner {
         self.run_tiles(&job, bytemuck::cast_slice_mut(dst))?;
         Ok(())
     }
-}
-
-/// I2_S codes: rows of a multiple of 128 elements, a quarter byte each.
-fn check_i2s(elems: usize, row_len: usize, bytes: usize) -> crate::Result<usize> {
-    let ty = GgmlType::I2_S;
-    let n_rows = shape::rows_of_groups(ty, QK_I2_S, row_len, elems)?;
-    if bytes != elems / 4 {
-        return Err(crate::codec::CodecError::BadLength {
-            ty,
-            what: format!("{elems} elements in rows of {row_len} vs {bytes} bytes of codes"),
-        }
-        .into());
-    }
-    Ok(n_rows)
 }
