@@ -62,6 +62,15 @@ impl Progress for ProgressReporter {
         }
     }
 
+    fn step(&self, index: usize, name: &str, what: &str) {
+        let n = self.n_tensors.load(Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_message(format!("[{}/{n}] {name} {what}", index + 1));
+        } else if self.plain {
+            eprintln!("[{:>4}/{n:>4}] {name:<44} {what}", index + 1);
+        }
+    }
+
     fn advance(&self, input_bytes: u64) {
         if let Some(b) = &self.bar {
             b.inc(input_bytes);
@@ -87,11 +96,18 @@ pub fn run_job(
     quiet: bool,
     job: impl FnOnce(&Engine, &dyn Progress) -> crate::Result<Summary>,
 ) -> crate::Result<Summary> {
+    let engine = job_engine(backend, quiet)?;
+    job(&engine, &ProgressReporter::new(quiet))
+}
+
+/// The engine of a CLI job, its backend said unless `quiet`, with Ctrl-C wired to
+/// [`Progress::cancelled`] (for jobs of several passes sharing one engine).
+pub fn job_engine(backend: Backend, quiet: bool) -> crate::Result<Engine> {
     let engine = Engine::new(backend)?;
     if !quiet {
         eprintln!("gpuq: {}", engine.describe());
     }
     // a second handler (tests run several jobs in one process) is refused; the first one stays
     let _ = ctrlc::set_handler(|| CTRL_C.store(true, Ordering::Relaxed));
-    job(&engine, &ProgressReporter::new(quiet))
+    Ok(engine)
 }

@@ -1,13 +1,14 @@
 //! `gpuq quantize`: llama-quantize's job, streamed through the pipeline.
 
 use crate::cli::args::parse_size;
-use crate::cli::progress::run_job;
+use crate::cli::progress::{ProgressReporter, job_engine, run_job};
 use crate::cli::quantize_report;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::formats::imatrix::Imatrix;
 use crate::ggml_type::GgmlType;
+use crate::jobs::target::{self, SizePlan, Target, TargetOptions};
 use crate::model::open_source_with;
 use crate::policy::Mixture;
 use crate::quantize::{self, QuantizeOptions};
@@ -120,6 +121,33 @@ pub struct Args {
     /// Hugging Face folder: ignore the tokenizer files and write the weights only.
     #[arg(long)]
     pub no_tokenizer: bool,
+    /// Fit the output file (header included) to SIZE, e.g. 14G (binary units: 14 GiB): each
+    /// tensor's type is chosen by its measured error at every candidate type (a first pass
+    /// over sampled rows), the least total relative error that fits. TYPE is optional: it
+    /// names the base mixture (the types of the tensors not measured, and the file type).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with_all = ["target_bpw", "plan"])]
+    pub target_size: Option<u64>,
+    /// As --target-size, for a number of bits per weight over all tensors (e.g. 4.25).
+    #[arg(long, value_name = "BPW", conflicts_with = "plan")]
+    pub target_bpw: Option<f64>,
+    /// The candidate types of --target-size / --target-bpw, comma-separated (default: Q2_K
+    /// Q3_K IQ4_XS Q4_K Q5_K Q6_K Q8_0 F16, and with --imatrix also IQ2_XXS IQ2_XS IQ2_S
+    /// IQ3_XXS IQ3_S).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub target_types: Vec<GgmlType>,
+    /// What the size target minimises: the sum of every measured tensor's relative error, or
+    /// of its absolute squared error (imatrix-weighted when given).
+    #[arg(long, value_enum, default_value_t = crate::jobs::target::Damage::Relative)]
+    pub target_damage: crate::jobs::target::Damage,
+    /// Rows measured per tensor by --target-size / --target-bpw (all rows of smaller tensors).
+    #[arg(long, value_name = "N", default_value_t = crate::jobs::target::DEFAULT_SAMPLE_ROWS)]
+    pub sample_rows: u64,
+    /// Write the size plan (every tensor's type, bytes and measured errors) as JSON.
+    #[arg(long, value_name = "FILE.json")]
+    pub save_plan: Option<PathBuf>,
+    /// Apply a size plan saved with --save-plan (no measuring pass).
+    #[arg(long, value_name = "FILE.json")]
+    pub plan: Option<PathBuf>,
 }
 
 fn parse_override(s: &str) -> Result<(String, GgmlType)> {
@@ -195,10 +223,28 @@ pub fn run(a: Args) -> Result<()> {
         .clone()
         .or(a.output_pos.clone())
         .ok_or_else(|| Error::Invalid("no output file: pass -o OUT.gguf".into()))?;
-    let ty_name = a.ty.clone().or(a.type_pos.clone()).ok_or_else(|| {
-        Error::Invalid("no quantization type: pass --type Q4_K_M (or Q8_0, Q6_K, …)".into())
-    })?;
-    let mixture = Mixture::parse(&ty_name).map_err(Error::Invalid)?;
+    let target = match (a.target_size, a.target_bpw) {
+        (Some(b), _) => Some(Target::Size(b)),
+        (None, Some(x)) => Some(Target::Bpw(x)),
+        (None, None) => None,
+    };
+    let sized = target.is_some() || a.plan.is_some();
+    if a.save_plan.is_some() && target.is_none() {
+        return Err(Error::Invalid(
+            "--save-plan saves the plan of --target-size or --target-bpw; pass one".into(),
+        ));
+    }
+    let ty_name = match a.ty.clone().or(a.type_pos.clone()) {
+        Some(t) => Some(t),
+        None if sized => None,
+        None => {
+            return Err(Error::Invalid(
+                "no quantization type: pass --type Q4_K_M (or Q8_0, Q6_K, …), or --target-size"
+                    .into(),
+            ));
+        }
+    };
+    let mixture = Mixture::parse(ty_name.as_deref().unwrap_or("Q4_K_M")).map_err(Error::Invalid)?;
     if let Some(n) = a.threads {
         // the global pool can be configured once; a second call (tests) keeps the first
         let _ = rayon::ThreadPoolBuilder::new()
@@ -275,7 +321,59 @@ pub fn run(a: Args) -> Result<()> {
         report: a.report.is_some(),
         hybrid_policy: a.hybrid_policy,
         write: a.write.options(a.allow_nonfinite),
+        assigned: None,
     };
+
+    // a size target: a measuring pass chooses the types (or a saved plan gives them)
+    let mut engine = None;
+    let opts = if let Some(path) = &a.plan {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let plan = SizePlan::from_json(&text, &path.display().to_string())?;
+        if !a.quiet {
+            eprintln!(
+                "gpuq: size plan {}: {} ({:.2} MiB, {:.3} bits/weight)",
+                path.display(),
+                plan.recipe,
+                plan.file_bytes as f64 / (1 << 20) as f64,
+                plan.bits_per_weight
+            );
+        }
+        target::apply(&plan, opts)?
+    } else if let Some(t) = target {
+        let e = job_engine(a.backend, a.quiet)?;
+        let mut topts = TargetOptions::new(t);
+        topts.sample_rows = a.sample_rows;
+        topts.damage = a.target_damage;
+        if !a.target_types.is_empty() {
+            topts.types = Some(a.target_types.clone());
+        }
+        let plan = target::plan_to_target(
+            src.as_ref(),
+            &e,
+            &opts,
+            ty_name.is_some(),
+            &topts,
+            &ProgressReporter::new(a.quiet),
+        )?;
+        if let Some(path) = &a.save_plan {
+            write_atomic(path, plan.to_json()?.as_bytes())?;
+            if !a.quiet {
+                eprintln!("gpuq: size plan written to {}", path.display());
+            }
+        }
+        if a.dry_run {
+            print_size_plan(&plan);
+            return Ok(());
+        }
+        if !a.quiet {
+            eprintln!("{}", size_plan_summary(&plan));
+        }
+        engine = Some(e);
+        target::apply(&plan, opts)?
+    } else {
+        opts
+    };
+    let mixture = opts.mixture;
 
     let plans = quantize::plan(src.as_ref(), &opts)?;
     if let (Some(m), false) = (&opts.imatrix, a.quiet) {
@@ -312,10 +410,19 @@ pub fn run(a: Args) -> Result<()> {
     }
 
     let mut backend = String::new();
-    let s = run_job(a.backend, a.quiet, |engine, progress| {
-        backend = engine.describe();
+    let job = |engine: &crate::engine::Engine, progress: &dyn crate::pipeline::Progress| {
         quantize::quantize(src.as_ref(), &output, engine, &opts, progress)
-    })?;
+    };
+    let s = match &engine {
+        Some(e) => {
+            backend = e.describe();
+            job(e, &ProgressReporter::new(a.quiet))?
+        }
+        None => run_job(a.backend, a.quiet, |engine, progress| {
+            backend = engine.describe();
+            job(engine, progress)
+        })?,
+    };
     match (report_file, a.report.is_some()) {
         (Some(r), _) => {
             let j = quantize_report::to_json(&s, &a.input, &output, mixture.name, &backend);
@@ -348,6 +455,69 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One paragraph on stderr: what the size plan chose.
+fn size_plan_summary(p: &SizePlan) -> String {
+    let mut by: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for t in p.tensors.iter().filter(|t| t.damage.is_some()) {
+        let e = by.entry(t.ty.as_str()).or_default();
+        e.0 += 1;
+        e.1 += t.bytes;
+    }
+    let types = by
+        .iter()
+        .map(|(ty, (n, b))| format!("{ty} x{n} ({:.1} MiB)", *b as f64 / (1 << 20) as f64))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "gpuq: size plan ({}): {:.2} MiB file, {:.3} bits/weight, summed relative error {:.4e}; measured tensors: {types}",
+        p.recipe,
+        p.file_bytes as f64 / (1 << 20) as f64,
+        p.bits_per_weight,
+        p.damage
+    )
+}
+
+/// `--dry-run` of a size target: every tensor's type, bytes and error, then bits per layer.
+fn print_size_plan(p: &SizePlan) {
+    println!(
+        "{:<44} {:>8} {:>14} {:>12}",
+        "tensor", "type", "bytes", "rel. error"
+    );
+    let mut layers: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();
+    for t in &p.tensors {
+        println!(
+            "{:<44} {:>8} {:>14} {:>12}",
+            t.name,
+            t.ty,
+            t.bytes,
+            t.damage.map(|d| format!("{d:.4e}")).unwrap_or("-".into())
+        );
+        let l = crate::policy::loader_order_key(&t.name).0;
+        let e = layers.entry(l).or_default();
+        e.0 += t.bytes;
+        e.1 += t.elements;
+    }
+    for (l, (bytes, elems)) in &layers {
+        let name = if *l < 0 {
+            "outside the blocks".to_string()
+        } else {
+            format!("blk.{l}")
+        };
+        println!(
+            "layer {name:<20} {:>8.3} bits/weight",
+            *bytes as f64 * 8.0 / (*elems).max(1) as f64
+        );
+    }
+    println!("{}", size_plan_summary(p).trim_start_matches("gpuq: "));
+}
+
+/// Writes `bytes` to `path` through `path.tmp`, renamed once written.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = crate::formats::gguf::output::tmp_path_for(path);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -49,6 +49,9 @@ pub struct QuantizeOptions {
     /// The writer's checks (`--no-space-check`, `--no-verify`); `allow_nonfinite` is taken
     /// from the field above.
     pub write: crate::formats::gguf::WriteOptions,
+    /// The type of every tensor by name, decided elsewhere (a size plan, `jobs::target`):
+    /// replaces the mixture's choices; every tensor of the model must be named.
+    pub assigned: Option<HashMap<String, GgmlType>>,
 }
 
 impl QuantizeOptions {
@@ -70,6 +73,7 @@ impl QuantizeOptions {
             report: false,
             hybrid_policy: crate::policy::HybridPolicy::Default,
             write: Default::default(),
+            assigned: None,
         })
     }
 }
@@ -140,6 +144,10 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         }
     }
 
+    if let Some(a) = &opts.assigned {
+        assign(src, a, opts.mixture.ftype, &mut plans)?;
+    }
+
     for (i, (t, p)) in src.tensors().iter().zip(&plans).enumerate() {
         let here = || format!("{}: tensor {}", src.describe(), t.name);
         if opts.ternary_scale == Some(crate::codec::absmean::TernaryScale::PerChannel) {
@@ -204,6 +212,52 @@ pub fn plan(src: &dyn ModelSource, opts: &QuantizeOptions) -> Result<Vec<TensorP
         }
     }
     Ok(plans)
+}
+
+/// Replaces the planned types with `assigned` (a size plan's), refusing a plan made for
+/// another model: every tensor must be named, no other name may appear, and every type must
+/// divide its tensor's rows.
+fn assign(
+    src: &dyn ModelSource,
+    assigned: &HashMap<String, GgmlType>,
+    ftype: u32,
+    plans: &mut [TensorPlan],
+) -> Result<()> {
+    let here = src.describe();
+    for (t, p) in src.tensors().iter().zip(plans.iter_mut()) {
+        let &ty = assigned.get(&t.name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{here}: the size plan has no type for tensor {} (was it made for another model?)",
+                t.name
+            ))
+        })?;
+        if ty == p.target {
+            continue;
+        }
+        if ty.row_bytes(t.row_len()).is_none() {
+            return Err(Error::Invalid(format!(
+                "{here}: the size plan gives tensor {} type {ty}, whose block of {} does not divide its rows of {}",
+                t.name,
+                ty.block_elems(),
+                t.row_len()
+            )));
+        }
+        p.target = ty;
+        p.convert = ty != t.ty;
+        p.overridden = true;
+        p.fallback = false;
+        p.requires_imatrix = crate::policy::requires_imatrix(&t.name, ty, ftype);
+    }
+    if assigned.len() != src.tensors().len() {
+        let names: std::collections::HashSet<&str> =
+            src.tensors().iter().map(|t| t.name.as_str()).collect();
+        if let Some(extra) = assigned.keys().find(|k| !names.contains(k.as_str())) {
+            return Err(Error::Invalid(format!(
+                "{here}: the size plan names tensor {extra}, which this model does not have (was it made for another model?)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Quantizes `src` into the GGUF file `output` (written as `output.tmp`, renamed at the end).

@@ -30,6 +30,7 @@
 //! round-trip fidelity measurements (error of a quantized copy against its source). The
 //! per-tensor and per-layer reports and the plot are in `crate::stats`, above the engine.
 
+pub mod damage;
 pub mod fidelity;
 pub mod moments;
 pub mod reference;

@@ -123,6 +123,8 @@ impl Summary {
 pub trait Progress: Sync {
     fn start(&self, _total_bytes: u64, _n_tensors: usize) {}
     fn tensor(&self, _index: usize, _name: &str, _from: GgmlType, _to: GgmlType) {}
+    /// Tensor `index` is in a pass that is not a conversion (`what`: "measuring Q4_K, …").
+    fn step(&self, _index: usize, _name: &str, _what: &str) {}
     fn advance(&self, _input_bytes: u64) {}
     fn finish(&self) {}
     /// True once the job should stop.

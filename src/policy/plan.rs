@@ -471,8 +471,9 @@ pub fn fallback_type(ncols: u64, t: GgmlType) -> Option<GgmlType> {
     })
 }
 
-/// `tensor_requires_imatrix`.
-fn requires_imatrix(name: &str, t: GgmlType, ftype: u32) -> bool {
+/// `tensor_requires_imatrix`: llama-quantize refuses `t` for tensor `name` without an
+/// imatrix (under the mixture with `general.file_type` `ftype`).
+pub fn requires_imatrix(name: &str, t: GgmlType, ftype: u32) -> bool {
     use GgmlType as G;
     if matches!(Category::of(name), Category::TokenEmbd | Category::Output) {
         return false;

@@ -1,6 +1,6 @@
 """Small Llama-shaped GGUF models and llama.cpp's own quantizer, for gpuq's equivalence tests.
 
-  python3 llama_fixture.py make OUT.gguf --layers 12 --embd 256 --ff 640 --vocab 512 --seed 1 [--dtype f16|f32|bf16] [--tied] [--kv-heads 2]
+  python3 llama_fixture.py make OUT.gguf --layers 12 --embd 256 --ff 640 --vocab 512 --seed 1 [--dtype f16|f32|bf16] [--tied] [--kv-heads 2] [--uneven]
   python3 llama_fixture.py quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]
   python3 llama_fixture.py dump FILE.gguf     # JSON: name -> [type name, shape, sha256 of bytes]
   python3 llama_fixture.py imatrix MODEL.gguf OUT.gguf --seed 3 [--legacy OUT.dat]
@@ -46,6 +46,16 @@ def make(a):
 
     def mat(rows, cols, scale):
         # a mix of distributions: mostly normal, heavy-tailed columns, a few outliers
+        if a.uneven:
+            # --uneven: every matrix its own scale, share of heavy columns and of outliers
+            # (so the types a size target chooses differ from tensor to tensor)
+            scale *= float(np.exp(rng.uniform(-1.2, 1.2)))
+            x = rng.standard_normal((rows, cols)).astype(np.float32) * scale
+            heavy = cols // int(rng.choice([8, 32, 128, 512]))
+            x[:, rng.integers(0, cols, size=max(1, heavy))] *= float(rng.uniform(2.0, 12.0))
+            n_out = x.size // int(rng.choice([300, 3000, 30000]))
+            x.flat[rng.integers(0, x.size, size=max(1, n_out))] *= float(rng.uniform(10.0, 40.0))
+            return x
         x = rng.standard_normal((rows, cols)).astype(np.float32) * scale
         x[:, rng.integers(0, cols, size=max(1, cols // 64))] *= 8.0
         x.flat[rng.integers(0, x.size, size=max(1, x.size // 5000))] *= 30.0
@@ -256,6 +266,7 @@ def main():
     m.add_argument("--experts", type=int, default=0)
     m.add_argument("--kv-heads", type=int, default=2)  # of 8 heads: GQA 4 by default
     m.add_argument("--split", type=int, default=0)
+    m.add_argument("--uneven", action="store_true")
     q = sub.add_parser("quantize")
     q.add_argument("inp")
     q.add_argument("out")

@@ -15,7 +15,7 @@ pub mod writer;
 
 pub use reader::GgufFile;
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, TensorSpec, WriteOptions};
+pub use writer::{GgufWriter, Layout, TensorSpec, WriteOptions, layout};
 
 /// "GGUF" read as a little-endian u32.
 pub const GGUF_MAGIC: u32 = 0x4655_4747;

@@ -354,6 +354,32 @@ fn insert_range(ranges: &mut Vec<(u64, u64)>, s: u64, e: u64) -> bool {
     true
 }
 
+/// Where a file's data starts and how long it is, as [`GgufWriter::create`] would write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes of the header, padded to the alignment (where the first tensor starts).
+    pub data_offset: u64,
+    /// `general.alignment` or 32: every tensor starts at a multiple and is padded to one.
+    pub alignment: u64,
+    /// The whole file.
+    pub total_len: u64,
+}
+
+/// The layout of a version-3 file of `metadata` and `tensors`, without writing anything (what
+/// a size target must subtract from its budget).
+pub fn layout(
+    path: impl AsRef<Path>,
+    metadata: &[(String, Value)],
+    tensors: &[TensorSpec],
+) -> Result<Layout, GgufError> {
+    let p = plan(path.as_ref(), GGUF_VERSION, metadata, tensors)?;
+    Ok(Layout {
+        data_offset: p.data_offset,
+        alignment: p.alignment,
+        total_len: p.total_len,
+    })
+}
+
 struct Plan {
     header: Vec<u8>,
     tensors: Vec<TensorInfo>,
