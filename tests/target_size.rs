@@ -312,3 +312,106 @@ fn quality_rows(uneven: bool) {
         }
     }
 }
+
+/// llama.cpp's own account of what it allocates besides the weights (its log, parsed):
+/// (KV cache MiB, recurrent state MiB, compute buffer MiB).
+fn llama_cpp_buffers(model: &Path, ctx: u64) -> (f64, f64, f64) {
+    let script = "import sys\nfrom llama_cpp import Llama\nLlama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=2, verbose=True)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, s(model), &ctx.to_string()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let mib = |prefix: &str| {
+        log.lines()
+            .find(|l| l.contains(prefix))
+            .and_then(|l| l.split(prefix).nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|x| x.parse::<f64>().ok())
+    };
+    (
+        mib("llama_kv_cache: size =").unwrap_or(0.0),
+        mib("llama_memory_recurrent: size =").unwrap_or(0.0),
+        mib("compute buffer size =").expect("llama.cpp logs its compute buffer"),
+    )
+}
+
+#[test]
+fn target_memory_leaves_llama_cpp_its_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = dir.path().join("llama.gguf");
+    fixture(&[
+        "make",
+        s(&llama),
+        "--layers",
+        "2",
+        "--embd",
+        "256",
+        "--ff",
+        "512",
+        "--vocab",
+        "512",
+    ]);
+    let mut models = vec![(llama, 1000u64)];
+    for (arch, ctx) in [("qwen35", 1024u64), ("qwen3next", 2048)] {
+        let p = dir.path().join(format!("{arch}.gguf"));
+        python(
+            include_str!("py/hybrid_fixture.py"),
+            &[
+                "make",
+                s(&p),
+                "--arch",
+                arch,
+                "--layers",
+                "8",
+                "--seed",
+                "1",
+            ],
+        );
+        models.push((p, ctx));
+    }
+    for (model, ctx) in &models {
+        let plan = dir.path().join("mem.json");
+        let out = dir.path().join("mem.gguf");
+        run(&[
+            "quantize",
+            s(model),
+            s(&out),
+            "--target-memory",
+            "64M",
+            "--ctx",
+            &ctx.to_string(),
+            "--dry-run",
+            "--save-plan",
+            s(&plan),
+            "-q",
+        ]);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+        let r = &json["runtime"];
+        let ours = |k: &str| r[k].as_u64().unwrap() as f64 / (1 << 20) as f64;
+        let (kv, rs, compute) = llama_cpp_buffers(model, *ctx);
+        eprintln!(
+            "{}: KV {:.3}/{kv} MiB, recurrent {:.3}/{rs} MiB, compute {:.2}/{compute} MiB (gpuq/llama.cpp)",
+            model.display(),
+            ours("kv_cache"),
+            ours("recurrent_state"),
+            ours("compute_buffer")
+        );
+        // llama.cpp prints two decimals
+        assert!((ours("kv_cache") - kv).abs() <= 0.005, "{model:?}");
+        assert!((ours("recurrent_state") - rs).abs() <= 0.005, "{model:?}");
+        let c = ours("compute_buffer");
+        assert!(
+            c >= compute && c <= 1.3 * compute,
+            "{model:?}: {c} vs {compute}"
+        );
+        // the file fits what is left
+        let left = 64u64 << 20;
+        let need = r["kv_cache"].as_u64().unwrap()
+            + r["recurrent_state"].as_u64().unwrap()
+            + r["compute_buffer"].as_u64().unwrap();
+        assert!(json["file_bytes"].as_u64().unwrap() + need <= left);
+    }
+}

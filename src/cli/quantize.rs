@@ -128,8 +128,25 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with_all = ["target_bpw", "plan"])]
     pub target_size: Option<u64>,
     /// As --target-size, for a number of bits per weight over all tensors (e.g. 4.25).
-    #[arg(long, value_name = "BPW", conflicts_with = "plan")]
+    #[arg(long, value_name = "BPW", conflicts_with_all = ["plan", "target_memory"])]
     pub target_bpw: Option<f64>,
+    /// As --target-size, for the memory llama.cpp may use to run the model with --ctx tokens:
+    /// the KV cache (F16), recurrent state (hybrid models) and compute buffer are taken off
+    /// first (printed), the file gets the rest.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with_all = ["target_size", "plan"])]
+    pub target_memory: Option<u64>,
+    /// The context length --target-memory leaves room for.
+    #[arg(
+        long,
+        value_name = "TOKENS",
+        default_value_t = 4096,
+        requires = "target_memory"
+    )]
+    pub ctx: u64,
+    /// --target-memory: llama.cpp's compute buffer as measured (its log says "compute buffer
+    /// size") instead of gpuq's estimate.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "target_memory")]
+    pub compute_buffer: Option<u64>,
     /// The candidate types of --target-size / --target-bpw, comma-separated (default: Q2_K
     /// Q3_K IQ4_XS Q4_K Q5_K Q6_K Q8_0 F16, and with --imatrix also IQ2_XXS IQ2_XS IQ2_S
     /// IQ3_XXS IQ3_S).
@@ -223,15 +240,21 @@ pub fn run(a: Args) -> Result<()> {
         .clone()
         .or(a.output_pos.clone())
         .ok_or_else(|| Error::Invalid("no output file: pass -o OUT.gguf".into()))?;
-    let target = match (a.target_size, a.target_bpw) {
-        (Some(b), _) => Some(Target::Size(b)),
-        (None, Some(x)) => Some(Target::Bpw(x)),
-        (None, None) => None,
+    let target = match (a.target_size, a.target_bpw, a.target_memory) {
+        (Some(b), _, _) => Some(Target::Size(b)),
+        (None, Some(x), _) => Some(Target::Bpw(x)),
+        (None, None, Some(m)) => Some(Target::Memory {
+            total: m,
+            ctx: a.ctx,
+            compute: a.compute_buffer,
+        }),
+        (None, None, None) => None,
     };
     let sized = target.is_some() || a.plan.is_some();
     if a.save_plan.is_some() && target.is_none() {
         return Err(Error::Invalid(
-            "--save-plan saves the plan of --target-size or --target-bpw; pass one".into(),
+            "--save-plan saves the plan of --target-size, --target-bpw or --target-memory; pass one"
+                .into(),
         ));
     }
     let ty_name = match a.ty.clone().or(a.type_pos.clone()) {
@@ -470,8 +493,17 @@ fn size_plan_summary(p: &SizePlan) -> String {
         .map(|(ty, (n, b))| format!("{ty} x{n} ({:.1} MiB)", *b as f64 / (1 << 20) as f64))
         .collect::<Vec<_>>()
         .join(", ");
+    let runtime = p
+        .runtime
+        .map(|r| {
+            format!(
+                "; llama.cpp besides the weights: KV cache {} bytes ({} cells), recurrent state {} bytes, compute buffer {} bytes",
+                r.kv_cache, r.ctx_cells, r.recurrent_state, r.compute_buffer
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "gpuq: size plan ({}): {:.2} MiB file, {:.3} bits/weight, summed relative error {:.4e}; measured tensors: {types}",
+        "gpuq: size plan ({}): {:.2} MiB file, {:.3} bits/weight, summed damage {:.4e}; measured tensors: {types}{runtime}",
         p.recipe,
         p.file_bytes as f64 / (1 << 20) as f64,
         p.bits_per_weight,

@@ -29,6 +29,7 @@ use crate::measure::damage::{TensorDamage, sample_rows, weighted_error};
 use crate::model::ModelSource;
 use crate::pipeline::tiles::RowDecoder;
 use crate::pipeline::{Progress, output_metadata};
+use crate::policy::runtime::{RuntimeMemory, runtime_memory};
 use crate::policy::target::{Candidate, allocate};
 use crate::policy::{Mixture, requires_imatrix};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,14 @@ pub enum Target {
     /// Bits per weight over every tensor's data (tensor bytes * 8 / elements, as the quantize
     /// summary reports it).
     Bpw(f64),
+    /// Memory for llama.cpp to run the model with a context of `ctx` tokens: the file gets
+    /// what is left after the KV cache, recurrent state and compute buffer
+    /// (`policy::runtime`; `compute`: a measured compute buffer instead of the estimate).
+    Memory {
+        total: u64,
+        ctx: u64,
+        compute: Option<u64>,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -54,6 +63,9 @@ impl std::fmt::Display for Target {
         match self {
             Target::Size(b) => write!(f, "target-size {b} bytes"),
             Target::Bpw(x) => write!(f, "target-bpw {x}"),
+            Target::Memory { total, ctx, .. } => {
+                write!(f, "target-memory {total} bytes at ctx {ctx}")
+            }
         }
     }
 }
@@ -139,6 +151,26 @@ pub struct PlannedTensor {
     pub candidates: Vec<(String, f64)>,
 }
 
+/// [`RuntimeMemory`] as saved in a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeBytes {
+    pub ctx_cells: u64,
+    pub kv_cache: u64,
+    pub recurrent_state: u64,
+    pub compute_buffer: u64,
+}
+
+impl From<RuntimeMemory> for RuntimeBytes {
+    fn from(r: RuntimeMemory) -> Self {
+        RuntimeBytes {
+            ctx_cells: r.cells,
+            kv_cache: r.kv_cache,
+            recurrent_state: r.recurrent_state,
+            compute_buffer: r.compute_buffer,
+        }
+    }
+}
+
 /// A per-tensor type assignment that fits a budget; saved as JSON (`--save-plan`) and applied
 /// again (`--plan`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +191,10 @@ pub struct SizePlan {
     pub damage: f64,
     /// The Lagrange multiplier of the allocation (damage per byte).
     pub lambda: f64,
+    /// `--target-memory`: what llama.cpp needs besides the weights, in bytes (KV cache,
+    /// recurrent state, compute buffer), taken off the memory first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeBytes>,
     /// Every tensor of the model, in the source's order.
     pub tensors: Vec<PlannedTensor>,
 }
@@ -398,12 +434,32 @@ pub fn plan_to_target(
     };
     // what a tensor costs against the budget: padded in the file for a size, raw for bpw
     let cost = |bytes: u64| match topts.target {
-        Target::Size(_) => gguf::pad_to(bytes, align).unwrap_or(u64::MAX),
+        Target::Size(_) | Target::Memory { .. } => gguf::pad_to(bytes, align).unwrap_or(u64::MAX),
         Target::Bpw(_) => bytes,
     };
     let params: u64 = tensors.iter().map(|t| t.n_elements()).sum();
+    let mut runtime = None;
     let (total_budget, overhead) = match topts.target {
         Target::Size(b) => (b, layout.data_offset),
+        Target::Memory {
+            total,
+            ctx,
+            compute,
+        } => {
+            let r = runtime_memory(&md, ctx, compute)
+                .map_err(|e| Error::Invalid(format!("{here}: --target-memory: {e}")))?;
+            runtime = Some(r);
+            let left = total.checked_sub(r.total()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{here}: --target-memory {total} bytes: llama.cpp needs {} bytes besides the weights at ctx {ctx} (KV cache {}, recurrent state {}, compute buffer {}); give more memory or a shorter --ctx",
+                    r.total(),
+                    r.kv_cache,
+                    r.recurrent_state,
+                    r.compute_buffer
+                ))
+            })?;
+            (left, layout.data_offset)
+        }
         Target::Bpw(x) if x.is_finite() && x > 0.0 => ((x * params as f64 / 8.0) as u64, 0),
         Target::Bpw(x) => {
             return Err(Error::Invalid(format!(
@@ -546,6 +602,7 @@ pub fn plan_to_target(
         budget,
         damage: alloc.damage,
         lambda: alloc.lambda,
+        runtime: runtime.map(RuntimeBytes::from),
         tensors: planned,
     })
 }
@@ -589,6 +646,7 @@ mod tests {
             budget: 9,
             damage: 0.25,
             lambda: 1e-9,
+            runtime: None,
             tensors: vec![PlannedTensor {
                 name: "blk.0.attn_q.weight".into(),
                 ty: "Q5_K".into(),

@@ -6,6 +6,7 @@ mod hybrid;
 mod mixture;
 mod plan;
 mod role;
+pub mod runtime;
 pub mod target;
 
 pub use hybrid::HybridPolicy;
