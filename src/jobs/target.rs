@@ -493,23 +493,19 @@ pub fn plan_to_target(
         }
         let t = &tensors[i];
         let cands = measured[i].as_deref().unwrap_or(&[]);
+        // the sampled rows, their round trip and the bytes stay inside --max-memory
+        let fit = (qopts.max_memory / (12 * t.row_len().max(1))).max(1);
+        let rows = topts.sample_rows.min(fit);
         progress.step(
             i,
             &t.name,
             &format!(
                 "measuring {} types on {} rows",
                 cands.len(),
-                topts.sample_rows.min(t.n_rows())
+                rows.min(t.n_rows())
             ),
         );
-        damages[i] = Some(measure_tensor(
-            src,
-            i,
-            engine,
-            cands,
-            weights_of(i),
-            topts.sample_rows,
-        )?);
+        damages[i] = Some(measure_tensor(src, i, engine, cands, weights_of(i), rows)?);
         progress.advance(src.tensor_len(i));
     }
     progress.finish();
