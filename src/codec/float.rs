@@ -132,7 +132,11 @@ mod tests {
             let mut out = vec![f32::from_bits(0xdead_beef); 1 << 16];
             decode_f16(&buf[off..], &mut out);
             for (h, y) in (0..=u16::MAX).zip(&out) {
-                assert_eq!(y.to_bits(), f16_bits_to_f32(h).to_bits(), "{h:#06x} at +{off}");
+                assert_eq!(
+                    y.to_bits(),
+                    f16_bits_to_f32(h).to_bits(),
+                    "{h:#06x} at +{off}"
+                );
             }
         }
         // the same for bf16

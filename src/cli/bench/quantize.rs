@@ -31,9 +31,10 @@ pub struct Args {
     /// Size of the generated F16 model, e.g. 300M, 2G, 8G.
     #[arg(long, default_value = "8G", value_parser = parse_size)]
     pub size: u64,
-    /// Mixture, as llama-quantize names it.
-    #[arg(long = "type", default_value = "Q4_K_M")]
-    pub ty: String,
+    /// Mixtures, as llama-quantize names them, comma-separated: each is run by both
+    /// quantizers on the same model, and a last table gives the speed ratio per mixture.
+    #[arg(long = "type", default_value = "Q4_K_M", value_delimiter = ',')]
+    pub ty: Vec<String>,
     /// Threads for both quantizers (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -190,7 +191,10 @@ pub fn table(rows: &[Result1]) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let mixture = Mixture::parse(&a.ty).map_err(Error::Invalid)?;
+    let mixtures: Vec<&'static Mixture> =
+        a.ty.iter()
+            .map(|t| Mixture::parse(t).map_err(Error::Invalid))
+            .collect::<Result<_>>()?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -204,14 +208,69 @@ pub fn run(a: Args) -> Result<()> {
         ),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let result = bench(&a, mixture, threads, &dir);
+    let mut ratios = Vec::new();
+    let mut result = Ok(());
+    for mixture in &mixtures {
+        match bench(&a, mixture, threads, &dir) {
+            Ok(r) => ratios.extend(r),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() && !ratios.is_empty() {
+        print!("{}", ratio_table(&ratios, threads, a.warm));
+    }
     if temp {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-fn bench(a: &Args, mixture: &Mixture, threads: usize, dir: &Path) -> Result<()> {
+/// One mixture's comparison: wall seconds of both, whether the files are identical.
+pub struct Ratio {
+    pub mixture: &'static str,
+    pub gpuq_s: f64,
+    pub llama_s: f64,
+    pub identical: Option<bool>,
+}
+
+/// The last table of a run: llama.cpp's wall time over gpuq's, per mixture.
+pub fn ratio_table(rows: &[Ratio], threads: usize, warm: bool) -> String {
+    let load = load_average();
+    let mut s = format!(
+        "speed ratio per mixture ({threads} threads, input {} before each run, load average {load} at the end)\n| mixture | gpuq wall s | llama.cpp wall s | gpuq / llama.cpp speed | identical files |\n|---|---:|---:|---:|---|\n",
+        if warm {
+            "left in the page cache"
+        } else {
+            "dropped from the page cache"
+        }
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            r.mixture,
+            r.gpuq_s,
+            r.llama_s,
+            r.llama_s / r.gpuq_s,
+            match r.identical {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "not compared",
+            }
+        );
+    }
+    s
+}
+
+/// The 1-minute load average as /proc/loadavg prints it ("?" where there is none).
+fn load_average() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().next().unwrap_or("?").to_string()
+}
+
+fn bench(a: &Args, mixture: &'static Mixture, threads: usize, dir: &Path) -> Result<Option<Ratio>> {
     let (model, shape) = ensure_model(dir, a.size, a.seed)?;
     let input = file_len(&model)?;
     let mut rows = Vec::new();
@@ -287,8 +346,14 @@ fn bench(a: &Args, mixture: &Mixture, threads: usize, dir: &Path) -> Result<()> 
             rows[0].m.peak_rss as f64 / rows[1].m.peak_rss as f64
         );
     }
+    let mut identical = None;
     if a.compare && rows.len() == 2 {
         let (n, differ) = compare(&out_gpuq, &out_llama)?;
+        identical = Some(
+            differ.is_empty()
+                && std::fs::read(&out_gpuq).map_err(|e| Error::io(&out_gpuq, e))?
+                    == std::fs::read(&out_llama).map_err(|e| Error::io(&out_llama, e))?,
+        );
         println!(
             "outputs: {n} tensors compared by name, {} differ in type or bytes{}",
             differ.len(),
@@ -318,7 +383,12 @@ fn bench(a: &Args, mixture: &Mixture, threads: usize, dir: &Path) -> Result<()> 
             mib(limit)
         )));
     }
-    Ok(())
+    Ok((rows.len() == 2).then(|| Ratio {
+        mixture: mixture.name,
+        gpuq_s: rows[0].m.wall_s,
+        llama_s: rows[1].m.wall_s,
+        identical,
+    }))
 }
 
 fn size_name(b: u64) -> String {
