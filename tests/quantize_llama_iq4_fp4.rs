@@ -555,3 +555,40 @@ fn q2_0_files_match_llama_quantize_byte_for_byte() {
         );
     }
 }
+
+/// The grid i-quant mixtures (IQ1_S … IQ3_M) as whole files, with an importance matrix (most
+/// of them refuse to run without one) and IQ3_S without, on a small model whose FFN of 640
+/// sends ffn_down through llama-quantize's fallbacks.
+#[test]
+fn grid_mixtures_match_llama_quantize_byte_for_byte() {
+    const GRID_MIXTURES: &[(&str, u32)] = &[
+        ("IQ2_XXS", 19),
+        ("IQ2_XS", 20),
+        ("IQ3_XS", 22),
+        ("IQ3_XXS", 23),
+        ("IQ1_S", 24),
+        ("IQ3_S", 26),
+        ("IQ3_M", 27),
+        ("IQ2_S", 28),
+        ("IQ2_M", 29),
+        ("IQ1_M", 31),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model-f16.gguf");
+    let m = model.to_str().unwrap();
+    fixture(&[
+        "make", m, "--layers", "3", "--embd", "256", "--ff", "640", "--vocab", "512", "--seed",
+        "41",
+    ]);
+    let imat = dir.path().join("imatrix.gguf");
+    fixture(&["imatrix", m, imat.to_str().unwrap(), "--seed", "42"]);
+    check_mixtures(
+        dir.path(),
+        &model,
+        GRID_MIXTURES,
+        &["--backend", "cpu", "--imatrix", imat.to_str().unwrap()],
+    );
+    let sub = dir.path().join("plain");
+    std::fs::create_dir(&sub).unwrap();
+    check_mixtures(&sub, &model, &[("IQ3_S", 26)], &["--backend", "cpu"]);
+}
