@@ -178,6 +178,43 @@ fn target_bpw_and_refusals() {
     );
     assert!(!dry.exists());
 
+    // the measuring pass on the GPU chooses the same plan (its encoders give the same bytes)
+    let (cpu_plan, gpu_plan) = (dir.path().join("cpu.json"), dir.path().join("gpu.json"));
+    for (backend, plan) in [("cpu", &cpu_plan), ("gpu", &gpu_plan)] {
+        let out = gpuq()
+            .args([
+                "quantize",
+                s(&model),
+                s(&dry),
+                "--target-bpw",
+                "4.5",
+                "--dry-run",
+                "--save-plan",
+                s(plan),
+                "--backend",
+                backend,
+                "--sample-rows",
+                "32",
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        if backend == "gpu" && common::no_gpu(&out) {
+            break;
+        }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if gpu_plan.exists() {
+        assert_eq!(
+            std::fs::read_to_string(&cpu_plan).unwrap(),
+            std::fs::read_to_string(&gpu_plan).unwrap()
+        );
+    }
+
     // too small: the smallest candidates do not fit; names what it would take
     let tiny = dir.path().join("tiny.gguf");
     let out = gpuq()
