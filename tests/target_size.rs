@@ -16,6 +16,13 @@ fn fixture(args: &[&str]) -> String {
     python(FIXTURE, args)
 }
 
+/// `llama_fixture.py make PATH ARGS…` (ARGS split at spaces).
+fn make(path: &Path, args: &str) {
+    let mut a = vec!["make", s(path)];
+    a.extend(args.split_whitespace());
+    fixture(&a);
+}
+
 fn run(args: &[&str]) -> std::process::Output {
     let out = gpuq().args(args).output().expect("the gpuq binary runs");
     assert!(
@@ -55,21 +62,10 @@ fn target_size_fits_round_trips_and_beats_q4_k_m() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("f16.gguf");
     // heavy-tailed, unevenly scaled matrices; rows of 256 and 768 (every k-quant fits)
-    fixture(&[
-        "make",
-        s(&model),
-        "--layers",
-        "4",
-        "--embd",
-        "256",
-        "--ff",
-        "768",
-        "--vocab",
-        "1024",
-        "--seed",
-        "11",
-        "--uneven",
-    ]);
+    make(
+        &model,
+        "--layers 4 --embd 256 --ff 768 --vocab 1024 --seed 11 --uneven",
+    );
     let q4km = dir.path().join("q4km.gguf");
     run(&["quantize", s(&model), s(&q4km), "Q4_K_M", "-q"]);
     let budget = size(&q4km);
@@ -129,21 +125,10 @@ fn target_size_fits_round_trips_and_beats_q4_k_m() {
 fn target_bpw_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("f16.gguf");
-    fixture(&[
-        "make",
-        s(&model),
-        "--layers",
-        "2",
-        "--embd",
-        "256",
-        "--ff",
-        "512",
-        "--vocab",
-        "512",
-        "--seed",
-        "12",
-        "--uneven",
-    ]);
+    make(
+        &model,
+        "--layers 2 --embd 256 --ff 512 --vocab 512 --seed 12 --uneven",
+    );
     for bpw in ["3.5", "5.0"] {
         let out = dir.path().join(format!("b{bpw}.gguf"));
         run(&[
@@ -238,18 +223,7 @@ fn target_bpw_and_refusals() {
         "-q",
     ]);
     let other = dir.path().join("other.gguf");
-    fixture(&[
-        "make",
-        s(&other),
-        "--layers",
-        "3",
-        "--embd",
-        "256",
-        "--ff",
-        "512",
-        "--vocab",
-        "512",
-    ]);
+    make(&other, "--layers 3 --embd 256 --ff 512 --vocab 512");
     let out = gpuq()
         .args(["quantize", s(&other), s(&tiny), "--plan", s(&plan)])
         .output()
@@ -283,24 +257,11 @@ fn quality_table() {
 fn quality_rows(uneven: bool) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("f16.gguf");
-    let mut make = vec![
-        "make",
-        s(&model),
-        "--layers",
-        "6",
-        "--embd",
-        "512",
-        "--ff",
-        "1536",
-        "--vocab",
-        "2048",
-        "--seed",
-        "21",
-    ];
-    if uneven {
-        make.push("--uneven");
-    }
-    fixture(&make);
+    let shape = "--layers 6 --embd 512 --ff 1536 --vocab 2048 --seed 21";
+    make(
+        &model,
+        &format!("{shape}{}", if uneven { " --uneven" } else { "" }),
+    );
     let name = if uneven { "uneven" } else { "plain" };
     let imatrix = dir.path().join("imatrix.gguf");
     fixture(&["imatrix", s(&model), s(&imatrix), "--seed", "4"]);
@@ -378,18 +339,7 @@ fn llama_cpp_buffers(model: &Path, ctx: u64) -> (f64, f64, f64) {
 fn target_memory_leaves_llama_cpp_its_buffers() {
     let dir = tempfile::tempdir().unwrap();
     let llama = dir.path().join("llama.gguf");
-    fixture(&[
-        "make",
-        s(&llama),
-        "--layers",
-        "2",
-        "--embd",
-        "256",
-        "--ff",
-        "512",
-        "--vocab",
-        "512",
-    ]);
+    make(&llama, "--layers 2 --embd 256 --ff 512 --vocab 512");
     let mut models = vec![(llama, 1000u64)];
     for (arch, ctx) in [("qwen35", 1024u64), ("qwen3next", 2048)] {
         let p = dir.path().join(format!("{arch}.gguf"));
