@@ -111,7 +111,12 @@ fn random_new_blocks(ty: GgmlType, n_blocks: usize, r: &mut StdRng) -> Vec<u8> {
 /// workgroup (64) and of an encoder group idle.
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
     let be = ty.block_elems() as usize;
-    vec![(be, 1), (3 * be, 5), (256.max(be) * 5, 3), (768.max(3 * be), 67)]
+    vec![
+        (be, 1),
+        (3 * be, 5),
+        (256.max(be) * 5, 3),
+        (768.max(3 * be), 67),
+    ]
 }
 
 #[test]
@@ -191,7 +196,11 @@ fn new_encoders_on_the_gpu_byte_for_byte() {
         assert!(eng.encodes_on_gpu(ty), "{ty}: no GPU encoder");
         assert_eq!(eng.encodes_on_gpu_with(ty, true), takes_weights, "{ty}");
         let be = ty.block_elems() as usize;
-        let modes: &[bool] = if takes_weights { &[false, true] } else { &[false] };
+        let modes: &[bool] = if takes_weights {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for &weighted in modes {
             for dist in Dist::all(be) {
                 for (row_len, rows) in shapes(ty) {
@@ -291,7 +300,11 @@ fn new_encoders_on_edge_data() {
     let (mut failures, mut checks) = (Vec::new(), 0);
     let mut tally = Tally::default();
     for (ty, takes_weights) in ENCODERS {
-        let modes: &[bool] = if takes_weights { &[false, true] } else { &[false] };
+        let modes: &[bool] = if takes_weights {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for (name, data) in &cases {
             for &weighted in modes {
                 let w = weighted.then(|| weights(row_len, &mut r));
@@ -332,7 +345,11 @@ fn tiles_2d_dispatch_and_workgroup_sizes_keep_the_bytes() {
             let data = sample(Dist::HeavyTailed, row_len * rows, &mut r);
             let w = weights(row_len, &mut r);
             if let Some(&(_, takes_weights)) = ENCODERS.iter().find(|e| e.0 == ty) {
-                let modes: &[bool] = if takes_weights { &[false, true] } else { &[false] };
+                let modes: &[bool] = if takes_weights {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
                 for &weighted in modes {
                     checks += 1;
                     let label = format!("tiled wg {wg} weighted {weighted}");
@@ -340,7 +357,10 @@ fn tiles_2d_dispatch_and_workgroup_sizes_keep_the_bytes() {
                     let c = encode_diff_counts(&eng, ty, &data, row_len, ww, &label);
                     failures.extend(c.message);
                     let stats = eng.gpu().unwrap().last_run();
-                    assert!(stats.tiles > 1 && stats.dispatches_2d > 0, "{ty}: {stats:?}");
+                    assert!(
+                        stats.tiles > 1 && stats.dispatches_2d > 0,
+                        "{ty}: {stats:?}"
+                    );
                 }
             }
             let mut bytes = vec![0u8; rows * ty.row_bytes(row_len as u64).unwrap() as usize];
@@ -350,7 +370,10 @@ fn tiles_2d_dispatch_and_workgroup_sizes_keep_the_bytes() {
                 failures.push(e);
             }
             let stats = eng.gpu().unwrap().last_run();
-            assert!(stats.tiles > 1 && stats.dispatches_2d > 0, "{ty}: {stats:?}");
+            assert!(
+                stats.tiles > 1 && stats.dispatches_2d > 0,
+                "{ty}: {stats:?}"
+            );
         }
     }
     report(&failures, checks);
@@ -367,12 +390,18 @@ fn engine_routes_the_new_types() {
         assert!(eng.runs_on_gpu(Op::Decode(ty)), "{ty}: decode");
     }
     for ty in GRID {
-        assert!(!eng.encodes_on_gpu(ty) && !eng.encodes_on_gpu_with(ty, true), "{ty}");
+        assert!(
+            !eng.encodes_on_gpu(ty) && !eng.encodes_on_gpu_with(ty, true),
+            "{ty}"
+        );
         let line = gpuq::engine::routes::describe()
             .into_iter()
             .find(|l| l.split_whitespace().next() == Some(ty.name()))
             .unwrap_or_else(|| panic!("{ty}: not in the routing table's description"));
-        assert!(line.contains("encodes on the CPU") && line.contains("decode"), "{line}");
+        assert!(
+            line.contains("encodes on the CPU") && line.contains("decode"),
+            "{line}"
+        );
     }
     for (ty, takes_weights) in ENCODERS {
         assert!(eng.encodes_on_gpu(ty), "{ty}");
@@ -388,13 +417,19 @@ fn engine_routes_the_new_types() {
             .gpu()
             .unwrap()
             .encode(ty, &data, row_len, Some(&w), &mut dst);
-        assert_eq!(direct.is_ok(), takes_weights, "{ty}: the runner and weights");
+        assert_eq!(
+            direct.is_ok(),
+            takes_weights,
+            "{ty}: the runner and weights"
+        );
     }
     // a grid type's encode through the engine: the CPU codec's bytes
     let row_len = 256;
     let data = sample(Dist::Normal, row_len * 2, &mut r);
     let w = weights(row_len, &mut r);
-    let got = eng.encode(GgmlType::IQ2_XXS, &data, row_len, Some(&w)).unwrap();
+    let got = eng
+        .encode(GgmlType::IQ2_XXS, &data, row_len, Some(&w))
+        .unwrap();
     let mut want = vec![0u8; got.len()];
     gpuq::codec::encode_rows(GgmlType::IQ2_XXS, &data, row_len, Some(&w), &mut want).unwrap();
     assert_eq!(got, want);

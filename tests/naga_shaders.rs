@@ -140,5 +140,8 @@ fn every_codec_variant_translates_with_its_constants() {
         .map(|c| c.encode.is_some() as usize + c.decode.is_some() as usize)
         .sum();
     assert_eq!(built, want, "variants translated");
-    assert!(built > gpuq::gpu::table::GPU_CODECS.len(), "{built} variants");
+    assert!(
+        built > gpuq::gpu::table::GPU_CODECS.len(),
+        "{built} variants"
+    );
 }

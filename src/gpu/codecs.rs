@@ -175,8 +175,11 @@ impl CodecRunner {
             (Some(w), true) => Side::Shared(bytemuck::cast_slice(w)),
             (None, false) => Side::Shared(bytemuck::cast_slice(table)),
             (Some(w), false) => {
-                side_words = [bytemuck::cast_slice::<f32, u8>(w), bytemuck::cast_slice(table)]
-                    .concat();
+                side_words = [
+                    bytemuck::cast_slice::<f32, u8>(w),
+                    bytemuck::cast_slice(table),
+                ]
+                .concat();
                 Side::Shared(&side_words)
             }
         };

@@ -184,7 +184,11 @@ mod tests {
         assert_eq!(words(Lookup::Iq3S).len(), 512);
         assert_eq!(words(Lookup::Iq1S).len(), 2048 * 2);
         let one = words(Lookup::Iq1S);
-        assert!(one.iter().all(|&w| w.to_le_bytes().iter().all(|&b| b as i8 >= -1 && b as i8 <= 1)));
+        assert!(one.iter().all(|&w| {
+            w.to_le_bytes()
+                .iter()
+                .all(|&b| b as i8 >= -1 && b as i8 <= 1)
+        }));
         assert_eq!(words(Lookup::Iq4Nl)[0] as i32, -127);
         assert_eq!(words(Lookup::Iq4Nl).len(), 17);
         // every invalid operation gives the same NaN
@@ -228,8 +232,12 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n > 100_000);
+        assert!(n > 50_000, "{n} probes");
         // some binades do step: log2f rounds up just below large powers of two
-        assert!(table.iter().enumerate().any(|(i, &(t, _))| t != binade_bits(i).1));
+        let steps: Vec<usize> = (0..FP4_BINADES)
+            .filter(|&i| table[i].0 != binade_bits(i).1)
+            .collect();
+        eprintln!("{} of {FP4_BINADES} binades step: {steps:?}", steps.len());
+        assert!(!steps.is_empty());
     }
 }
