@@ -79,8 +79,11 @@ pub fn words(lookup: Lookup) -> &'static [u32] {
 /// CPU code meets is this one, so a GPU kernel that turns every NaN into it writes the same
 /// bytes (nonlinear.wgsl).
 pub fn host_default_nan() -> u32 {
-    let inf = std::hint::black_box(f32::INFINITY);
-    (inf - inf).to_bits()
+    let (inf, neg_inf) = (
+        std::hint::black_box(f32::INFINITY),
+        std::hint::black_box(f32::NEG_INFINITY),
+    );
+    (inf + neg_inf).to_bits()
 }
 
 /// The decoding grid as bytes, 4 per word little-endian: point k's element j is byte
