@@ -3,7 +3,7 @@
 //! GPU codec table (`gpu::table`), present in every build.
 
 use super::compute::Op;
-use crate::codec::absmean;
+use crate::codec::{self, absmean};
 use crate::ggml_type::GgmlType;
 use crate::gpu::table::{self, Scale};
 
@@ -38,6 +38,7 @@ pub fn describe() -> Vec<String> {
                 (true, true) => "encode (also with imatrix)",
                 (true, false) => "encode (imatrix encodes on the CPU)",
                 _ if c.scale == Scale::Tensor => "encode (tensor scale)",
+                _ if codec::can_encode(c.ty) => "encodes on the CPU (no GPU encoder)",
                 _ => "no encode",
             };
             let dec = if gpu_has(Op::Decode(c.ty)) || c.scale == Scale::Tensor {
@@ -45,7 +46,7 @@ pub fn describe() -> Vec<String> {
             } else {
                 "no decode"
             };
-            format!("{:<6} {enc}, {dec}  [{}]", c.ty.name(), c.shader.name)
+            format!("{:<7} {enc}, {dec}  [{}]", c.ty.name(), c.shader.name)
         })
         .collect()
 }
@@ -71,7 +72,26 @@ mod tests {
         // I2_S needs its tensor scale: only the I2_S operations reach its kernels
         assert!(!gpu_has(Op::Decode(GgmlType::I2_S)));
         assert!(gpu_has(Op::DecodeI2s));
-        assert!(!gpu_has(Op::Decode(GgmlType::IQ2_XXS)));
+        // the grid i-quants decode on the GPU; their searches encode on the CPU
+        assert!(gpu_has(Op::Decode(GgmlType::IQ2_XXS)));
+        assert!(!gpu_has(Op::Encode {
+            ty: GgmlType::IQ2_XXS,
+            weighted: true
+        }));
+        assert!(gpu_has(Op::Encode {
+            ty: GgmlType::IQ4_XS,
+            weighted: true
+        }));
+        assert!(!gpu_has(Op::Encode {
+            ty: GgmlType::MXFP4,
+            weighted: true
+        }));
+        assert!(!gpu_has(Op::Decode(GgmlType::F32)));
+        assert!(
+            describe()
+                .iter()
+                .any(|l| l.starts_with("IQ1_M") && l.contains("encodes on the CPU"))
+        );
         assert!(gpu_has(Op::AbsmeanEncode(GgmlType::TQ1_0)));
         assert!(!gpu_has(Op::AbsmeanEncode(GgmlType::Q8_0)));
         assert_eq!(describe().len(), table::GPU_CODECS.len());

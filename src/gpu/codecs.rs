@@ -7,6 +7,7 @@ use super::GpuError;
 use super::context::GpuContext;
 use super::dispatch::{CodecParams, Dispatch, Dispatcher, InFlight, Input, round4};
 use super::kernels::{KernelCache, KernelKey, Layout};
+use super::lookup;
 use super::staging::StagingPool;
 use super::table::{GpuCodec, Scale, Variant, Weights, gpu_codec};
 use crate::codec::shape;
@@ -166,6 +167,22 @@ impl CodecRunner {
         if weights.is_some() && codec.encode_weights == Weights::Ignored {
             return Err(no_kernel("weighted (importance) encode").into());
         }
+        // binding 3: the weights, then the row's lookup table (gpu::table)
+        let table = lookup::words(codec.lookup);
+        let side_words: Vec<u8>;
+        let side = match (weights, table.is_empty()) {
+            (None, true) => Side::None,
+            (Some(w), true) => Side::Shared(bytemuck::cast_slice(w)),
+            (None, false) => Side::Shared(bytemuck::cast_slice(table)),
+            (Some(w), false) => {
+                side_words = [
+                    bytemuck::cast_slice::<f32, u8>(w),
+                    bytemuck::cast_slice(table),
+                ]
+                .concat();
+                Side::Shared(&side_words)
+            }
+        };
         let job = TileJob {
             key: self.key(codec, entry, codec.encode_variant()),
             ty,
@@ -176,7 +193,7 @@ impl CodecRunner {
             src: bytemuck::cast_slice(src),
             src_row: row_len as u64 * 4,
             dst_row: rows.row_bytes as u64,
-            side: weights.map_or(Side::None, |w| Side::Shared(bytemuck::cast_slice(w))),
+            side,
             has_weights: weights.is_some(),
         };
         self.run_tiles(&job, dst)?;
@@ -201,6 +218,7 @@ impl CodecRunner {
             .ok_or(no_kernel.clone())?;
         let entry = codec.decode.ok_or(no_kernel)?;
         let rows = shape::check(ty, row_len, dst.len(), src.len())?;
+        let table = lookup::words(codec.lookup);
         let job = TileJob {
             key: self.key(codec, entry, codec.decode_variant()),
             ty,
@@ -211,7 +229,11 @@ impl CodecRunner {
             src,
             src_row: rows.row_bytes as u64,
             dst_row: row_len as u64 * 4,
-            side: Side::None,
+            side: if table.is_empty() {
+                Side::None
+            } else {
+                Side::Shared(bytemuck::cast_slice(table))
+            },
             has_weights: false,
         };
         self.run_tiles(&job, bytemuck::cast_slice_mut(dst))?;

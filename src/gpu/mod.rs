@@ -4,8 +4,10 @@
 //! ([`ternary`]), statistics ([`stats`]).
 //!
 //! Everything that touches wgpu sits behind the cargo feature `gpu`; [`GpuError`], the
-//! embedded WGSL text ([`wgsl`]) and the kernel table ([`table`]) exist in every build.
+//! embedded WGSL text ([`wgsl`]), the kernel table ([`table`]) and the lookup tables some
+//! kernels read ([`lookup`]) exist in every build.
 
+pub mod lookup;
 pub mod table;
 pub mod wgsl;
 

@@ -36,9 +36,17 @@
 //! BPG (their f32 output never shares a word). A unit test checks the table. Encoders that do
 //! not read binding 3 have `encode_weighted: false` and weighted calls for their type go to
 //! the CPU codec ([`can_encode_with`]).
+//!
+//! A row whose kernels read a lookup table (grids, code books: [`Lookup`], built from the CPU
+//! codec's tables by `gpu::lookup`) gets it in binding 3 after the importance weights: binding
+//! 3 then holds `row_len` weights when `params.has_weights == 1`, followed by the table's
+//! words (decoders: the table alone). A row without an encoder (`encode: None`, the grid
+//! searches of IQ1_S .. IQ3_S) decodes on the GPU and encodes on the CPU codec.
 
 use super::wgsl::{self, ShaderFile};
 use crate::ggml_type::GgmlType;
+
+pub use super::lookup::Lookup;
 
 /// The constants one pipeline of a family entry point is specialised with (`TY`, `BPG`, `BB`
 /// in common.wgsl); part of the kernel key.
@@ -109,6 +117,8 @@ pub struct GpuCodec {
     /// Blocks one decode invocation handles (f32 output words never share a writer).
     pub decode_blocks: u32,
     pub scale: Scale,
+    /// The table both kernels read after the weights in binding 3 (`gpu::lookup`).
+    pub lookup: Lookup,
 }
 
 impl GpuCodec {
@@ -140,6 +150,27 @@ const fn family(
         encode_blocks,
         decode_blocks,
         scale: Scale::InBlocks,
+        lookup: Lookup::None,
+    }
+}
+
+/// A codec family row whose kernels read `lookup` from binding 3.
+const fn with_lookup(row: GpuCodec, lookup: Lookup) -> GpuCodec {
+    GpuCodec { lookup, ..row }
+}
+
+/// A decoder-only row (entry point `decode` of `shader`): the type encodes on the CPU codec.
+const fn decode_only(ty: GgmlType, shader: ShaderFile, lookup: Lookup) -> GpuCodec {
+    GpuCodec {
+        ty,
+        shader,
+        encode: None,
+        encode_weights: Weights::Ignored,
+        decode: Some("decode"),
+        encode_blocks: 1,
+        decode_blocks: 1,
+        scale: Scale::InBlocks,
+        lookup,
     }
 }
 
@@ -178,7 +209,43 @@ pub const GPU_CODECS: &[GpuCodec] = &[
         encode_blocks: 1,
         decode_blocks: 1,
         scale: Scale::Tensor,
+        lookup: Lookup::None,
     },
+    // nonlinear.wgsl: `quantize_row_iq4_nl_impl` with and without importance weights (ntry 7,
+    // as `quantize_iq4_nl` / `quantize_iq4_xs` call it), code book `kvalues_iq4nl` in binding
+    // 3. IQ4_NL (18 bytes) two blocks per encode invocation, IQ4_XS (136) one.
+    with_lookup(
+        family(GgmlType::IQ4_NL, wgsl::NONLINEAR, Honoured, 2, 1),
+        Lookup::Iq4Nl,
+    ),
+    with_lookup(
+        family(GgmlType::IQ4_XS, wgsl::NONLINEAR, Honoured, 1, 1),
+        Lookup::Iq4Nl,
+    ),
+    // fp4.wgsl: `quantize_row_mxfp4_ref` / `quantize_row_nvfp4_ref`; ggml ignores importance
+    // weights for both, and weighted calls go to the CPU codec like the legacy `_ref` rows.
+    // MXFP4 (17 bytes) four blocks per encode invocation, NVFP4 (36) one.
+    with_lookup(
+        family(GgmlType::MXFP4, wgsl::FP4, Ignored, 4, 1),
+        Lookup::Fp4,
+    ),
+    with_lookup(
+        family(GgmlType::NVFP4, wgsl::FP4, Ignored, 1, 1),
+        Lookup::Fp4,
+    ),
+    // q1_0.wgsl: `quantize_row_q1_0_ref` / `quantize_row_q2_0_ref` (no weights in ggml), two
+    // 18-byte blocks per encode invocation.
+    family(GgmlType::Q1_0, wgsl::Q1_0, Ignored, 2, 1),
+    family(GgmlType::Q2_0, wgsl::Q1_0, Ignored, 2, 1),
+    // iquants.wgsl: `dequantize_row_iq*` with the grid in binding 3. The encoders are grid
+    // searches over neighbour lists (`quantize_row_iq*_impl`) and run on the CPU codec.
+    decode_only(GgmlType::IQ2_XXS, wgsl::IQUANTS, Lookup::Iq2Xxs),
+    decode_only(GgmlType::IQ2_XS, wgsl::IQUANTS, Lookup::Iq2Xs),
+    decode_only(GgmlType::IQ2_S, wgsl::IQUANTS, Lookup::Iq2S),
+    decode_only(GgmlType::IQ3_XXS, wgsl::IQUANTS, Lookup::Iq3Xxs),
+    decode_only(GgmlType::IQ3_S, wgsl::IQUANTS, Lookup::Iq3S),
+    decode_only(GgmlType::IQ1_S, wgsl::IQUANTS, Lookup::Iq1S),
+    decode_only(GgmlType::IQ1_M, wgsl::IQUANTS, Lookup::Iq1S),
 ];
 
 /// The other kernels of the codec shaders (not codecs: reductions and scaled encoders), with
@@ -220,14 +287,26 @@ mod tests {
         for c in GPU_CODECS {
             assert!(c.encode_blocks > 0, "{}", c.ty);
             assert!(c.decode_blocks > 0, "{}", c.ty);
-            assert_eq!(
-                (c.encode_blocks as u64 * c.ty.block_bytes()) % 4,
-                0,
-                "{}: {} blocks of {} bytes are not whole words",
-                c.ty,
-                c.encode_blocks,
-                c.ty.block_bytes()
-            );
+            if c.encode.is_some() {
+                assert_eq!(
+                    (c.encode_blocks as u64 * c.ty.block_bytes()) % 4,
+                    0,
+                    "{}: {} blocks of {} bytes are not whole words",
+                    c.ty,
+                    c.encode_blocks,
+                    c.ty.block_bytes()
+                );
+            }
+            // a lookup table is read from binding 3 (gpu::lookup), so the shader declares it
+            if c.lookup != Lookup::None {
+                assert!(
+                    !crate::gpu::lookup::words(c.lookup).is_empty()
+                        && c.shader.body.contains("@binding(3)"),
+                    "{}: lookup {:?}",
+                    c.ty,
+                    c.lookup
+                );
+            }
             assert!(c.encode.is_some() || c.decode.is_some(), "{}", c.ty);
             assert!(
                 wgsl::SHADERS.contains(&c.shader),
@@ -243,7 +322,7 @@ mod tests {
                 );
             }
             // a family shader must know the type id its switch selects
-            if c.encode == Some("encode") {
+            if c.encode == Some("encode") || c.decode == Some("decode") {
                 assert!(
                     c.shader.body.contains(&format!("case {}u", c.ty.id()))
                         || c.shader.body.contains(&format!("TY == {}u", c.ty.id())),

@@ -44,8 +44,34 @@ pub const KQUANTS: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/kquants.wgsl"),
 };
 
+/// IQ4_NL, IQ4_XS encode and decode.
+pub const NONLINEAR: ShaderFile = ShaderFile {
+    name: "nonlinear.wgsl",
+    body: include_str!("../../shaders/nonlinear.wgsl"),
+};
+
+/// MXFP4, NVFP4 encode and decode.
+pub const FP4: ShaderFile = ShaderFile {
+    name: "fp4.wgsl",
+    body: include_str!("../../shaders/fp4.wgsl"),
+};
+
+/// Q1_0, Q2_0 encode and decode.
+pub const Q1_0: ShaderFile = ShaderFile {
+    name: "q1_0.wgsl",
+    body: include_str!("../../shaders/q1_0.wgsl"),
+};
+
+/// IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M decode.
+pub const IQUANTS: ShaderFile = ShaderFile {
+    name: "iquants.wgsl",
+    body: include_str!("../../shaders/iquants.wgsl"),
+};
+
 /// Every shader file the runtime knows.
-pub const SHADERS: &[ShaderFile] = &[FLOAT, LEGACY, KQUANTS, STATS, TERNARY];
+pub const SHADERS: &[ShaderFile] = &[
+    FLOAT, LEGACY, KQUANTS, STATS, TERNARY, NONLINEAR, FP4, Q1_0, IQUANTS,
+];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.
 pub fn compose(body: &str) -> String {

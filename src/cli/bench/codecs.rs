@@ -39,6 +39,13 @@ pub const DEFAULT_TYPES: &[GgmlType] = &[
     GgmlType::NVFP4,
     GgmlType::Q1_0,
     GgmlType::Q2_0,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 /// Types whose encoder takes importance weights (benchmarked with and without).
@@ -52,6 +59,13 @@ pub fn takes_weights(ty: GgmlType) -> bool {
             | GgmlType::Q6_K
             | GgmlType::IQ4_NL
             | GgmlType::IQ4_XS
+            | GgmlType::IQ2_XXS
+            | GgmlType::IQ2_XS
+            | GgmlType::IQ2_S
+            | GgmlType::IQ3_XXS
+            | GgmlType::IQ3_S
+            | GgmlType::IQ1_S
+            | GgmlType::IQ1_M
     )
 }
 
@@ -62,7 +76,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Comma-separated types (default: F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K TQ1_0 TQ2_0
-    /// I2_S IQ4_NL IQ4_XS MXFP4 NVFP4 Q1_0 Q2_0).
+    /// I2_S IQ4_NL IQ4_XS MXFP4 NVFP4 Q1_0 Q2_0 IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M;
+    /// the grid i-quants encode on the CPU, so their GPU cells are decode only).
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<GgmlType>,
     /// Tile size: f32 input bytes per call, e.g. 1M, 64M.
@@ -77,7 +92,7 @@ pub struct Args {
     /// CPU worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Skip the weighted (imatrix) runs of the k-quants.
+    /// Skip the weighted (imatrix) runs of the k-quants and i-quants.
     #[arg(long)]
     pub no_weights: bool,
 }
