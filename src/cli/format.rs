@@ -1,7 +1,5 @@
 //! Number formatting shared by the subcommands' tables and JSON.
 
-use serde_json::{Value as Json, json};
-
 /// A number for a table: 4 decimals in the usual range, else scientific; `-` for NaN.
 pub fn number(x: f64) -> String {
     if x.is_nan() {
@@ -24,15 +22,4 @@ pub fn decibels(x: f64) -> String {
     }
 }
 
-/// A float for JSON: non-finite values become `null`.
-pub fn json_number(x: f64) -> Json {
-    if x.is_finite() { json!(x) } else { Json::Null }
-}
-
-/// The fidelity metrics of a round trip as a JSON object.
-pub fn metrics_json(m: &crate::measure::fidelity::FidelityMetrics) -> Json {
-    json!({
-        "rmse": json_number(m.rmse), "max_abs": json_number(m.max_abs), "rel_frobenius": json_number(m.rel_frobenius),
-        "cosine": json_number(m.cosine), "snr_db": json_number(m.snr_db),
-    })
-}
+pub use crate::stats::json::{json_number, metrics_json};

@@ -3,10 +3,10 @@
 
 use crate::formats::gguf::GgufFile;
 use crate::formats::safetensors::SafetensorsModel;
+use crate::jobs::inspect::{Model, Totals, gguf_totals, ollama_fixes, shard_name, st_totals};
 use crate::{Error, Result};
-use serde_json::json;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,28 +17,19 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Arrays longer than this are summarized in the JSON output.
-const JSON_MAX_ARRAY: usize = 64;
-
 pub fn run(args: Args) -> Result<()> {
-    let doc = match sniff(&args.path)? {
-        Kind::Gguf => Report::Gguf(GgufFile::open(&args.path)?),
-        Kind::Safetensors => Report::Safetensors(SafetensorsModel::open(&args.path)?),
-    };
+    let doc = Model::open(&args.path)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let res = if args.json {
-        let j = match &doc {
-            Report::Gguf(g) => gguf_json(g),
-            Report::Safetensors(s) => safetensors_json(s),
-        };
+        let j = doc.to_json();
         serde_json::to_writer_pretty(&mut out, &j)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
         match &doc {
-            Report::Gguf(g) => gguf_text(g, &mut out),
-            Report::Safetensors(s) => safetensors_text(s, &mut out),
+            Model::Gguf(g) => gguf_text(g, &mut out),
+            Model::Safetensors(s) => safetensors_text(s, &mut out),
         }
     };
     match res.and_then(|()| out.flush()) {
@@ -49,73 +40,20 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-enum Kind {
-    Gguf,
-    Safetensors,
-}
-
-enum Report {
-    Gguf(GgufFile),
-    Safetensors(SafetensorsModel),
-}
-
-/// Decides the format: a folder is a Hugging Face checkpoint; a file starting with "GGUF" or
-/// named .gguf is GGUF; .safetensors and .index.json files are safetensors.
-fn sniff(path: &Path) -> Result<Kind> {
-    if path.is_dir() {
-        return Ok(Kind::Safetensors);
-    }
-    let mut magic = [0u8; 4];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    let name = path.to_string_lossy();
-    if (n == 4 && &magic == b"GGUF") || name.ends_with(".gguf") {
-        Ok(Kind::Gguf)
-    } else if name.ends_with(".safetensors") || name.ends_with(".index.json") {
-        Ok(Kind::Safetensors)
-    } else {
-        Err(Error::Invalid(format!(
-            "{}: not a GGUF file (no GGUF magic) and not named .safetensors; \
-             give a .gguf, a .safetensors or a model folder",
-            path.display()
-        )))
-    }
-}
-
-struct Totals {
-    tensors: usize,
-    params: u64,
-    bytes: u64,
-}
-
-impl Totals {
-    fn bpw(&self) -> Option<f64> {
-        (self.params > 0).then(|| self.bytes as f64 * 8.0 / self.params as f64)
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "tensors": self.tensors,
-            "parameters": self.params,
-            "bytes": self.bytes,
-            "bits_per_weight": self.bpw(),
-        })
-    }
-
-    fn line(&self) -> String {
-        let bpw = self
-            .bpw()
-            .map(|b| format!("{b:.4}"))
-            .unwrap_or_else(|| "-".into());
-        format!(
-            "total: {} tensors, {} parameters, {} bytes ({}), {} bits per weight",
-            self.tensors,
-            self.params,
-            self.bytes,
-            human_bytes(self.bytes),
-            bpw
-        )
-    }
+/// The totals line of the text report.
+fn totals_line(t: &Totals) -> String {
+    let bpw = t
+        .bpw()
+        .map(|b| format!("{b:.4}"))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "total: {} tensors, {} parameters, {} bytes ({}), {} bits per weight",
+        t.tensors,
+        t.params,
+        t.bytes,
+        human_bytes(t.bytes),
+        bpw
+    )
 }
 
 fn human_bytes(b: u64) -> String {
@@ -177,14 +115,6 @@ fn table(
     Ok(())
 }
 
-fn gguf_totals(g: &GgufFile) -> Totals {
-    Totals {
-        tensors: g.tensors.len(),
-        params: g.tensors.iter().map(|t| t.n_elements()).sum(),
-        bytes: g.tensors.iter().map(|t| t.size).sum(),
-    }
-}
-
 fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
@@ -239,7 +169,7 @@ fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
         &rows,
         &[false, false, false, true, true, false],
     )?;
-    writeln!(out, "\n{}", gguf_totals(g).line())?;
+    writeln!(out, "\n{}", totals_line(&gguf_totals(g)))?;
     match ollama_fixes(g) {
         Ok(f) if f.is_empty() => Ok(()),
         Ok(f) => {
@@ -252,92 +182,6 @@ fn gguf_text(g: &GgufFile, out: &mut dyn Write) -> std::io::Result<()> {
         }
         Err(e) => writeln!(out, "\nOllama layout: cannot be fixed: {e}"),
     }
-}
-
-/// The fixes an Ollama-layout qwen35 / qwen35moe / qwen3next file needs (src/model/ollama.rs).
-fn ollama_fixes(g: &GgufFile) -> Result<Vec<String>> {
-    let tensors: Vec<crate::model::InputTensor> = g
-        .tensors
-        .iter()
-        .map(|t| crate::model::InputTensor {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ty: t.ty,
-        })
-        .collect();
-    let plan = crate::model::ollama::plan(&g.path().display().to_string(), &g.metadata, &tensors)?;
-    Ok(plan
-        .map(|p| p.fixes.iter().map(|f| f.to_string()).collect())
-        .unwrap_or_default())
-}
-
-fn gguf_json(g: &GgufFile) -> serde_json::Value {
-    let metadata: Vec<serde_json::Value> = g
-        .metadata
-        .iter()
-        .map(|(k, v)| {
-            let mut o = json!({
-                "key": k,
-                "type": v.value_type().name(),
-                "value": v.to_json(Some(JSON_MAX_ARRAY)),
-            });
-            if let Some(a) = v.as_array() {
-                o["element_type"] = json!(a.element_type().name());
-                o["len"] = json!(a.len());
-            }
-            o
-        })
-        .collect();
-    let roles = crate::policy::roles(g.tensors.iter().map(|t| t.name.as_str()));
-    let tensors: Vec<serde_json::Value> = g
-        .tensors
-        .iter()
-        .zip(&roles)
-        .map(|(t, r)| {
-            json!({
-                "name": t.name,
-                "role": r.name(),
-                "type": t.ty.name(),
-                "type_id": t.ty.id(),
-                "shape": t.dims,
-                "elements": t.n_elements(),
-                "bytes": t.size,
-                "offset": g.data_offset + t.offset,
-                "data_offset": t.offset,
-            })
-        })
-        .collect();
-    json!({
-        "format": "gguf",
-        "path": g.path().display().to_string(),
-        "version": g.version,
-        "alignment": g.alignment,
-        "data_offset": g.data_offset,
-        "file_bytes": g.file_len(),
-        "metadata": metadata,
-        "tensors": tensors,
-        "totals": gguf_totals(g).json(),
-        "ollama_fixes": match ollama_fixes(g) {
-            Ok(f) => json!(f),
-            Err(e) => json!({ "error": e.to_string() }),
-        },
-    })
-}
-
-fn st_totals(s: &SafetensorsModel) -> Totals {
-    Totals {
-        tensors: s.tensors.len(),
-        params: s.tensors.iter().map(|t| t.n_elements()).sum(),
-        bytes: s.tensors.iter().map(|t| t.size()).sum(),
-    }
-}
-
-fn shard_name(s: &SafetensorsModel, i: usize) -> String {
-    s.shards
-        .get(i)
-        .and_then(|sh| sh.path.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn safetensors_text(s: &SafetensorsModel, out: &mut dyn Write) -> std::io::Result<()> {
@@ -403,49 +247,5 @@ fn safetensors_text(s: &SafetensorsModel, out: &mut dyn Write) -> std::io::Resul
         numeric.push(false);
     }
     table(out, &header, &rows, &numeric)?;
-    writeln!(out, "\n{}", st_totals(s).line())
-}
-
-fn safetensors_json(s: &SafetensorsModel) -> serde_json::Value {
-    let shards: Vec<serde_json::Value> = s
-        .shards
-        .iter()
-        .map(|sh| {
-            let md: serde_json::Map<String, serde_json::Value> = sh
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            json!({
-                "path": sh.path.display().to_string(),
-                "data_start": sh.data_start,
-                "metadata": md,
-            })
-        })
-        .collect();
-    let tensors: Vec<serde_json::Value> = s
-        .tensors
-        .iter()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "dtype": t.dtype.name(),
-                "shape": t.shape,
-                "elements": t.n_elements(),
-                "bytes": t.size(),
-                "offset": t.start,
-                "shard": t.shard,
-                "file": shard_name(s, t.shard),
-            })
-        })
-        .collect();
-    json!({
-        "format": "safetensors",
-        "path": s.root.display().to_string(),
-        "index": s.index.as_ref().map(|i| i.display().to_string()),
-        "config": s.config,
-        "shards": shards,
-        "tensors": tensors,
-        "totals": st_totals(s).json(),
-    })
+    writeln!(out, "\n{}", totals_line(&st_totals(s)))
 }

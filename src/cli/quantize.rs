@@ -11,7 +11,7 @@ use crate::ggml_type::GgmlType;
 use crate::jobs::target::{self, SizePlan, Target, TargetOptions};
 use crate::model::open_source_with;
 use crate::policy::Mixture;
-use crate::quantize::{self, QuantizeOptions};
+use crate::quantize::{self, QuantizeOptions, parse_tensor_type};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -167,30 +167,18 @@ pub struct Args {
     pub plan: Option<PathBuf>,
 }
 
-fn parse_override(s: &str) -> Result<(String, GgmlType)> {
-    let (pat, ty) = s.rsplit_once('=').ok_or_else(|| {
-        Error::Invalid(format!(
-            "--tensor-type '{s}': expected REGEX=TYPE, e.g. attn_v=q8_0"
-        ))
-    })?;
-    let ty: GgmlType = ty
-        .parse()
-        .map_err(|e| Error::Invalid(format!("--tensor-type '{s}': {e}")))?;
-    Ok((pat.to_lowercase(), ty))
-}
-
 /// `--tensor-type` then `--tensor-type-file`, in that order (llama-quantize's).
 fn overrides(a: &Args) -> Result<Vec<(String, GgmlType)>> {
     let mut v: Vec<(String, GgmlType)> = a
         .tensor_type
         .iter()
-        .map(|s| parse_override(s))
+        .map(|s| parse_tensor_type(s))
         .collect::<Result<_>>()?;
     if let Some(path) = &a.tensor_type_file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         for item in text.split_whitespace() {
             v.push(
-                parse_override(item)
+                parse_tensor_type(item)
                     .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?,
             );
         }
@@ -315,7 +303,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => None,
     };
-    let opts = QuantizeOptions {
+    let mut opts = QuantizeOptions {
         mixture,
         pure: a.pure,
         output_tensor_type: a.output_tensor_type,
@@ -325,27 +313,22 @@ pub fn run(a: Args) -> Result<()> {
         overrides: overrides(&a)?,
         allow_nonfinite: a.allow_nonfinite,
         max_memory: a.max_memory,
-        // llama-quantize: the user's overrides, then the imatrix keys
-        metadata: {
-            let mut md: Vec<(String, Value)> = a
-                .override_kv
-                .iter()
-                .map(|s| parse_kv_override(s))
-                .collect::<Result<_>>()?;
-            if let (Some(m), Some(path)) = (&imatrix, &a.imatrix)
-                && !m.entries.is_empty()
-            {
-                md.extend(m.output_metadata(path));
-            }
-            md
-        },
-        imatrix: imatrix.map(|m| m.entries).filter(|e| !e.is_empty()),
+        // llama-quantize: the user's overrides, then the imatrix keys (set_imatrix below)
+        metadata: a
+            .override_kv
+            .iter()
+            .map(|s| parse_kv_override(s))
+            .collect::<Result<_>>()?,
+        imatrix: None,
         ternary_scale: a.ternary_scale,
         report: a.report.is_some(),
         hybrid_policy: a.hybrid_policy,
         write: a.write.options(a.allow_nonfinite),
         assigned: None,
     };
+    if let (Some(m), Some(path)) = (imatrix, &a.imatrix) {
+        opts.set_imatrix(m, path);
+    }
 
     // a size target: a measuring pass chooses the types (or a saved plan gives them)
     let mut engine = None;

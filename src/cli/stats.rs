@@ -1,15 +1,16 @@
 //! `gpuq stats`: per-tensor and per-layer weight statistics and, for each `--type`, the
 //! quantization error of a round trip through that type; a table, JSON, and a plot.
 
-use crate::cli::format::{decibels, json_number, metrics_json, number};
+use crate::cli::format::{decibels, number};
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
+use crate::stats;
+use crate::stats::json::report_json;
 use crate::stats::report::{
     LayerSummary, StatsOptions, TensorReport, TypeFidelity, analyze_tensor, layer_summaries,
+    stats_types,
 };
-use crate::stats::{self, HIST_BINS, HIST_LO, HIST_PER_UNIT, RowStats};
-use serde_json::{Value as Json, json};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -60,17 +61,7 @@ pub fn run(a: Args) -> Result<()> {
             a.outlier_k
         )));
     }
-    let mut types: Vec<GgmlType> = Vec::new();
-    for &ty in &a.types {
-        if !crate::codec::can_encode(ty) || !crate::codec::can_decode(ty) {
-            return Err(Error::Invalid(format!(
-                "--type {ty}: gpuq has no {ty} encoder/decoder"
-            )));
-        }
-        if !types.contains(&ty) {
-            types.push(ty);
-        }
-    }
+    let types = stats_types(&a.types)?;
     // the tokenizer plays no part in weight statistics
     let hf_opts = crate::model::hf::HfOptions {
         vocab_pre: None,
@@ -116,7 +107,14 @@ pub fn run(a: Args) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let res = if a.json {
-        let j = to_json(&a, &engine, &reports, &layers, &types);
+        let j = report_json(
+            &a.model.display().to_string(),
+            &engine.describe(),
+            a.outlier_k,
+            &reports,
+            &layers,
+            &types,
+        );
         serde_json::to_writer_pretty(&mut out, &j)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
@@ -313,92 +311,4 @@ fn write_text(
         }
     }
     Ok(())
-}
-
-fn row_json(r: &RowStats) -> Json {
-    json!({
-        "mean": json_number(r.mean()), "absmean": json_number(r.absmean()), "rms": json_number(r.rms()),
-        "min": json_number(r.min as f64), "max": json_number(r.max as f64), "absmax": json_number(r.absmax()),
-        "zeros": r.zeros, "outliers": r.outliers, "nan": r.nan, "inf": r.inf,
-    })
-}
-
-fn to_json(
-    a: &Args,
-    engine: &Engine,
-    reports: &[TensorReport],
-    layers: &[LayerSummary],
-    types: &[GgmlType],
-) -> Json {
-    let tensors: Vec<Json> = reports
-        .iter()
-        .map(|r| {
-            let s = &r.stats;
-            let mut errors = serde_json::Map::new();
-            for (ty, e) in &r.errors {
-                let v = match e {
-                    TypeFidelity::Measured { via, acc, rows } => {
-                        let mut m = metrics_json(&acc.metrics());
-                        m["measured_as"] = json!(via.name());
-                        m["poisoned"] = json!(acc.poisoned);
-                        m["worst_row"] = acc.worst_row.map_or(Json::Null, |(row, v)| json!({"row": row, "rel_frobenius": json_number(v)}));
-                        if let Some(rows) = rows {
-                            m["rows"] = rows.iter().map(|r| metrics_json(&r.metrics())).collect();
-                        }
-                        m
-                    }
-                    TypeFidelity::Skipped(why) => json!({ "skipped": why }),
-                };
-                errors.insert(ty.name().to_string(), v);
-            }
-            let mut t = json!({
-                "name": r.name, "type": r.ty.name(), "shape": r.dims, "layer": r.layer,
-                "stats": {
-                    "rows": s.rows, "n": s.n, "finite": s.finite,
-                    "mean": json_number(s.mean()), "absmean": json_number(s.absmean()), "rms": json_number(s.rms()),
-                    "min": json_number(s.min as f64), "max": json_number(s.max as f64), "absmax": json_number(s.absmax()),
-                    "absmax_over_absmean": json_number(s.peak_ratio()),
-                    "zeros": s.zeros, "outliers": s.outliers, "nan": s.nan, "inf": s.inf,
-                    "peak_row": s.peak_row.map(|(row, v)| json!({"row": row, "absmax_over_rms": json_number(v)})),
-                },
-                "histogram": s.hist.0.to_vec(),
-                "nonfinite_row_count": s.nonfinite_row_count,
-                "nonfinite_rows": s.nonfinite_rows,
-                "errors": errors,
-            });
-            if let Some(rows) = &r.rows {
-                t["rows"] = rows.iter().map(row_json).collect();
-            }
-            t
-        })
-        .collect();
-    let layers: Vec<Json> = layers
-        .iter()
-        .map(|l| {
-            let errors: serde_json::Map<String, Json> = types
-                .iter()
-                .filter_map(|&ty| {
-                    Some((ty.name().to_string(), metrics_json(&l.error(ty)?.metrics())))
-                })
-                .collect();
-            json!({
-                "layer": l.layer, "tensors": l.tensors, "params": l.params,
-                "absmean": json_number(l.absmean()), "rms": json_number(l.rms()), "absmax": json_number(l.absmax),
-                "absmax_over_absmean": json_number(l.peak_ratio), "peak_tensor": l.peak_tensor,
-                "outliers": l.outliers, "nonfinite": l.nonfinite, "errors": errors,
-            })
-        })
-        .collect();
-    json!({
-        "model": a.model.display().to_string(),
-        "backend": engine.describe(),
-        "outlier_k": a.outlier_k,
-        "histogram_bins": {
-            "unit": "row rms", "count": HIST_BINS, "lo": HIST_LO, "width": 1.0 / HIST_PER_UNIT,
-            "note": "bin 0: x < lo; bins 1..count-2: [lo + (i-1)*width, lo + i*width); last: x >= -lo",
-        },
-        "types": types.iter().map(|t| t.name()).collect::<Vec<_>>(),
-        "tensors": tensors,
-        "layers": layers,
-    })
 }

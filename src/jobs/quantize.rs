@@ -4,6 +4,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
+use crate::formats::imatrix::Imatrix;
 use crate::ggml_type::GgmlType;
 use crate::model::ModelSource;
 use crate::pipeline::{self, PipelineOptions, Progress, Summary};
@@ -76,6 +77,33 @@ impl QuantizeOptions {
             assigned: None,
         })
     }
+
+    /// Uses the importance matrix `m`, read from `file`, as llama-quantize does: its entries
+    /// feed the scale searches and the output gets the `quantize.imatrix.*` keys (after the
+    /// metadata already set; `file` is written as given). An imatrix left without entries
+    /// (every one filtered out) is not used.
+    pub fn set_imatrix(&mut self, m: Imatrix, file: &Path) {
+        if m.entries.is_empty() {
+            self.imatrix = None;
+            return;
+        }
+        self.metadata.extend(m.output_metadata(file));
+        self.imatrix = Some(m.entries);
+    }
+}
+
+/// A `--tensor-type REGEX=TYPE` override, as llama-quantize reads it: the pattern is
+/// lowercased (tensor names are), the type is a ggml type name.
+pub fn parse_tensor_type(s: &str) -> Result<(String, GgmlType)> {
+    let (pat, ty) = s.rsplit_once('=').ok_or_else(|| {
+        Error::Invalid(format!(
+            "--tensor-type '{s}': expected REGEX=TYPE, e.g. attn_v=q8_0"
+        ))
+    })?;
+    let ty: GgmlType = ty
+        .parse()
+        .map_err(|e| Error::Invalid(format!("--tensor-type '{s}': {e}")))?;
+    Ok((pat.to_lowercase(), ty))
 }
 
 /// Model facts for the mixture rules, from GGUF metadata (`{arch}.block_count`, head counts,

@@ -2,6 +2,7 @@
 //! round-trip fidelity under chosen types ([`report`]), and their plot ([`plot`]). The
 //! measurement records and their CPU twins are in [`crate::measure`] (re-exported here).
 
+pub mod json;
 pub mod plot;
 pub mod report;
 

@@ -48,6 +48,23 @@ pub enum TypeFidelity {
     Skipped(String),
 }
 
+/// The types of a statistics run: each one checked (gpuq encodes and decodes it), repeats
+/// dropped, order kept.
+pub fn stats_types(types: &[GgmlType]) -> Result<Vec<GgmlType>> {
+    let mut out: Vec<GgmlType> = Vec::new();
+    for &ty in types {
+        if !codec::can_encode(ty) || !codec::can_decode(ty) {
+            return Err(Error::Invalid(format!(
+                "--type {ty}: gpuq has no {ty} encoder/decoder"
+            )));
+        }
+        if !out.contains(&ty) {
+            out.push(ty);
+        }
+    }
+    Ok(out)
+}
+
 /// One tensor's report.
 #[derive(Clone, Debug)]
 pub struct TensorReport {
