@@ -174,7 +174,7 @@ pub fn main() -> gpuq::Result<()> {
             "not encoded"
         }
     );
-    if bytes.len() != 64 * 16 * 144 || !(rmse < 0.1) {
+    if bytes.len() != 64 * 16 * 144 || !(rmse.is_finite() && rmse < 0.1) {
         return Err(Error::Invalid(format!(
             "Q4_K round trip: {} bytes, RMSE {rmse}",
             bytes.len()
