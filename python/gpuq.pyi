@@ -85,7 +85,7 @@ def quantize(
     mixture the plan names). imatrix: a llama-imatrix file (GGUF or .dat). tensor_types:
     regex -> type, first match wins (--tensor-type). target_size / target_bpw: choose each
     tensor's type by measured error to fit a size. threads: CPU workers for this job (default
-    all cores). Returns {"tensors", "converted", "parameters", "input_bytes", "output_bytes",
+    all cores). max_memory: bytes of tile buffers held at once (None: 2G; stats: 256M). Returns {"tensors", "converted", "parameters", "input_bytes", "output_bytes",
     "bits_per_weight", "seconds", "backend", "notes"}."""
 
 def dequantize(
