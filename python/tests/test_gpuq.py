@@ -408,3 +408,16 @@ def test_the_readme_example_runs():
     out = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, check=True).stdout
     assert "Q8_0 bytes equal to gguf-py's: True" in out, out
     assert "quantized 21 tensors (16 converted)" in out and "GpuqError: " in out, out
+
+
+def test_the_gpu_backend_gives_the_cpu_bytes():
+    # on CI the adapter is lavapipe (software Vulkan); the kernels run all the same
+    try:
+        gpuq.backend("gpu")
+    except gpuq.GpuqError as e:
+        pytest.skip(f"no GPU adapter: {e}")
+    x = data("heavy", (64, 1024), seed=13)
+    for ty in ["Q8_0", "Q4_K", "Q6_K", "TQ2_0"]:
+        q = gpuq.encode(x, ty, backend="gpu")
+        assert np.array_equal(q, gpuq.encode(x, ty, backend="cpu")), ty
+        same_floats(gpuq.decode(q, ty, backend="gpu"), gpuq.decode(q, ty, backend="cpu"))
