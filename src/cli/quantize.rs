@@ -1,7 +1,7 @@
 //! `gpuq quantize`: llama-quantize's job, streamed through the pipeline.
 
 use crate::cli::args::parse_size;
-use crate::cli::progress::{ProgressReporter, job_engine, run_job};
+use crate::cli::progress::{ProgressReporter, job_engine};
 use crate::cli::quantize_report;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
@@ -362,7 +362,7 @@ pub fn run(a: Args) -> Result<()> {
             &ProgressReporter::new(a.quiet),
         )?;
         if let Some(path) = &a.save_plan {
-            write_atomic(path, plan.to_json()?.as_bytes())?;
+            quantize_report::write_atomic(path, plan.to_json()?.as_bytes())?;
             if !a.quiet {
                 eprintln!("gpuq: size plan written to {}", path.display());
             }
@@ -415,20 +415,19 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    let mut backend = String::new();
-    let job = |engine: &crate::engine::Engine, progress: &dyn crate::pipeline::Progress| {
-        quantize::quantize(src.as_ref(), &output, engine, &opts, progress)
+    // the size target's measuring pass already built the engine; else build it now
+    let engine = match engine {
+        Some(e) => e,
+        None => job_engine(a.backend, a.quiet)?,
     };
-    let s = match &engine {
-        Some(e) => {
-            backend = e.describe();
-            job(e, &ProgressReporter::new(a.quiet))?
-        }
-        None => run_job(a.backend, a.quiet, |engine, progress| {
-            backend = engine.describe();
-            job(engine, progress)
-        })?,
-    };
+    let backend = engine.describe();
+    let s = quantize::quantize(
+        src.as_ref(),
+        &output,
+        &engine,
+        &opts,
+        &ProgressReporter::new(a.quiet),
+    )?;
     match (report_file, a.report.is_some()) {
         (Some(r), _) => {
             let j = quantize_report::to_json(&s, &a.input, &output, mixture.name, &backend);
@@ -481,7 +480,7 @@ fn size_plan_summary(p: &SizePlan) -> String {
         .map(|r| {
             format!(
                 "; llama.cpp besides the weights: KV cache {} bytes ({} cells), recurrent state {} bytes, compute buffer {} bytes",
-                r.kv_cache, r.ctx_cells, r.recurrent_state, r.compute_buffer
+                r.kv_cache, r.cells, r.recurrent_state, r.compute_buffer
             )
         })
         .unwrap_or_default();
@@ -526,13 +525,6 @@ fn print_size_plan(p: &SizePlan) {
         );
     }
     println!("{}", size_plan_summary(p).trim_start_matches("gpuq: "));
-}
-
-/// Writes `bytes` to `path` through `path.tmp`, renamed once written.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = crate::formats::gguf::output::tmp_path_for(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -177,10 +177,16 @@ pub fn to_json(s: &Summary, input: &Path, output: &Path, mixture: &str, backend:
 
 /// Writes `json` to `path` through `path.tmp`, renamed once complete.
 pub fn write_json(path: &Path, json: &Json) -> Result<()> {
+    let text = serde_json::to_string_pretty(json).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through `path.tmp`, renamed once complete (the report and the
+/// size plan).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
-    let text = serde_json::to_string_pretty(json).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -28,7 +28,7 @@ use crate::jobs::quantize::{self, QuantizeOptions};
 use crate::measure::damage::{TensorDamage, sample_rows, weighted_error};
 use crate::model::ModelSource;
 use crate::pipeline::tiles::RowDecoder;
-use crate::pipeline::{Progress, output_metadata};
+use crate::pipeline::{Progress, output_metadata, tensor_weights};
 use crate::policy::runtime::{RuntimeMemory, runtime_memory};
 use crate::policy::target::{Candidate, allocate};
 use crate::policy::{Mixture, requires_imatrix};
@@ -151,26 +151,6 @@ pub struct PlannedTensor {
     pub candidates: Vec<(String, f64)>,
 }
 
-/// [`RuntimeMemory`] as saved in a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuntimeBytes {
-    pub ctx_cells: u64,
-    pub kv_cache: u64,
-    pub recurrent_state: u64,
-    pub compute_buffer: u64,
-}
-
-impl From<RuntimeMemory> for RuntimeBytes {
-    fn from(r: RuntimeMemory) -> Self {
-        RuntimeBytes {
-            ctx_cells: r.cells,
-            kv_cache: r.kv_cache,
-            recurrent_state: r.recurrent_state,
-            compute_buffer: r.compute_buffer,
-        }
-    }
-}
-
 /// A per-tensor type assignment that fits a budget; saved as JSON (`--save-plan`) and applied
 /// again (`--plan`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,7 +174,7 @@ pub struct SizePlan {
     /// `--target-memory`: what llama.cpp needs besides the weights, in bytes (KV cache,
     /// recurrent state, compute buffer), taken off the memory first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<RuntimeBytes>,
+    pub runtime: Option<RuntimeMemory>,
     /// Every tensor of the model, in the source's order.
     pub tensors: Vec<PlannedTensor>,
 }
@@ -367,18 +347,12 @@ pub fn plan_to_target(
     }
     let ftype = qopts.mixture.ftype;
     let tensors = src.tensors();
-    // the importance weights the write pass uses: an entry of the tensor's size (the plan
-    // refuses other mismatches; token_embd's is ignored, as llama-quantize ignores it)
-    let weights_of = |i: usize| {
-        let t = &tensors[i];
-        let want = t.row_len() * t.dims.get(2).copied().unwrap_or(1);
-        qopts
-            .imatrix
-            .as_ref()
-            .and_then(|m| m.get(&t.name))
-            .filter(|w| w.len() as u64 == want)
-            .map(|w| w.as_slice())
-    };
+    // the importance weights the write pass uses (the plan above refused mismatched entries;
+    // token_embd's is ignored, as llama-quantize ignores it)
+    let weights: Vec<Option<&[f32]>> = tensors
+        .iter()
+        .map(|t| tensor_weights(src, t, qopts.imatrix.as_ref()))
+        .collect::<Result<_>>()?;
 
     // which tensors are measured, with which candidate types
     let mut measured: Vec<Option<Vec<GgmlType>>> = Vec::with_capacity(tensors.len());
@@ -396,7 +370,7 @@ pub fn plan_to_target(
                     && t.row_len() % ty.block_elems() == 0
                     && crate::codec::can_encode_tensor(ty)
                     && ty != GgmlType::I2_S
-                    && (!requires_imatrix(&t.name, ty, ftype) || weights_of(i).is_some())
+                    && (!requires_imatrix(&t.name, ty, ftype) || weights[i].is_some())
             })
             .collect();
         measured.push((open && !cands.is_empty()).then_some(cands));
@@ -505,7 +479,7 @@ pub fn plan_to_target(
                 rows.min(t.n_rows())
             ),
         );
-        damages[i] = Some(measure_tensor(src, i, engine, cands, weights_of(i), rows)?);
+        damages[i] = Some(measure_tensor(src, i, engine, cands, weights[i], rows)?);
         progress.advance(src.tensor_len(i));
     }
     progress.finish();
@@ -598,7 +572,7 @@ pub fn plan_to_target(
         budget,
         damage: alloc.damage,
         lambda: alloc.lambda,
-        runtime: runtime.map(RuntimeBytes::from),
+        runtime,
         tensors: planned,
     })
 }

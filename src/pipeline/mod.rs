@@ -411,7 +411,7 @@ fn convert_tensor(
         ))
     })? as usize;
     let rows_per_slice = t.dims.get(1).copied().unwrap_or(1).max(1);
-    let weights = tensor_weights(src, t, opts)?;
+    let weights = tensor_weights(src, t, opts.imatrix.as_ref())?;
     let tile_rows = tensor_tile_rows(opts, t, p.target);
     // with importance weights, tiles stay inside one expert slice (it has its own)
     let slice_rows = weights.map(|_| rows_per_slice);
@@ -478,14 +478,15 @@ fn convert_tensor(
 }
 
 /// The importance weights of tensor `t` (`ne0 * ne2` values), if the imatrix has an entry the
-/// plan accepted (llama-quantize ignores a token_embd entry of the wrong size).
-fn tensor_weights<'o>(
+/// plan accepted (llama-quantize ignores a token_embd entry of the wrong size). Also what the
+/// size target's measuring pass encodes with.
+pub fn tensor_weights<'o>(
     src: &dyn ModelSource,
     t: &InputTensor,
-    opts: &'o PipelineOptions,
+    imatrix: Option<&'o std::collections::HashMap<String, Vec<f32>>>,
 ) -> Result<Option<&'o [f32]>> {
     let want = t.row_len() * t.dims.get(2).copied().unwrap_or(1);
-    let Some(w) = opts.imatrix.as_ref().and_then(|m| m.get(&t.name)) else {
+    let Some(w) = imatrix.and_then(|m| m.get(&t.name)) else {
         return Ok(None);
     };
     if w.len() as u64 == want {

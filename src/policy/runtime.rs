@@ -23,8 +23,8 @@
 
 use crate::formats::gguf::Value;
 
-/// The bytes llama.cpp needs besides the weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The bytes llama.cpp needs besides the weights (saved as such in a size plan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeMemory {
     /// KV cache cells (`ctx` rounded up to 256).
     pub cells: u64,
