@@ -9,6 +9,7 @@ use crate::codec::absmean::RowScale;
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
 use crate::measure::fidelity::RowFidelity;
+use crate::measure::participation::Participation;
 use crate::measure::{Histogram, RowStats};
 
 /// One kind of work a backend may have a kernel for (the routing table's rows).
@@ -30,6 +31,12 @@ pub enum Op {
     Stats,
     /// Per-row fidelity sums of a tile against its round trip.
     Fidelity,
+    /// Equilibrium pruning: each weight's participation, rows scaled to mean energy 1.
+    ElementScores,
+    /// Equilibrium pruning: participation of groups from their scaled energies.
+    GroupScores,
+    /// Sums of squares of a tile per row and per column (group energies).
+    Energies,
 }
 
 /// A backend. Arguments arrive checked (row lengths a whole number of blocks, buffers of the
@@ -75,4 +82,17 @@ pub trait Compute: Send + Sync {
         decoded: &[f32],
         row_len: usize,
     ) -> Result<Vec<RowFidelity>>;
+    /// Each weight's participation after the iterations (`measure::participation`), rows of
+    /// `row_len` scaled to mean energy 1; `out` has `w`'s length.
+    fn element_scores(
+        &self,
+        w: &[f32],
+        row_len: usize,
+        p: &Participation,
+        out: &mut [f32],
+    ) -> Result<()>;
+    /// Participation of groups with the given scaled energies; `out` has their length.
+    fn group_scores(&self, energies: &[f32], p: &Participation, out: &mut [f32]) -> Result<()>;
+    /// Sums of squares of a tile per row and per column.
+    fn energies(&self, w: &[f32], row_len: usize) -> Result<(Vec<f32>, Vec<f32>)>;
 }

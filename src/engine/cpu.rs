@@ -7,6 +7,7 @@ use crate::codec::{self, i2s};
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
 use crate::measure::fidelity::{RowFidelity, tile_fidelity};
+use crate::measure::participation::{self, Participation};
 use crate::measure::{Histogram, RowStats, moments};
 use rayon::prelude::*;
 
@@ -77,5 +78,27 @@ impl Compute for CpuCompute {
         row_len: usize,
     ) -> Result<Vec<RowFidelity>> {
         Ok(tile_fidelity(src, decoded, row_len))
+    }
+
+    fn element_scores(
+        &self,
+        w: &[f32],
+        row_len: usize,
+        p: &Participation,
+        out: &mut [f32],
+    ) -> Result<()> {
+        w.par_chunks(row_len)
+            .zip(out.par_chunks_mut(row_len))
+            .for_each(|(row, o)| participation::element_scores(row, row_len, p, o));
+        Ok(())
+    }
+
+    fn group_scores(&self, energies: &[f32], p: &Participation, out: &mut [f32]) -> Result<()> {
+        participation::group_scores(energies, p, out);
+        Ok(())
+    }
+
+    fn energies(&self, w: &[f32], row_len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok(participation::energies(w, row_len))
     }
 }

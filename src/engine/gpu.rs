@@ -10,6 +10,7 @@ use crate::ggml_type::GgmlType;
 use crate::gpu::GpuError;
 use crate::gpu::context::GpuContext;
 use crate::measure::fidelity::RowFidelity;
+use crate::measure::participation::Participation;
 use crate::measure::{Histogram, RowStats};
 use std::sync::Arc;
 
@@ -113,5 +114,24 @@ impl Compute for GpuCompute {
         row_len: usize,
     ) -> Result<Vec<RowFidelity>> {
         crate::gpu::stats::tile_fidelity(&self.runner, src, decoded, row_len)
+    }
+
+    // The pruning score pass has no kernel yet: the routing table sends it to the CPU twin.
+    fn element_scores(
+        &self,
+        w: &[f32],
+        row_len: usize,
+        p: &Participation,
+        out: &mut [f32],
+    ) -> Result<()> {
+        super::cpu::CpuCompute.element_scores(w, row_len, p, out)
+    }
+
+    fn group_scores(&self, energies: &[f32], p: &Participation, out: &mut [f32]) -> Result<()> {
+        super::cpu::CpuCompute.group_scores(energies, p, out)
+    }
+
+    fn energies(&self, w: &[f32], row_len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        super::cpu::CpuCompute.energies(w, row_len)
     }
 }

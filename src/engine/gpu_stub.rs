@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::ggml_type::GgmlType;
 use crate::gpu::GpuError;
 use crate::measure::fidelity::RowFidelity;
+use crate::measure::participation::Participation;
 use crate::measure::{Histogram, RowStats};
 
 /// No GPU in this build: an uninhabited type.
@@ -76,6 +77,15 @@ impl Compute for GpuCompute {
         match *self {}
     }
     fn tile_fidelity(&self, _: &[f32], _: &[f32], _: usize) -> Result<Vec<RowFidelity>> {
+        match *self {}
+    }
+    fn element_scores(&self, _: &[f32], _: usize, _: &Participation, _: &mut [f32]) -> Result<()> {
+        match *self {}
+    }
+    fn group_scores(&self, _: &[f32], _: &Participation, _: &mut [f32]) -> Result<()> {
+        match *self {}
+    }
+    fn energies(&self, _: &[f32], _: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         match *self {}
     }
 }

@@ -37,6 +37,7 @@ use crate::codec::ternary::QK_K;
 use crate::error::Result;
 use crate::ggml_type::GgmlType;
 use crate::measure::fidelity::RowFidelity;
+use crate::measure::participation::Participation;
 use crate::measure::{Histogram, RowStats};
 use compute::{Compute, Op};
 use cpu::CpuCompute;
@@ -340,6 +341,57 @@ impl Engine {
         }
         self.route(Op::Fidelity)
             .tile_fidelity(src, decoded, row_len)
+    }
+
+    /// Equilibrium pruning's score of every weight of a tile of rows of `row_len`
+    /// (`measure::participation::element_scores`): `out[i]` is `w[i]`'s participation.
+    pub fn element_scores(
+        &self,
+        w: &[f32],
+        row_len: usize,
+        p: &Participation,
+        out: &mut [f32],
+    ) -> Result<()> {
+        p.check().map_err(crate::Error::Invalid)?;
+        if row_len == 0 || w.is_empty() {
+            return Ok(());
+        }
+        check_rows(w.len(), row_len)?;
+        if out.len() != w.len() {
+            return Err(crate::Error::Invalid(format!(
+                "element scores: {} weights, {} outputs",
+                w.len(),
+                out.len()
+            )));
+        }
+        self.route(Op::ElementScores)
+            .element_scores(w, row_len, p, out)
+    }
+
+    /// Participation of groups whose energies are already scaled (mean 1 over the groups
+    /// ranked together). The signed benefit has no meaning for a group and is refused.
+    pub fn group_scores(&self, energies: &[f32], p: &Participation) -> Result<Vec<f32>> {
+        p.check().map_err(crate::Error::Invalid)?;
+        if p.benefit != crate::measure::participation::Benefit::Energy {
+            return Err(crate::Error::Invalid(
+                "group scores take the energy benefit only (a group has no sign)".into(),
+            ));
+        }
+        let mut out = vec![0f32; energies.len()];
+        if !energies.is_empty() {
+            self.route(Op::GroupScores)
+                .group_scores(energies, p, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Sums of squares of a tile of rows of `row_len`: one per row, one per column.
+    pub fn energies(&self, w: &[f32], row_len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        if row_len == 0 || w.is_empty() {
+            return Ok((Vec::new(), vec![0.0; row_len]));
+        }
+        check_rows(w.len(), row_len)?;
+        self.route(Op::Energies).energies(w, row_len)
     }
 }
 

@@ -13,6 +13,7 @@ pub fn gpu_has(op: Op) -> bool {
         Op::Encode { ty, weighted } => table::can_encode_with(ty, weighted),
         Op::Decode(ty) => table::can_decode(ty),
         Op::AbsmeanSums | Op::Stats | Op::Fidelity => true,
+        Op::ElementScores | Op::GroupScores | Op::Energies => false,
         Op::AbsmeanEncode(ty) => absmean::supports(ty) && table::gpu_codec(ty).is_some(),
         Op::EncodeI2s | Op::DecodeI2s => {
             table::gpu_codec(GgmlType::I2_S).is_some_and(|c| c.scale == Scale::Tensor)

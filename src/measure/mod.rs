@@ -33,6 +33,7 @@
 pub mod damage;
 pub mod fidelity;
 pub mod moments;
+pub mod participation;
 pub mod reference;
 
 /// Default outlier threshold: `|w| > 6 · rms_row`.

@@ -1,0 +1,284 @@
+//! Equilibrium pruning's score pass ("Pruning as a Game", arXiv:2512.22106): every player (one
+//! weight, or one group of weights: an MLP channel, an attention head, a linear-attention V
+//! head) holds a participation level `s` in `[0, 1]` and repeats
+//!
+//! ```text
+//! benefit = alpha * b        (b = |w|·|w| = w², the player's energy; `Benefit::Signed`: |w|·w)
+//! cost    = 2 * beta * e * s (e = w², the energy)
+//! l1      = gamma * [s > 0]
+//! s      <- clamp(s + lr * ((benefit - cost) - l1), 0, 1)
+//! ```
+//!
+//! `iterations` times from `init`. A player that ends with a low `s` is pruned first.
+//!
+//! The energies are made scale-free before the iteration, so one set of `alpha, beta, gamma`
+//! serves every tensor: a weight's energy is divided by the mean energy of its row (the row is
+//! the unit a per-row ranking compares), a group's by the mean energy of the groups it is
+//! ranked with (the job does that on the host).
+//!
+//! The issue text (and the method's user-side implementation) writes the benefit as
+//! `alpha * |w| * w`: signed, so every negative weight's participation falls to 0 whatever its
+//! magnitude. That form is kept as the opt-in [`Benefit::Signed`]; the default is the energy
+//! `|w| * |w|`, the only reading under which the fixed point `s* = alpha/(2 beta) -
+//! gamma/(2 beta e)` ranks players by magnitude.
+//!
+//! This module is the CPU twin of `shaders/prune.wgsl`: the same operations in the same order.
+//! Row sums of squares use the fixed pairwise order of [`sum_squares`].
+
+/// What the benefit term multiplies `alpha` with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Benefit {
+    /// `|w| * |w|`: the energy (the default).
+    #[default]
+    Energy,
+    /// `|w| * w`, as the method's user-side implementation writes it: every negative weight
+    /// is pruned. Elementwise scores only (a group has no sign).
+    Signed,
+}
+
+/// The parameters of the participation iteration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Participation {
+    pub alpha: f32,
+    pub beta: f32,
+    pub gamma: f32,
+    pub lr: f32,
+    pub iterations: u32,
+    /// Every player's starting level.
+    pub init: f32,
+    pub benefit: Benefit,
+}
+
+impl Default for Participation {
+    /// `alpha = 1, beta = 0.5, gamma = 0.1, lr = 0.1`, 64 iterations from 1: with energies
+    /// scaled to mean 1 the fixed point is `1 - 0.1 / e`, so a player under a tenth of the mean
+    /// energy leaves the game.
+    fn default() -> Self {
+        Participation {
+            alpha: 1.0,
+            beta: 0.5,
+            gamma: 0.1,
+            lr: 0.1,
+            iterations: 64,
+            init: 1.0,
+            benefit: Benefit::Energy,
+        }
+    }
+}
+
+impl Participation {
+    /// Errs on parameters the iteration cannot use (non-finite, a negative rate, an initial
+    /// level outside `[0, 1]`).
+    pub fn check(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("gamma", self.gamma),
+            ("lr", self.lr),
+            ("init", self.init),
+        ] {
+            if !v.is_finite() {
+                return Err(format!(
+                    "participation: {name} = {v} is not a finite number"
+                ));
+            }
+        }
+        if self.lr <= 0.0 {
+            return Err(format!("participation: lr = {} must be above 0", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.init) {
+            return Err(format!(
+                "participation: init = {} must be within [0, 1]",
+                self.init
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The level after the iterations of a player whose benefit term is `b` and energy `e`
+/// (both already scaled).
+pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
+    let mut s = p.init;
+    for _ in 0..p.iterations {
+        let benefit = p.alpha * b;
+        let cost = 2.0 * p.beta * e * s;
+        let l1 = if s > 0.0 { p.gamma } else { 0.0 };
+        let next = s + p.lr * ((benefit - cost) - l1);
+        s = next.clamp(0.0, 1.0);
+    }
+    s
+}
+
+/// The sum of `x²` over `xs` in a fixed pairwise order: halves are summed recursively down to
+/// runs of 64, which are summed left to right. The GPU kernel reduces in this order.
+pub fn sum_squares(xs: &[f32]) -> f32 {
+    if xs.len() <= 64 {
+        let mut acc = 0f32;
+        for &x in xs {
+            acc += x * x;
+        }
+        return acc;
+    }
+    let half = xs.len().div_ceil(128) * 64;
+    sum_squares(&xs[..half]) + sum_squares(&xs[half..])
+}
+
+/// The scale that makes a row's mean energy 1: `row_len / Σ w²` (0 for a row of zeros).
+pub fn row_scale(row: &[f32]) -> f32 {
+    let ss = sum_squares(row);
+    if ss > 0.0 && ss.is_finite() {
+        row.len() as f32 / ss
+    } else {
+        0.0
+    }
+}
+
+/// Per-element participation of rows of `row_len` weights (`out[i]` for `w[i]`), each row's
+/// energies scaled to mean 1.
+pub fn element_scores(w: &[f32], row_len: usize, p: &Participation, out: &mut [f32]) {
+    for (row, o) in w.chunks(row_len).zip(out.chunks_mut(row_len)) {
+        let scale = row_scale(row);
+        for (&x, s) in row.iter().zip(o.iter_mut()) {
+            let e = x * x * scale;
+            let b = match p.benefit {
+                Benefit::Energy => e,
+                Benefit::Signed => x.abs() * x * scale,
+            };
+            *s = iterate(b, e, p);
+        }
+    }
+}
+
+/// Participation of players with the given (already scaled) energies: groups.
+pub fn group_scores(energies: &[f32], p: &Participation, out: &mut [f32]) {
+    for (&e, s) in energies.iter().zip(out.iter_mut()) {
+        *s = iterate(e, e, p);
+    }
+}
+
+/// Sums of squares of a tile of rows of `row_len`: per row ([`sum_squares`] of the row) and per
+/// column (over the tile's rows, top to bottom). Group energies are built from these: an MLP
+/// channel is a row of gate and up plus a column of down.
+pub fn energies(w: &[f32], row_len: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = w.chunks(row_len).map(sum_squares).collect();
+    let mut cols = vec![0f32; row_len];
+    for row in w.chunks(row_len) {
+        for (c, &x) in cols.iter_mut().zip(row) {
+            *c += x * x;
+        }
+    }
+    (rows, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_iteration_reaches_its_fixed_point() {
+        let p = Participation {
+            iterations: 2000,
+            lr: 0.05,
+            ..Participation::default()
+        };
+        // s* = alpha/(2 beta) - gamma/(2 beta e) = 1 - 0.1/e
+        for e in [0.2f32, 0.5, 1.0, 3.0] {
+            let s = iterate(e, e, &p);
+            let want = (1.0 - 0.1 / e).clamp(0.0, 1.0);
+            assert!((s - want).abs() < 1e-3, "e {e}: {s} vs {want}");
+        }
+        // below gamma's reach the player leaves: `[s > 0]` makes it chatter between 0 and
+        // one step of its benefit, `lr * alpha * e`
+        for n in [2000, 2001] {
+            let s = iterate(0.05, 0.05, &Participation { iterations: n, ..p });
+            assert!(s == 0.0 || s == p.lr * p.alpha * 0.05, "{n}: {s}");
+        }
+        assert_eq!(iterate(0.0, 0.0, &p), 0.0);
+    }
+
+    #[test]
+    fn signed_benefit_prunes_every_negative_weight() {
+        let w: Vec<f32> = (0..64)
+            .map(|i| (i as f32 * 0.7).sin() * (1.0 + i as f32 / 8.0))
+            .collect();
+        let mut energy = vec![f32::NAN; 64];
+        let mut signed = vec![f32::NAN; 64];
+        let p = Participation {
+            benefit: Benefit::Signed,
+            iterations: 4000,
+            ..Participation::default()
+        };
+        element_scores(
+            &w,
+            64,
+            &Participation {
+                benefit: Benefit::Energy,
+                ..p
+            },
+            &mut energy,
+        );
+        element_scores(&w, 64, &p, &mut signed);
+        for ((&x, &e), &s) in w.iter().zip(&energy).zip(&signed) {
+            assert!((0.0..=1.0).contains(&e) && (0.0..=1.0).contains(&s));
+            if x < 0.0 {
+                assert_eq!(s, 0.0, "w {x}");
+            } else {
+                assert_eq!(s, e, "w {x}");
+            }
+        }
+        // the energy form ranks by magnitude: among the players gamma does not push out, a
+        // larger |w| never scores lower; those it pushes out end within one step of 0
+        let scale = row_scale(&w);
+        let mut idx: Vec<usize> = (0..64).filter(|&i| w[i] * w[i] * scale > p.gamma).collect();
+        assert!(idx.len() > 8 && idx.len() < 60, "{}", idx.len());
+        idx.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
+        for pair in idx.windows(2) {
+            assert!(energy[pair[0]] <= energy[pair[1]]);
+        }
+        for i in (0..64).filter(|&i| w[i] * w[i] * scale < p.gamma) {
+            assert!(
+                energy[i] <= p.lr * p.alpha * p.gamma,
+                "w {}: {}",
+                w[i],
+                energy[i]
+            );
+        }
+    }
+
+    #[test]
+    fn sums_of_squares_match_f64_and_energies_split_rows_and_columns() {
+        let w: Vec<f32> = (0..3 * 1000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let (rows, cols) = energies(&w, 1000);
+        for (r, &got) in rows.iter().enumerate() {
+            let want: f64 = w[r * 1000..(r + 1) * 1000]
+                .iter()
+                .map(|&x| (x as f64).powi(2))
+                .sum();
+            assert!((got as f64 - want).abs() < want * 1e-6, "row {r}");
+        }
+        for (c, &got) in cols.iter().enumerate() {
+            let want: f64 = (0..3).map(|r| (w[r * 1000 + c] as f64).powi(2)).sum();
+            assert!((got as f64 - want).abs() <= want * 1e-6, "col {c}");
+        }
+        assert_eq!(row_scale(&[0.0; 8]), 0.0);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let ok = Participation::default();
+        assert!(ok.check().is_ok());
+        for bad in [
+            Participation { lr: 0.0, ..ok },
+            Participation { init: 1.5, ..ok },
+            Participation {
+                alpha: f32::NAN,
+                ..ok
+            },
+        ] {
+            assert!(bad.check().is_err());
+        }
+    }
+}
