@@ -11,6 +11,7 @@ pub mod format;
 pub mod info;
 pub mod inspect;
 pub mod progress;
+pub mod prune;
 pub mod quantize;
 pub mod quantize_report;
 pub mod stats;
@@ -43,6 +44,9 @@ pub enum Command {
     Dequantize(dequantize::Args),
     /// Quantize a GGUF model (llama-quantize's job): `gpuq quantize IN.gguf -o OUT.gguf --type Q4_K_M`.
     Quantize(Box<quantize::Args>),
+    /// Equilibrium pruning, structural (MLP channels, attention heads, linear-attention V heads)
+    /// or unstructured, quantized in the same pass: `gpuq prune IN -o OUT.gguf --type Q4_K_M --mlp-keep 0.75`.
+    Prune(Box<prune::Args>),
     /// Per-tensor and per-layer weight statistics and quantization error: `gpuq stats M.gguf --type Q4_0,Q4_K`.
     Stats(stats::Args),
     /// Check a GGUF file as llama.cpp would (block scales, metadata, shapes, splits): exit 0 when sound, 1 with the findings.
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Quantize(a) => quantize::run(*a),
         Command::Dequantize(a) => dequantize::run(a),
         Command::Fix(a) => fix::run(a),
+        Command::Prune(a) => prune::run(*a),
         Command::Stats(a) => stats::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Verify(a) => verify::run(a),

@@ -13,5 +13,6 @@ pub mod convert;
 pub mod dequantize;
 pub mod fix;
 pub mod inspect;
+pub mod prune;
 pub mod quantize;
 pub mod target;

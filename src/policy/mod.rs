@@ -5,6 +5,7 @@
 mod hybrid;
 mod mixture;
 mod plan;
+pub mod prune;
 mod role;
 pub mod runtime;
 pub mod target;
