@@ -526,3 +526,112 @@ fn plans_and_scores_round_trip_and_bad_requests_leave_nothing() {
         assert!(!bad.exists() && !d.join("bad.gguf.tmp").exists());
     }
 }
+
+const HF_MODEL: &str = include_str!("py/hf_model.py");
+const HF_HYBRID: &str = include_str!("py/hf_hybrid.py");
+
+/// hf_model.py's definitions (without its command dispatch), then hf_hybrid.py.
+fn hf_script() -> String {
+    let defs = HF_MODEL
+        .split("\nif __name__ == \"__main__\":")
+        .next()
+        .unwrap();
+    format!("{defs}\n{HF_HYBRID}")
+}
+
+/// Tensor bytes by name.
+fn tensor_bytes(p: &Path) -> HashMap<String, (Vec<u64>, Vec<u8>)> {
+    let f = GgufFile::open(p).unwrap();
+    f.tensors
+        .iter()
+        .map(|t| (t.name.clone(), (t.dims.clone(), f.tensor_data(t).to_vec())))
+        .collect()
+}
+
+#[test]
+fn hf_folders_prune_into_folders_that_convert_to_the_pruned_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, keep) in [
+        ("llama", vec!["--mlp-keep", "0.5", "--heads-keep", "0.5"]),
+        (
+            "qwen35",
+            vec![
+                "--mlp-keep",
+                "0.5",
+                "--heads-keep",
+                "0.5",
+                "--vheads-keep",
+                "0.5",
+            ],
+        ),
+    ] {
+        let d = dir.path().join(kind);
+        let ds = s(&d);
+        if kind == "llama" {
+            python(HF_MODEL, &["make", ds, "llama", "11", "--shards", "2"]);
+        } else {
+            python(
+                &hf_script(),
+                &["make-ext", ds, "qwen35", "12", "--shards", "2"],
+            );
+        }
+        let out = dir.path().join(format!("{kind}-pruned"));
+        let direct = dir.path().join(format!("{kind}-direct.gguf"));
+        let conv = dir.path().join(format!("{kind}-conv.gguf"));
+        let common = ["--align", "1", "--vocab-pre", "gpt-2", "-q"];
+        let mut a = vec!["prune", ds, "-o", s(&out)];
+        a.extend(&keep);
+        a.extend(common);
+        run(&a);
+        let mut a = vec!["prune", ds, "-o", s(&direct), "--type", "F32"];
+        a.extend(&keep);
+        a.extend(common);
+        run(&a);
+        run(&[
+            "convert",
+            s(&out),
+            "-o",
+            s(&conv),
+            "--outtype",
+            "f32",
+            "--vocab-pre",
+            "gpt-2",
+            "-q",
+        ]);
+        // the folder holds the same shards, a regenerated index, the new widths
+        let index: Json = serde_json::from_str(
+            &std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let map = index["weight_map"].as_object().unwrap();
+        assert!(
+            map.values()
+                .all(|v| v.as_str().unwrap().ends_with("-of-00002.safetensors"))
+        );
+        let config: Json =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["num_attention_heads"], 2, "{kind}");
+        if kind == "qwen35" {
+            assert_eq!(config["intermediate_size"], 64);
+            assert_eq!(config["linear_num_value_heads"], 2);
+        }
+        assert!(
+            out.join("tokenizer.json").exists()
+                && !dir.path().join(format!("{kind}-pruned.tmp")).exists()
+        );
+        // converting the pruned folder gives the pruned GGUF, tensor for tensor
+        let (x, y) = (tensor_bytes(&direct), tensor_bytes(&conv));
+        assert_eq!(x.len(), y.len(), "{kind}");
+        for (name, v) in &x {
+            assert_eq!(Some(v), y.get(name), "{kind}: {name}");
+        }
+        // and an independent numpy forward pass of the pruned folder (reading its config.json)
+        // agrees with llama.cpp's logits of that GGUF
+        if kind == "llama" {
+            python(HF_MODEL, &["check", s(&out), s(&conv), "1e-3"]);
+        } else {
+            python(&hf_script(), &["check-ext", s(&out), s(&conv), "1e-3"]);
+        }
+    }
+}

@@ -102,6 +102,12 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Hugging Face folder: write this tokenizer.ggml.pre instead of identifying it.
+    #[arg(long, value_name = "NAME")]
+    pub vocab_pre: Option<String>,
+    /// Hugging Face folder: write no tokenizer into a GGUF output.
+    #[arg(long)]
+    pub no_tokenizer: bool,
     #[command(flatten)]
     pub write: crate::cli::write_args::WriteArgs,
 }
@@ -121,16 +127,25 @@ impl Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let ty = a.ty.clone().ok_or_else(|| {
-        Error::Invalid(
-            "no output type: pass --type Q4_K_M (or F16 / BF16 to keep the weights float)".into(),
-        )
-    })?;
-    let mixture = Mixture::parse(&ty).map_err(Error::Invalid)?;
+    // a type writes a GGUF; without one a Hugging Face input prunes into a folder
+    let mixture = match &a.ty {
+        Some(t) => Some(Mixture::parse(t).map_err(Error::Invalid)?),
+        None if a.input.is_dir() => None,
+        None => {
+            return Err(Error::Invalid(
+                "no output type: pass --type Q4_K_M (or F16 / BF16 to keep the weights float);                  without --type only a Hugging Face folder prunes into a folder"
+                    .into(),
+            ));
+        }
+    };
     let output = match (&a.output, a.dry_run) {
         (Some(o), _) => Some(o.clone()),
         (None, true) => None,
-        (None, false) => return Err(Error::Invalid("no output file: pass -o OUT.gguf".into())),
+        (None, false) => {
+            return Err(Error::Invalid(
+                "no output: pass -o OUT.gguf (or -o DIR for a pruned Hugging Face folder)".into(),
+            ));
+        }
     };
     if let Some(n) = a.threads {
         let _ = rayon::ThreadPoolBuilder::new()
@@ -145,16 +160,30 @@ pub fn run(a: Args) -> Result<()> {
                 .into(),
         ));
     }
-    let src = crate::model::ollama::apply(
-        open_source_with(&a.input, &Default::default())?,
-        false,
-        &mut |line: String| {
-            if !a.quiet {
-                eprintln!("gpuq: {line}")
-            }
-        },
-    )?;
-    let src: &dyn ModelSource = src.as_ref();
+    let (hf, boxed) = if a.input.is_dir() {
+        let hf_opts = crate::model::hf::HfOptions {
+            vocab_pre: a.vocab_pre.clone(),
+            no_tokenizer: a.no_tokenizer,
+        };
+        let hf = crate::model::hf::HfSource::open(&a.input, &hf_opts)?;
+        (Some(hf), None)
+    } else {
+        let b = crate::model::ollama::apply(
+            open_source_with(&a.input, &Default::default())?,
+            false,
+            &mut |line: String| {
+                if !a.quiet {
+                    eprintln!("gpuq: {line}")
+                }
+            },
+        )?;
+        (None, Some(b))
+    };
+    let src: &dyn ModelSource = match (&hf, &boxed) {
+        (Some(h), _) => h,
+        (_, Some(b)) => b.as_ref(),
+        _ => unreachable!("one source is open"),
+    };
     if let Some(o) = &output
         && std::fs::canonicalize(o).ok() == std::fs::canonicalize(&a.input).ok()
         && o.exists()
@@ -167,6 +196,7 @@ pub fn run(a: Args) -> Result<()> {
     let engine = job_engine(a.backend, a.quiet)?;
     let progress = ProgressReporter::new(a.quiet);
 
+    let mut kept_plan = None;
     let (edits, md) = match a.mode {
         Mode::Unstructured => {
             if !a.quiet || a.dry_run {
@@ -187,9 +217,11 @@ pub fn run(a: Args) -> Result<()> {
                     PrunePlan::from_json(&text, &path.display().to_string(), src)?
                 }
                 None => {
-                    let align = a.align.unwrap_or(match mixture.default.block_elems() {
-                        n if mixture.default.is_quantized() => n,
-                        _ => 1,
+                    // a folder is converted later, most often to a k-quant
+                    let align = a.align.unwrap_or(match mixture {
+                        Some(m) if m.default.is_quantized() => m.default.block_elems(),
+                        Some(_) => 1,
+                        None => 256,
                     });
                     let scores = scores(&a, src, &engine, &progress)?;
                     let keep = Keep {
@@ -209,8 +241,40 @@ pub fn run(a: Args) -> Result<()> {
             if a.dry_run || !a.quiet {
                 print_structural(&plan, a.dry_run);
             }
-            prune::structural_edits(src, &plan)?
+            let e = prune::structural_edits(src, &plan)?;
+            kept_plan = Some(plan);
+            e
         }
+    };
+    let Some(mixture) = mixture else {
+        // a Hugging Face folder in, a pruned folder out
+        let hf = hf
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("no Hugging Face input".into()))?;
+        if a.dry_run {
+            println!("a pruned Hugging Face folder would be written (no --type: no GGUF)");
+            return Ok(());
+        }
+        let out = output.ok_or_else(|| Error::Invalid("no output folder".into()))?;
+        let bytes = prune::hf_out::write_folder(
+            hf,
+            &edits,
+            kept_plan.as_ref(),
+            &engine,
+            &params,
+            a.max_memory,
+            &out,
+            &progress,
+        )?;
+        if !a.quiet {
+            eprintln!(
+                "gpuq: {} -> {}: {:.2} MiB of weights",
+                a.input.display(),
+                out.display(),
+                bytes as f64 / (1 << 20) as f64
+            );
+        }
+        return Ok(());
     };
     let pruned = PrunedSource::new(src, &engine, params, edits, &md)?;
     let mut opts = QuantizeOptions::new(mixture.name)?;

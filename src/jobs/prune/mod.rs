@@ -13,6 +13,7 @@
 //!   the tile is read: per row, so each tensor's sparsity is what was asked to within one
 //!   weight per row. Zeros are still encoded in every block: the file does not shrink.
 
+pub mod hf_out;
 pub mod source;
 
 use crate::engine::Engine;

@@ -159,6 +159,46 @@ impl<'a> PrunedSource<'a> {
     }
 }
 
+/// Unstructured pruning of rows of `row_len`: true for the `round(sparsity * row_len)` weights
+/// of each row with the lowest participation (ties: smaller |w|, then lower index).
+pub fn lowest(
+    engine: &Engine,
+    params: &Participation,
+    x: &[f32],
+    row_len: usize,
+    sparsity: f64,
+) -> Result<Vec<bool>> {
+    let mut zero = vec![false; x.len()];
+    let k = ((sparsity * row_len as f64).round() as usize).min(row_len);
+    if k == 0 || x.is_empty() {
+        return Ok(zero);
+    }
+    let mut s = vec![f32::NAN; x.len()];
+    engine.element_scores(x, row_len, params, &mut s)?;
+    let mut idx: Vec<u32> = Vec::with_capacity(row_len);
+    for ((row, sr), zr) in x
+        .chunks_exact(row_len)
+        .zip(s.chunks_exact(row_len))
+        .zip(zero.chunks_exact_mut(row_len))
+    {
+        idx.clear();
+        idx.extend(0..row_len as u32);
+        let key = |&i: &u32| (sr[i as usize], row[i as usize].abs(), i);
+        if k < row_len {
+            idx.select_nth_unstable_by(k - 1, |a, b| {
+                let (ka, kb) = (key(a), key(b));
+                ka.0.total_cmp(&kb.0)
+                    .then(ka.1.total_cmp(&kb.1))
+                    .then(ka.2.cmp(&kb.2))
+            });
+        }
+        for &i in &idx[..k] {
+            zr[i as usize] = true;
+        }
+    }
+    Ok(zero)
+}
+
 impl ModelSource for PrunedSource<'_> {
     fn describe(&self) -> String {
         self.inner.describe()
@@ -239,35 +279,10 @@ impl ModelSource for PrunedSource<'_> {
             }
             None => (x, src_len),
         };
-        let mut zero = vec![false; x.len()];
-        if let Some(sp) = edit.sparsity {
-            let k = (sp * row_len as f64).round() as usize;
-            let mut s = vec![f32::NAN; x.len()];
-            self.engine
-                .element_scores(&x, row_len, &self.params, &mut s)?;
-            let mut idx: Vec<u32> = Vec::with_capacity(row_len);
-            for ((row, sr), zr) in x
-                .chunks_exact(row_len)
-                .zip(s.chunks_exact(row_len))
-                .zip(zero.chunks_exact_mut(row_len))
-            {
-                idx.clear();
-                idx.extend(0..row_len as u32);
-                // lowest participation first; ties: smaller |w|, then lower index
-                let key = |&i: &u32| (sr[i as usize], row[i as usize].abs(), i);
-                if k > 0 && k < row_len {
-                    idx.select_nth_unstable_by(k - 1, |a, b| {
-                        let (ka, kb) = (key(a), key(b));
-                        ka.0.total_cmp(&kb.0)
-                            .then(ka.1.total_cmp(&kb.1))
-                            .then(ka.2.cmp(&kb.2))
-                    });
-                }
-                for &i in &idx[..k.min(row_len)] {
-                    zr[i as usize] = true;
-                }
-            }
-        }
+        let zero = match edit.sparsity {
+            Some(sp) => lowest(self.engine, &self.params, &x, row_len, sp)?,
+            None => vec![false; x.len()],
+        };
         scratch.clear();
         if is_float(src_t.ty) {
             // the kept weights keep their bytes

@@ -356,6 +356,58 @@ impl HfSource {
     pub fn has_tokenizer(&self) -> bool {
         self.has_tokenizer
     }
+
+    /// The checkpoint the tensors are read from.
+    pub fn checkpoint(&self) -> &SafetensorsModel {
+        &self.st
+    }
+
+    /// Where tensor `index` comes from, when it is one checkpoint tensor moved without
+    /// arithmetic between rows: output row `r` is its row `rows[r]` (its first dimension; the
+    /// identity when `None`) and element `c` of a row (of a 1-D tensor: element `c`) its element
+    /// `cols[c]`. `None` for computed, packed, or stacked (several tensors) sources.
+    pub fn origin(&self, index: usize) -> Option<Origin> {
+        let t = self.tensors.get(index)?;
+        match self.data.get(index)? {
+            Data::Mapped { st, permute_heads } => {
+                let name = self.st.tensors.get(*st)?.name.clone();
+                let map = |n: u64| {
+                    (*permute_heads > 0).then(|| {
+                        (0..n)
+                            .map(|r| permuted_source_row(r, n, *permute_heads))
+                            .collect()
+                    })
+                };
+                Some(if t.dims.len() >= 2 {
+                    Origin {
+                        tensor: name,
+                        rows: map(t.n_rows()),
+                        cols: None,
+                    }
+                } else {
+                    Origin {
+                        tensor: name,
+                        rows: None,
+                        cols: map(t.row_len()),
+                    }
+                })
+            }
+            Data::Gather(g) if g.parts.len() == 1 => Some(Origin {
+                tensor: self.st.tensors.get(g.parts[0])?.name.clone(),
+                rows: g.row_map.clone(),
+                cols: g.col_map.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// See [`HfSource::origin`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    pub tensor: String,
+    pub rows: Option<Vec<u64>>,
+    pub cols: Option<Vec<u64>>,
 }
 
 /// Which tensors each architecture's llama.cpp graph loads (BitNet: no biases, and no
