@@ -456,7 +456,7 @@ fn plans_and_scores_round_trip_and_bad_requests_leave_nothing() {
     args.extend(keep);
     let o = run(&args);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no score pass"));
-    run(&[
+    let o = run(&[
         "prune",
         s(&base),
         "-o",
@@ -466,7 +466,18 @@ fn plans_and_scores_round_trip_and_bad_requests_leave_nothing() {
         "--plan",
         s(&plan),
         "-q",
+        "--kl",
+        "16",
     ]);
+    // --kl: llama.cpp's divergence of the written model from the input
+    let text = String::from_utf8_lossy(&o.stdout);
+    let nats: f64 = text
+        .split("tokens: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(nats.is_finite() && nats > 0.0, "{text}");
     let bytes = std::fs::read(&a).unwrap();
     assert_eq!(bytes, std::fs::read(&b).unwrap());
     assert_eq!(bytes, std::fs::read(&c).unwrap());

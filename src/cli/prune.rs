@@ -102,6 +102,13 @@ pub struct Args {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// After writing a GGUF, llama.cpp's KL divergence of its logits against the unpruned
+    /// model over TOKENS fixed token ids (default 128); runs python3 with llama-cpp-python.
+    #[arg(long, value_name = "TOKENS", num_args = 0..=1, default_missing_value = "128")]
+    pub kl: Option<u32>,
+    /// The unpruned GGUF --kl compares with (default: the input, when it is a GGUF).
+    #[arg(long, value_name = "FILE", requires = "kl")]
+    pub kl_reference: Option<PathBuf>,
     /// Hugging Face folder: write this tokenizer.ggml.pre instead of identifying it.
     #[arg(long, value_name = "NAME")]
     pub vocab_pre: Option<String>,
@@ -192,6 +199,23 @@ pub fn run(a: Args) -> Result<()> {
             "{}: the output would overwrite the input",
             o.display()
         )));
+    }
+    let kl_reference = match (a.kl, &a.kl_reference, a.input.is_dir()) {
+        (None, _, _) => None,
+        (Some(_), Some(r), _) => Some(r.clone()),
+        (Some(_), None, false) => Some(a.input.clone()),
+        (Some(_), None, true) => {
+            return Err(Error::Invalid(
+                "--kl needs an unpruned GGUF to compare with: pass --kl-reference MODEL.gguf \
+                 (e.g. gpuq convert of the folder)"
+                    .into(),
+            ));
+        }
+    };
+    if kl_reference.is_some() && a.ty.is_none() {
+        return Err(Error::Invalid(
+            "--kl compares GGUF files: pass --type to write one".into(),
+        ));
     }
     let engine = job_engine(a.backend, a.quiet)?;
     let progress = ProgressReporter::new(a.quiet);
@@ -352,7 +376,48 @@ pub fn run(a: Args) -> Result<()> {
             s.seconds
         );
     }
+    if let (Some(tokens), Some(reference)) = (a.kl, &kl_reference) {
+        let d = kl_divergence(reference, &output, tokens)?;
+        println!(
+            "KL divergence of {} against {} over {tokens} tokens: {d:.6} nats",
+            output.display(),
+            reference.display()
+        );
+    }
     Ok(())
+}
+
+/// llama.cpp's mean KL divergence of `model`'s next-token distributions against
+/// `reference`'s (tests/py/kl_divergence.py run by python3 with llama-cpp-python).
+fn kl_divergence(reference: &std::path::Path, model: &std::path::Path, tokens: u32) -> Result<f64> {
+    const SCRIPT: &str = include_str!("../../tests/py/kl_divergence.py");
+    let (r, m) = (reference.to_string_lossy(), model.to_string_lossy());
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args([r.as_ref(), "1", &tokens.to_string(), m.as_ref()])
+        .output()
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "--kl runs python3 with llama-cpp-python (pip install llama-cpp-python): {e}"
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Option<f64> = serde_json::from_str::<serde_json::Value>(text.trim())
+        .ok()
+        .and_then(|j| j.get(m.as_ref()).and_then(|x| x.as_f64()));
+    match (out.status.success(), v) {
+        (true, Some(v)) => Ok(v),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(3).collect();
+            Err(Error::Invalid(format!(
+                "--kl: llama.cpp could not compare {m} with {r} (needs python3 with \
+                 llama-cpp-python): {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )))
+        }
+    }
 }
 
 /// The group energies: read from `--scores` when that file exists, else measured (and saved
