@@ -135,19 +135,44 @@ pub fn row_scale(row: &[f32]) -> f32 {
 }
 
 /// Per-element participation of rows of `row_len` weights (`out[i]` for `w[i]`), each row's
-/// energies scaled to mean 1.
+/// energies scaled to mean 1. Elements are iterated in lanes of [`LANES`] (all iterations of a
+/// lane group at once, so the compiler vectorizes across elements); each element sees exactly
+/// [`iterate`]'s operations.
 pub fn element_scores(w: &[f32], row_len: usize, p: &Participation, out: &mut [f32]) {
     for (row, o) in w.chunks(row_len).zip(out.chunks_mut(row_len)) {
         let scale = row_scale(row);
-        for (&x, s) in row.iter().zip(o.iter_mut()) {
-            let e = x * x * scale;
-            let b = match p.benefit {
-                Benefit::Energy => e,
-                Benefit::Signed => x.abs() * x * scale,
-            };
-            *s = iterate(b, e, p);
+        let (mut b, mut e) = ([0f32; LANES], [0f32; LANES]);
+        for (xs, ss) in row.chunks(LANES).zip(o.chunks_mut(LANES)) {
+            for (k, &x) in xs.iter().enumerate() {
+                e[k] = x * x * scale;
+                b[k] = match p.benefit {
+                    Benefit::Energy => e[k],
+                    Benefit::Signed => x.abs() * x * scale,
+                };
+            }
+            let s = iterate_lanes(&b, &e, p);
+            ss.copy_from_slice(&s[..ss.len()]);
         }
     }
+}
+
+/// Elements iterated together by [`element_scores`].
+pub const LANES: usize = 16;
+
+/// [`iterate`] for [`LANES`] players at once, the same operations per lane.
+fn iterate_lanes(b: &[f32; LANES], e: &[f32; LANES], p: &Participation) -> [f32; LANES] {
+    let mut s = [p.init; LANES];
+    let benefit: [f32; LANES] = std::array::from_fn(|k| p.alpha * b[k]);
+    let two_beta = 2.0 * p.beta;
+    for _ in 0..p.iterations {
+        for k in 0..LANES {
+            let cost = two_beta * e[k] * s[k];
+            let l1 = if s[k] > 0.0 { p.gamma } else { 0.0 };
+            let next = s[k] + p.lr * ((benefit[k] - cost) - l1);
+            s[k] = next.clamp(0.0, 1.0);
+        }
+    }
+    s
 }
 
 /// Participation of players with the given (already scaled) energies: groups.
@@ -264,6 +289,33 @@ mod tests {
             assert!((got as f64 - want).abs() <= want * 1e-6, "col {c}");
         }
         assert_eq!(row_scale(&[0.0; 8]), 0.0);
+    }
+
+    #[test]
+    fn lanes_give_iterate_bits() {
+        let w: Vec<f32> = (0..3 * 37)
+            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 13.0)
+            .collect();
+        for benefit in [Benefit::Energy, Benefit::Signed] {
+            let p = Participation {
+                benefit,
+                ..Participation::default()
+            };
+            let mut out = vec![f32::NAN; w.len()];
+            element_scores(&w, 37, &p, &mut out);
+            for (r, row) in w.chunks(37).enumerate() {
+                let scale = row_scale(row);
+                for (c, &x) in row.iter().enumerate() {
+                    let e = x * x * scale;
+                    let b = if benefit == Benefit::Energy {
+                        e
+                    } else {
+                        x.abs() * x * scale
+                    };
+                    assert_eq!(out[r * 37 + c].to_bits(), iterate(b, e, &p).to_bits());
+                }
+            }
+        }
     }
 
     #[test]

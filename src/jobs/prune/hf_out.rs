@@ -306,6 +306,10 @@ pub fn write_folder(
                     &path,
                 )?;
                 progress.advance(t.size());
+                // its pages are not read again
+                if let Some(sh) = st.shards.get(t.shard) {
+                    sh.advise(t.start, t.size(), false);
+                }
             }
             w.flush().map_err(io)?;
             w.into_inner()

@@ -153,6 +153,10 @@ impl<'a> PrunedSource<'a> {
                 .inner
                 .read_rows(index, rows[i], (j - i) as u64, &mut scratch)?;
             out.extend_from_slice(bytes);
+            // the source pages are not needed again (the memory bound, as `RowTiles` does)
+            let in_row = bytes.len() / (j - i);
+            self.inner
+                .release(index, rows[i] as usize * in_row, bytes.len());
             i = j;
         }
         Ok(())
