@@ -118,6 +118,9 @@ fn dead_groups_cut_cleanly(dir: &Path, base: &Path, dead: &str, keep: &[&str], a
     let src = GgufFile::open(&dead_model).unwrap();
     let n_head = md_u64(&src, &format!("{arch}.attention.head_count"));
     for (kind, per_layer) in dead_json.as_object().unwrap() {
+        if kind == "layers" {
+            continue;
+        }
         for (layer, dead) in per_layer.as_object().unwrap() {
             let dead: Vec<u64> = dead
                 .as_array()
@@ -215,6 +218,66 @@ fn cutting_dead_groups_of_a_llama_leaves_its_logits() {
         &["--mlp-keep", "0.75", "--heads-keep", "0.5"],
         "llama",
     );
+}
+
+#[test]
+fn removing_dead_layers_leaves_llama_cpp_logits_and_hybrids_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("llama.gguf");
+    make(
+        LLAMA,
+        &base,
+        "--layers 4 --embd 512 --ff 1024 --vocab 512 --kv-heads 2 --seed 8 --dtype f16",
+    );
+    let dead = dir.path().join("dead.gguf");
+    let j: Json =
+        serde_json::from_str(python(DEAD, &[s(&base), s(&dead), "--layers", "2"]).trim()).unwrap();
+    let out = dir.path().join("out.gguf");
+    let plan = dir.path().join("plan.json");
+    run(&[
+        "prune",
+        s(&dead),
+        "-o",
+        s(&out),
+        "--type",
+        "F16",
+        "--layers-keep",
+        "0.5",
+        "--save-plan",
+        s(&plan),
+        "-q",
+    ]);
+    let p: Json = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(p["removed_layers"], j["layers"]);
+    let f = GgufFile::open(&out).unwrap();
+    assert_eq!(md_u64(&f, "llama.block_count"), 2);
+    assert!(f.tensors.iter().all(|t| !t.name.starts_with("blk.2.")));
+    let d = kl(&dead, &[&out])[0];
+    eprintln!("KL of the model without its 2 dead layers: {d:.3e}");
+    assert!(d < 1e-5, "{d}");
+    // a fixed pattern of layer kinds (and an MTP block) cannot lose a layer
+    let q35 = dir.path().join("q35.gguf");
+    make(HYBRID, &q35, QWEN35_ARGS);
+    let bad = dir.path().join("bad.gguf");
+    let o = gpuq()
+        .args([
+            "prune",
+            s(&q35),
+            "-o",
+            s(&bad),
+            "--type",
+            "Q4_K_M",
+            "--layers-keep",
+            "0.75",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("full_attention_interval"),
+        "{err}"
+    );
+    assert!(!bad.exists());
 }
 
 #[test]
@@ -563,7 +626,17 @@ fn tensor_bytes(p: &Path) -> HashMap<String, (Vec<u64>, Vec<u8>)> {
 fn hf_folders_prune_into_folders_that_convert_to_the_pruned_gguf() {
     let dir = tempfile::tempdir().unwrap();
     for (kind, keep) in [
-        ("llama", vec!["--mlp-keep", "0.5", "--heads-keep", "0.5"]),
+        (
+            "llama",
+            vec![
+                "--mlp-keep",
+                "0.5",
+                "--heads-keep",
+                "0.5",
+                "--layers-keep",
+                "0.5",
+            ],
+        ),
         (
             "qwen35",
             vec![
@@ -623,6 +696,10 @@ fn hf_folders_prune_into_folders_that_convert_to_the_pruned_gguf() {
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();
         assert_eq!(config["num_attention_heads"], 2, "{kind}");
+        if kind == "llama" {
+            assert_eq!(config["num_hidden_layers"], 1);
+            assert!(map.keys().all(|k| !k.contains("layers.1.")));
+        }
         if kind == "qwen35" {
             assert_eq!(config["intermediate_size"], 64);
             assert_eq!(config["linear_num_value_heads"], 2);

@@ -42,6 +42,10 @@ pub struct Args {
     /// Structural: the share of Gated DeltaNet V heads each layer keeps (per K head).
     #[arg(long, default_value_t = 1.0)]
     pub vheads_keep: f64,
+    /// Structural: the share of whole layers kept (refused for hybrids with a fixed
+    /// full_attention_interval and for models with MTP blocks).
+    #[arg(long, default_value_t = 1.0)]
+    pub layers_keep: f64,
     /// Structural: kept counts keep every cut row length a multiple of this (default: the
     /// block of --type's main type, 256 for k-quants, 32 for legacy types, 1 for floats).
     #[arg(long)]
@@ -252,6 +256,7 @@ pub fn run(a: Args) -> Result<()> {
                         mlp: a.mlp_keep,
                         heads: a.heads_keep,
                         vheads: a.vheads_keep,
+                        layers: a.layers_keep,
                     };
                     prune::plan_structural(src, &engine, &scores, keep, align, params)?
                 }
@@ -466,6 +471,17 @@ fn print_structural(p: &PrunePlan, stdout: bool) {
         p.params_after,
         100.0 * (1.0 - p.params_after as f64 / p.params_before.max(1) as f64)
     )];
+    if !p.removed_layers.is_empty() {
+        lines.push(format!(
+            "  layers removed: {:?} (participation per layer: {})",
+            p.removed_layers,
+            p.layer_scores
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
     for lp in &p.layers {
         let k = p.kinds.iter().find(|k| k.kind == lp.kind);
         let removed = lp

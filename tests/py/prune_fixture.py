@@ -9,7 +9,8 @@ In every layer, a share of each kind's groups is zeroed, the same count in every
 K head): MLP channels (rows of ffn_gate/ffn_up, columns of ffn_down), query heads (rows of
 attn_q, the query and gate halves of gated attention, columns of attn_output), V heads (rows
 of the V part of attn_qkv, of attn_gate, ssm_alpha, ssm_beta; columns of ssm_out).
-Prints JSON: {"mlp": {layer: [dead channels]}, "heads": ..., "vheads": ...}.
+--layers N zeroes every matrix of N layers. Prints JSON: {"mlp": {layer: [dead channels]},
+"heads": ..., "vheads": ..., "layers": [dead layers]}.
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("--mlp", type=float, default=0.0)
     ap.add_argument("--heads", type=float, default=0.0)
     ap.add_argument("--vheads", type=float, default=0.0)
+    ap.add_argument("--layers", type=int, default=0, help="whole layers made dead")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
@@ -78,6 +80,13 @@ def main():
 
     out = {"mlp": {}, "heads": {}, "vheads": {}}
     n_layer = get("block_count")
+    if a.layers:
+        # a layer whose matrices are zero adds nothing to the residual stream
+        dead_layers = sorted(rng.choice(n_layer, size=a.layers, replace=False).tolist())
+        for name, (x, _) in tensors.items():
+            if x.ndim == 2 and any(name.startswith(f"blk.{l}.") for l in dead_layers):
+                x[...] = 0
+        out["layers"] = dead_layers
     for l in range(n_layer):
         p = f"blk.{l}."
         T = lambda n: tensors[p + n][0] if p + n in tensors else None

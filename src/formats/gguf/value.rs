@@ -292,6 +292,28 @@ impl Array {
         self.len() == 0
     }
 
+    /// The elements at `idx` (in that order; indices past the end are skipped), same type.
+    pub fn select(&self, idx: &[usize]) -> Array {
+        fn pick<T: Clone>(v: &[T], idx: &[usize]) -> Vec<T> {
+            idx.iter().filter_map(|&i| v.get(i).cloned()).collect()
+        }
+        match self {
+            Array::U8(v) => Array::U8(pick(v, idx)),
+            Array::I8(v) => Array::I8(pick(v, idx)),
+            Array::U16(v) => Array::U16(pick(v, idx)),
+            Array::I16(v) => Array::I16(pick(v, idx)),
+            Array::U32(v) => Array::U32(pick(v, idx)),
+            Array::I32(v) => Array::I32(pick(v, idx)),
+            Array::F32(v) => Array::F32(pick(v, idx)),
+            Array::Bool(v) => Array::Bool(pick(v, idx)),
+            Array::String(v) => Array::String(pick(v, idx)),
+            Array::Array(v) => Array::Array(pick(v, idx)),
+            Array::U64(v) => Array::U64(pick(v, idx)),
+            Array::I64(v) => Array::I64(pick(v, idx)),
+            Array::F64(v) => Array::F64(pick(v, idx)),
+        }
+    }
+
     /// Element `i` as a `Value` (cloned), or `None` past the end.
     pub fn get(&self, i: usize) -> Option<Value> {
         Some(match self {

@@ -38,7 +38,10 @@ fn checkpoint_edits(
 ) -> Result<HashMap<String, StEdit>> {
     let mut out: HashMap<String, StEdit> = HashMap::new();
     for (i, t) in src.tensors().iter().enumerate() {
-        let Some(e) = edits.get(&t.name) else {
+        let Some(e) = edits
+            .get(&t.name)
+            .filter(|e| e.rows.is_some() || e.cols.is_some() || e.sparsity.is_some())
+        else {
             continue;
         };
         let o = src.origin(i).ok_or_else(|| {
@@ -87,6 +90,27 @@ fn ggml_of(d: Dtype) -> Option<GgmlType> {
     }
 }
 
+/// A checkpoint tensor's fate when `removed` layers go: `None` unchanged, `Some(None)` left
+/// out, `Some(Some(name))` renumbered (`….layers.N.…` names, as Hugging Face models write
+/// them).
+fn layer_rename(name: &str, removed: &[u32]) -> Option<Option<String>> {
+    if removed.is_empty() {
+        return None;
+    }
+    let at = name.find("layers.")?;
+    if at > 0 && !name[..at].ends_with('.') {
+        return None;
+    }
+    let rest = &name[at + "layers.".len()..];
+    let (num, tail) = rest.split_once('.')?;
+    let l: u32 = num.parse().ok()?;
+    if removed.contains(&l) {
+        return Some(None);
+    }
+    let before = removed.iter().filter(|&&r| r < l).count() as u32;
+    (before > 0).then(|| Some(format!("{}layers.{}.{tail}", &name[..at], l - before)))
+}
+
 /// The shape after a cut.
 fn cut_shape(t: &StTensor, e: &StEdit) -> Vec<u64> {
     let mut shape = t.shape.clone();
@@ -104,6 +128,29 @@ fn cut_shape(t: &StTensor, e: &StEdit) -> Vec<u64> {
 }
 
 /// Writes tensor `t` with edit `e` (or as it is) to `w`.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layers_renumber_after_a_removed_one() {
+        let r = [1u32, 3];
+        assert_eq!(
+            super::layer_rename("model.layers.0.mlp.up_proj.weight", &r),
+            None
+        );
+        assert_eq!(
+            super::layer_rename("model.layers.1.mlp.up_proj.weight", &r),
+            Some(None)
+        );
+        assert_eq!(
+            super::layer_rename("model.layers.4.self_attn.q_proj.weight", &r),
+            Some(Some("model.layers.2.self_attn.q_proj.weight".into()))
+        );
+        assert_eq!(super::layer_rename("model.embed_tokens.weight", &r), None);
+        assert_eq!(super::layer_rename("model.sublayers.1.x", &r), None);
+        assert_eq!(super::layer_rename("model.layers.2.x", &[]), None);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_tensor(
     st: &SafetensorsModel,
@@ -200,6 +247,12 @@ pub fn pruned_config(config: &Json, plan: Option<&PrunePlan>, head_dim: u64) -> 
             }
         }
     }
+    if !plan.removed_layers.is_empty()
+        && let Some(n) = c.get("num_hidden_layers").and_then(|v| v.as_u64())
+    {
+        let left = n - plan.removed_layers.len() as u64;
+        set(&mut c, "num_hidden_layers", left, None);
+    }
     for k in &plan.kinds {
         match k.kind {
             GroupKind::Mlp => set(&mut c, "intermediate_size", k.to, None),
@@ -253,7 +306,18 @@ pub fn write_folder(
                 .file_name()
                 .ok_or_else(|| Error::Invalid(format!("{}: no file name", shard.path.display())))?;
             let path = tmp.join(name);
-            let tensors: Vec<&StTensor> = st.tensors.iter().filter(|t| t.shard == k).collect();
+            let removed = plan.map(|p| p.removed_layers.as_slice()).unwrap_or(&[]);
+            // (tensor, its output name) of the shard, without the removed layers'
+            let tensors: Vec<(&StTensor, String)> = st
+                .tensors
+                .iter()
+                .filter(|t| t.shard == k)
+                .filter_map(|t| match layer_rename(&t.name, removed) {
+                    None => Some((t, t.name.clone())),
+                    Some(None) => None,
+                    Some(Some(n)) => Some((t, n)),
+                })
+                .collect();
             // the header: new shapes, offsets in the data order
             let mut header = Map::new();
             if !shard.metadata.is_empty() {
@@ -265,17 +329,17 @@ pub fn write_folder(
                 header.insert("__metadata__".into(), Json::Object(m));
             }
             let mut off = 0u64;
-            for t in &tensors {
+            for (t, out_name) in &tensors {
                 let shape = match st_edits.get(&t.name) {
                     Some(e) => cut_shape(t, e),
                     None => t.shape.clone(),
                 };
                 let len = shape.iter().product::<u64>() * t.dtype.bits() / 8;
                 header.insert(
-                    t.name.clone(),
+                    out_name.clone(),
                     json!({"dtype": t.dtype.name(), "shape": shape, "data_offsets": [off, off + len]}),
                 );
-                weight_map.insert(t.name.clone(), name.to_string_lossy().into_owned());
+                weight_map.insert(out_name.clone(), name.to_string_lossy().into_owned());
                 off += len;
             }
             total_size += off;
@@ -290,7 +354,7 @@ pub fn write_folder(
             w.write_all(&(text.len() as u64).to_le_bytes())
                 .map_err(io)?;
             w.write_all(text.as_bytes()).map_err(io)?;
-            for (i, t) in tensors.iter().enumerate() {
+            for (i, (t, _)) in tensors.iter().enumerate() {
                 if progress.cancelled() {
                     return Err(Error::Interrupted);
                 }

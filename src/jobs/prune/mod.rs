@@ -287,6 +287,13 @@ pub struct PrunePlan {
     /// Parameters (weights) before and after.
     pub params_before: u64,
     pub params_after: u64,
+    /// Whole layers removed (source numbering); the blocks after them are renumbered.
+    #[serde(default)]
+    pub removed_layers: Vec<u32>,
+    /// Each layer's participation (its groups' energy, scaled to the layers' mean), when
+    /// layers were ranked.
+    #[serde(default)]
+    pub layer_scores: Vec<f32>,
 }
 
 impl PrunePlan {
@@ -313,6 +320,8 @@ pub struct Keep {
     pub mlp: f64,
     pub heads: f64,
     pub vheads: f64,
+    /// Whole layers (blocks); refused for hybrids with a fixed `full_attention_interval`.
+    pub layers: f64,
 }
 
 impl Keep {
@@ -360,12 +369,21 @@ pub fn plan_structural(
         .map(|t| (t.name.as_str(), &t.dims))
         .collect();
     let dims_of = |n: &str| dims.get(n).map(|d| (*d).clone()).unwrap_or_default();
+    let (removed_layers, layer_scores) = rank_layers(src, engine, scores, keep.layers, &params)?;
     let mut kinds: BTreeMap<GroupKind, KindPlan> = BTreeMap::new();
     let mut layers = Vec::new();
     let mut groups = Vec::new();
-    let mut removed_params = 0u64;
+    let mut removed_params: u64 = src
+        .tensors()
+        .iter()
+        .filter(|t| layer_of(&t.name).is_some_and(|l| removed_layers.contains(&l)))
+        .map(|t| t.n_elements())
+        .sum();
     for ge in &scores.groups {
         let g = &ge.groups;
+        if removed_layers.contains(&g.layer) {
+            continue;
+        }
         let ratio = keep.of(g.kind);
         if ratio >= 1.0 {
             continue;
@@ -434,19 +452,22 @@ pub fn plan_structural(
         });
         groups.push(g.clone());
     }
-    if layers.is_empty() {
+    if layers.is_empty() && removed_layers.is_empty() {
         return Err(Error::Invalid(
-            "nothing to prune: pass --mlp-keep, --heads-keep or --vheads-keep below 1 (for a \
-             kind this model has)"
+            "nothing to prune: pass --mlp-keep, --heads-keep, --vheads-keep or --layers-keep \
+             below 1 (for a kind this model has)"
                 .into(),
         ));
     }
     let params_before: u64 = src.tensors().iter().map(|t| t.n_elements()).sum();
-    let recipe = kinds
+    let mut recipe: Vec<String> = kinds
         .values()
         .map(|k| format!("{} {}->{} (keep {})", k.kind.name(), k.from, k.to, k.keep))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    if !removed_layers.is_empty() {
+        recipe.push(format!("layers {:?} removed", removed_layers));
+    }
+    let recipe = recipe.join(", ");
     Ok(PrunePlan {
         version: 1,
         model: src.describe(),
@@ -460,7 +481,70 @@ pub fn plan_structural(
         groups,
         params_before,
         params_after: params_before - removed_params,
+        removed_layers,
+        layer_scores,
     })
+}
+
+/// The block number of a `blk.N.…` tensor.
+pub fn layer_of(name: &str) -> Option<u32> {
+    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
+}
+
+/// Which whole layers go when `keep < 1`: each layer's energy is the total of its groups'
+/// scored matrices (no second pass), scaled to the layers' mean, played in the participation
+/// game; the lowest-scoring go (ties: lower energy, then the later layer). Refused for models
+/// whose layer kinds follow a fixed pattern (`full_attention_interval` > 1) or carry MTP
+/// blocks.
+fn rank_layers(
+    src: &dyn ModelSource,
+    engine: &Engine,
+    scores: &Scores,
+    keep: f64,
+    params: &Participation,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    if keep >= 1.0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let shape = prune::Shape::of(src.metadata()).map_err(Error::Invalid)?;
+    let nextn = src
+        .metadata()
+        .iter()
+        .any(|(k, v)| k.ends_with(".nextn_predict_layers") && v.as_u64().unwrap_or(0) > 0);
+    if shape.full_attention_interval > 1 || nextn {
+        return Err(Error::Invalid(format!(
+            "--layers-keep: {} mixes layer kinds in a fixed pattern (full_attention_interval {}{}); \
+             removing a layer breaks it: prune channels and heads instead",
+            src.describe(),
+            shape.full_attention_interval,
+            if nextn { ", MTP blocks" } else { "" }
+        )));
+    }
+    let n = shape.n_layer as usize;
+    let mut energy = vec![0f64; n];
+    for ge in &scores.groups {
+        for (m, me) in ge.groups.members.iter().zip(&ge.energy) {
+            if m.scored && (ge.groups.layer as usize) < n {
+                energy[ge.groups.layer as usize] += me.total;
+            }
+        }
+    }
+    let mean = energy.iter().sum::<f64>() / n.max(1) as f64;
+    let scaled: Vec<f32> = energy
+        .iter()
+        .map(|&e| if mean > 0.0 { (e / mean) as f32 } else { 0.0 })
+        .collect();
+    let s = engine.group_scores(&scaled, params)?;
+    let kept = ((keep * n as f64).round() as usize).clamp(1, n);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        s[a].total_cmp(&s[b])
+            .then(energy[a].total_cmp(&energy[b]))
+            .then(b.cmp(&a))
+    });
+    let mut removed: Vec<u32> = order[..n - kept].iter().map(|&l| l as u32).collect();
+    removed.sort_unstable();
+    Ok((removed, s))
 }
 
 /// The edits and metadata of a structural plan.
@@ -474,6 +558,22 @@ pub fn structural_edits(
         .map(|t| (t.name.as_str(), &t.dims))
         .collect();
     let mut edits: HashMap<String, Edit> = HashMap::new();
+    let removed = &plan.removed_layers;
+    if !removed.is_empty() {
+        for t in src.tensors() {
+            let Some(l) = layer_of(&t.name) else { continue };
+            let e = edits.entry(t.name.clone()).or_default();
+            if removed.contains(&l) {
+                e.drop = true;
+            } else {
+                let before = removed.iter().filter(|&&r| r < l).count() as u32;
+                if before > 0 {
+                    let rest = &t.name[format!("blk.{l}.").len()..];
+                    e.rename = Some(format!("blk.{}.{rest}", l - before));
+                }
+            }
+        }
+    }
     for (lp, g) in plan.layers.iter().zip(&plan.groups) {
         if lp.layer != g.layer || lp.kind != g.kind {
             return Err(Error::Invalid(
@@ -525,6 +625,19 @@ pub fn structural_edits(
                 let dv = shape.linear.map(|l| l.2).unwrap_or(0);
                 md.push((key("ssm.time_step_rank"), Value::U32(k.to as u32)));
                 md.push((key("ssm.inner_size"), Value::U32((k.to * dv) as u32)));
+            }
+        }
+    }
+    if !removed.is_empty() {
+        let n = shape.n_layer as usize;
+        md.push((key("block_count"), Value::U32((n - removed.len()) as u32)));
+        // per-layer arrays lose the removed layers' entries
+        for (k, v) in src.metadata() {
+            if let (true, Value::Array(a)) = (k.starts_with(&format!("{}.", shape.arch)), v)
+                && a.len() == n
+            {
+                let kept: Vec<usize> = (0..n).filter(|i| !removed.contains(&(*i as u32))).collect();
+                md.push((k.clone(), Value::Array(a.select(&kept))));
             }
         }
     }

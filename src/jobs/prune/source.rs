@@ -25,6 +25,17 @@ pub struct Edit {
     /// Unstructured: the fraction of each row's weights set to zero (lowest participation
     /// first).
     pub sparsity: Option<f64>,
+    /// The tensor's name in the output (a layer removed before it renumbers the blocks).
+    pub rename: Option<String>,
+    /// Left out of the output (its layer is removed).
+    pub drop: bool,
+}
+
+impl Edit {
+    /// Whether the tensor's data changes (else its bytes are the source's).
+    fn changes_data(&self) -> bool {
+        self.rows.is_some() || self.cols.is_some() || self.sparsity.is_some()
+    }
 }
 
 /// The pruned view of a source.
@@ -34,7 +45,10 @@ pub struct PrunedSource<'a> {
     params: Participation,
     metadata: Vec<(String, Value)>,
     tensors: Vec<InputTensor>,
+    /// Per output tensor: its data edit (`None`: the source's bytes).
     edits: Vec<Option<Edit>>,
+    /// Per output tensor: its index in the source.
+    map: Vec<usize>,
 }
 
 fn is_float(ty: GgmlType) -> bool {
@@ -59,12 +73,24 @@ impl<'a> PrunedSource<'a> {
         }
         let mut tensors = Vec::with_capacity(inner.tensors().len());
         let mut out_edits = Vec::with_capacity(inner.tensors().len());
+        let mut map = Vec::with_capacity(inner.tensors().len());
         for (i, t) in inner.tensors().iter().enumerate() {
             let Some(e) = edits.remove(&t.name) else {
                 tensors.push(t.clone());
                 out_edits.push(None);
+                map.push(i);
                 continue;
             };
+            if e.drop {
+                continue;
+            }
+            let name = e.rename.clone().unwrap_or_else(|| t.name.clone());
+            if !e.changes_data() {
+                tensors.push(InputTensor { name, ..t.clone() });
+                out_edits.push(None);
+                map.push(i);
+                continue;
+            }
             let what = |m: String| Error::Invalid(format!("{}: {}: {m}", inner.describe(), t.name));
             if inner.ternary(i).is_some() || t.ty.tensor_trailer() > 0 {
                 return Err(what(
@@ -111,12 +137,9 @@ impl<'a> PrunedSource<'a> {
                     dims[0], ty
                 )));
             }
-            tensors.push(InputTensor {
-                name: t.name.clone(),
-                dims,
-                ty,
-            });
+            tensors.push(InputTensor { name, dims, ty });
             out_edits.push(Some(e));
+            map.push(i);
         }
         if let Some(name) = edits.keys().next() {
             return Err(Error::Invalid(format!(
@@ -131,6 +154,7 @@ impl<'a> PrunedSource<'a> {
             metadata: md,
             tensors,
             edits: out_edits,
+            map,
         })
     }
 
@@ -215,7 +239,7 @@ impl ModelSource for PrunedSource<'_> {
     }
     fn tensor_len(&self, index: usize) -> u64 {
         match &self.edits[index] {
-            None => self.inner.tensor_len(index),
+            None => self.inner.tensor_len(self.map[index]),
             Some(_) => {
                 let t = &self.tensors[index];
                 t.ty.row_bytes(t.row_len()).unwrap_or(0) * t.n_rows()
@@ -230,10 +254,11 @@ impl ModelSource for PrunedSource<'_> {
         scratch: &'b mut Vec<u8>,
     ) -> Result<&'b [u8]> {
         let Some(edit) = &self.edits[index] else {
-            return self.inner.read_rows(index, r0, n, scratch);
+            return self.inner.read_rows(self.map[index], r0, n, scratch);
         };
-        let src_t = &self.inner.tensors()[index];
         let out_t = &self.tensors[index];
+        let index = self.map[index];
+        let src_t = &self.inner.tensors()[index];
         // the source rows of the output rows r0 .. r0 + n
         let rows: Vec<u64> = match &edit.rows {
             Some(map) => map
@@ -317,28 +342,28 @@ impl ModelSource for PrunedSource<'_> {
         Ok(scratch)
     }
     fn unquantized_type(&self, index: usize) -> Option<GgmlType> {
-        self.inner.unquantized_type(index)
+        self.inner.unquantized_type(self.map[index])
     }
     fn ternary(&self, index: usize) -> Option<crate::model::TernarySource> {
         match self.edits[index] {
-            None => self.inner.ternary(index),
+            None => self.inner.ternary(self.map[index]),
             Some(_) => None,
         }
     }
     fn i2s_scale(&self, index: usize) -> Result<f32> {
-        self.inner.i2s_scale(index)
+        self.inner.i2s_scale(self.map[index])
     }
     fn check_unchanged(&self) -> Result<()> {
         self.inner.check_unchanged()
     }
     fn prefetch(&self, index: usize, offset: usize, len: usize) {
         if self.edits[index].is_none() {
-            self.inner.prefetch(index, offset, len)
+            self.inner.prefetch(self.map[index], offset, len)
         }
     }
     fn release(&self, index: usize, offset: usize, len: usize) {
         if self.edits[index].is_none() {
-            self.inner.release(index, offset, len)
+            self.inner.release(self.map[index], offset, len)
         }
     }
 }
