@@ -128,29 +128,6 @@ fn cut_shape(t: &StTensor, e: &StEdit) -> Vec<u64> {
 }
 
 /// Writes tensor `t` with edit `e` (or as it is) to `w`.
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn layers_renumber_after_a_removed_one() {
-        let r = [1u32, 3];
-        assert_eq!(
-            super::layer_rename("model.layers.0.mlp.up_proj.weight", &r),
-            None
-        );
-        assert_eq!(
-            super::layer_rename("model.layers.1.mlp.up_proj.weight", &r),
-            Some(None)
-        );
-        assert_eq!(
-            super::layer_rename("model.layers.4.self_attn.q_proj.weight", &r),
-            Some(Some("model.layers.2.self_attn.q_proj.weight".into()))
-        );
-        assert_eq!(super::layer_rename("model.embed_tokens.weight", &r), None);
-        assert_eq!(super::layer_rename("model.sublayers.1.x", &r), None);
-        assert_eq!(super::layer_rename("model.layers.2.x", &[]), None);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn write_tensor(
     st: &SafetensorsModel,
@@ -426,5 +403,28 @@ pub fn write_folder(
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layers_renumber_after_a_removed_one() {
+        let r = [1u32, 3];
+        assert_eq!(
+            super::layer_rename("model.layers.0.mlp.up_proj.weight", &r),
+            None
+        );
+        assert_eq!(
+            super::layer_rename("model.layers.1.mlp.up_proj.weight", &r),
+            Some(None)
+        );
+        assert_eq!(
+            super::layer_rename("model.layers.4.self_attn.q_proj.weight", &r),
+            Some(Some("model.layers.2.self_attn.q_proj.weight".into()))
+        );
+        assert_eq!(super::layer_rename("model.embed_tokens.weight", &r), None);
+        assert_eq!(super::layer_rename("model.sublayers.1.x", &r), None);
+        assert_eq!(super::layer_rename("model.layers.2.x", &[]), None);
     }
 }

@@ -30,6 +30,9 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use source::{Edit, PrunedSource};
 
+/// Per tensor name its edit, and the metadata keys the pruned model sets.
+pub type PruneEdits = (HashMap<String, Edit>, Vec<(String, Value)>);
+
 /// The metadata key naming what was pruned.
 pub const RECIPE_KEY: &str = "general.pruned";
 
@@ -548,10 +551,7 @@ fn rank_layers(
 }
 
 /// The edits and metadata of a structural plan.
-pub fn structural_edits(
-    src: &dyn ModelSource,
-    plan: &PrunePlan,
-) -> Result<(HashMap<String, Edit>, Vec<(String, Value)>)> {
+pub fn structural_edits(src: &dyn ModelSource, plan: &PrunePlan) -> Result<PruneEdits> {
     let dims: HashMap<&str, &Vec<u64>> = src
         .tensors()
         .iter()
@@ -673,11 +673,7 @@ pub fn unstructured_target(name: &str, dims: &[u64]) -> Option<GroupKind> {
 
 /// Unstructured edits: each attention matrix at `attention` sparsity, each MLP matrix at
 /// `mlp` (per row).
-pub fn unstructured_edits(
-    src: &dyn ModelSource,
-    attention: f64,
-    mlp: f64,
-) -> Result<(HashMap<String, Edit>, Vec<(String, Value)>)> {
+pub fn unstructured_edits(src: &dyn ModelSource, attention: f64, mlp: f64) -> Result<PruneEdits> {
     for (k, v) in [("attention", attention), ("mlp", mlp)] {
         if !(0.0..1.0).contains(&v) {
             return Err(Error::Invalid(format!(
