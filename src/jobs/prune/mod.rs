@@ -97,17 +97,26 @@ impl Scores {
     }
     /// Reads saved scores; errs when they belong to another model.
     pub fn from_json(text: &str, what: &str, src: &dyn ModelSource) -> Result<Scores> {
-        let s: Scores = serde_json::from_str(text)
-            .map_err(|e| Error::Invalid(format!("{what}: not gpuq prune scores: {e}")))?;
-        if s.fingerprint != fingerprint(src) {
-            return Err(Error::Invalid(format!(
-                "{what}: these scores are of another model ({}; its tensors differ from {})",
-                s.model,
-                src.describe()
-            )));
-        }
+        let s: Scores = read_for_model(text, what, "prune scores")?;
+        same_model(&s.fingerprint, &s.model, what, src)?;
         Ok(s)
     }
+}
+
+/// A saved JSON file of the prune job (`noun` names its kind in errors).
+fn read_for_model<T: serde::de::DeserializeOwned>(text: &str, what: &str, noun: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Invalid(format!("{what}: not gpuq {noun}: {e}")))
+}
+
+/// Errs when a saved file's fingerprint is not `src`'s.
+fn same_model(fp: &str, model: &str, what: &str, src: &dyn ModelSource) -> Result<()> {
+    if fp != fingerprint(src) {
+        return Err(Error::Invalid(format!(
+            "{what}: made for another model ({model}); its tensors differ from {}",
+            src.describe()
+        )));
+    }
+    Ok(())
 }
 
 /// Sums of squares of every row and every column of tensor `index`, read in tiles of at most
@@ -304,15 +313,8 @@ impl PrunePlan {
         serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(format!("plan: {e}")))
     }
     pub fn from_json(text: &str, what: &str, src: &dyn ModelSource) -> Result<PrunePlan> {
-        let p: PrunePlan = serde_json::from_str(text)
-            .map_err(|e| Error::Invalid(format!("{what}: not a gpuq prune plan: {e}")))?;
-        if p.fingerprint != fingerprint(src) {
-            return Err(Error::Invalid(format!(
-                "{what}: a plan for another model ({}); its tensors differ from {}",
-                p.model,
-                src.describe()
-            )));
-        }
+        let p: PrunePlan = read_for_model(text, what, "prune plan")?;
+        same_model(&p.fingerprint, &p.model, what, src)?;
         Ok(p)
     }
 }
