@@ -22,8 +22,10 @@
 //! `|w| * |w|`, the only reading under which the fixed point `s* = alpha/(2 beta) -
 //! gamma/(2 beta e)` ranks players by magnitude.
 //!
-//! This module is the CPU twin of `shaders/prune.wgsl`: the same operations in the same order.
-//! Row sums of squares use the fixed pairwise order of [`sum_squares`].
+//! This module is the CPU twin of `shaders/prune.wgsl`: the same operations in the same order,
+//! each rounded once (the kernel keeps every product and sum from being fused), so the GPU's
+//! scores are the same bits. Row sums of squares use the workgroup tree of [`sum_squares`],
+//! column sums add the rows top to bottom.
 
 /// What the benefit term multiplies `alpha` with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -110,28 +112,49 @@ pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
     s
 }
 
-/// The sum of `x²` over `xs` in a fixed pairwise order: halves are summed recursively down to
-/// runs of 64, which are summed left to right. The GPU kernel reduces in this order.
+/// Lanes of the row reduction: the workgroup size of `shaders/prune.wgsl`'s row kernels.
+pub const SUM_LANES: usize = 256;
+
+/// The sum of `x²` over `xs` in the order of the GPU's workgroup reduction: lane `j` of
+/// [`SUM_LANES`] sums `x[j]², x[j + 256]², ...` left to right from 0, then the lanes are added
+/// as a balanced tree (lane `j` += lane `j + h` for `h` = 128, 64, .., 1) and lane 0 holds the
+/// sum. Every product and sum is one rounded f32 operation (no fused multiply-add), so the
+/// kernel's sum is the same bits. The rounding error is bounded by `(n / 256 + 8)` ulp of the
+/// sum of the magnitudes.
 pub fn sum_squares(xs: &[f32]) -> f32 {
-    if xs.len() <= 64 {
-        let mut acc = 0f32;
-        for &x in xs {
-            acc += x * x;
+    let mut lanes = [0f32; SUM_LANES];
+    for chunk in xs.chunks(SUM_LANES) {
+        for (acc, &x) in lanes.iter_mut().zip(chunk) {
+            *acc += x * x;
         }
-        return acc;
     }
-    let half = xs.len().div_ceil(128) * 64;
-    sum_squares(&xs[..half]) + sum_squares(&xs[half..])
+    let mut h = SUM_LANES / 2;
+    while h > 0 {
+        let (lo, hi) = lanes.split_at_mut(h);
+        for (a, &b) in lo.iter_mut().zip(&hi[..h]) {
+            *a += b;
+        }
+        h /= 2;
+    }
+    lanes[0]
 }
 
-/// The scale that makes a row's mean energy 1: `row_len / Σ w²` (0 for a row of zeros).
-pub fn row_scale(row: &[f32]) -> f32 {
-    let ss = sum_squares(row);
+/// The scale that makes the mean energy of a row of `row_len` weights whose sum of squares is
+/// `ss` 1: `row_len / ss` (0 when `ss` is 0 or not finite, or the quotient overflows: a row
+/// of weights around 1e-20 would otherwise score NaN).
+pub fn scale_of(row_len: usize, ss: f32) -> f32 {
     if ss > 0.0 && ss.is_finite() {
-        row.len() as f32 / ss
+        let scale = row_len as f32 / ss;
+        if scale.is_finite() { scale } else { 0.0 }
     } else {
         0.0
     }
+}
+
+/// The scale that makes a row's mean energy 1: `row_len / Σ w²` ([`scale_of`]; 0 for a row
+/// of zeros).
+pub fn row_scale(row: &[f32]) -> f32 {
+    scale_of(row.len(), sum_squares(row))
 }
 
 /// Per-element participation of rows of `row_len` weights (`out[i]` for `w[i]`), each row's
@@ -264,6 +287,10 @@ mod tests {
             assert!((got as f64 - want).abs() <= want * 1e-6, "col {c}");
         }
         assert_eq!(row_scale(&[0.0; 8]), 0.0);
+        // row_len / ss overflows: no infinite scale (it would score 0 * inf = NaN)
+        assert_eq!(row_scale(&[1e-21; 8]), 0.0);
+        assert_eq!(scale_of(4, 2.0), 2.0);
+        assert_eq!(scale_of(4, f32::INFINITY), 0.0);
     }
 
     #[test]
