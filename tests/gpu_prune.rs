@@ -41,6 +41,9 @@ struct Tally {
     /// Differing where one side is exactly 0 and the other one `[s > 0]` step above it.
     chatter: usize,
     worst: f32,
+    /// CPU scores at the `[s > 0]` edge: players gamma pushed out, chattering between 0 and
+    /// one step (at most `lr * alpha * gamma`), where a 1-ulp difference could flip a step.
+    edge: usize,
     bad: Vec<String>,
 }
 
@@ -68,8 +71,9 @@ impl Tally {
 
     fn check(&self, what: &str) {
         println!(
-            "{what}: {} values, {} same bits, {} within 1e-6 (worst {:e}), {} at 0 on one side only",
-            self.n, self.same_bits, self.close, self.worst, self.chatter
+            "{what}: {} values, {} same bits, {} within 1e-6 (worst {:e}), {} at 0 on one side \
+             only; {} at the [s > 0] edge",
+            self.n, self.same_bits, self.close, self.worst, self.chatter, self.edge
         );
         assert!(
             self.bad.is_empty(),
@@ -163,6 +167,7 @@ fn compare_elements(e: &Engine, w: &[f32], row_len: usize, p: &Participation, t:
     for (i, (&g, &c)) in gpu.iter().zip(&cpu).enumerate() {
         assert!(!c.is_nan() || w[i].is_nan(), "cpu left {i} unwritten");
         t.add("element", i, g, c);
+        t.edge += (c <= p.lr * p.alpha * p.gamma) as usize;
     }
 }
 
@@ -247,6 +252,7 @@ fn group_scores_match_the_cpu_twin() {
         let mut t = Tally::default();
         for (i, (&g, &c)) in gpu.iter().zip(&cpu).enumerate() {
             t.add("group", i, g, c);
+            t.edge += (c <= p.lr * p.alpha * p.gamma) as usize;
         }
         t.check(&format!("group scores, {name}"));
     }

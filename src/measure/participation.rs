@@ -99,7 +99,8 @@ impl Participation {
 }
 
 /// The level after the iterations of a player whose benefit term is `b` and energy `e`
-/// (both already scaled).
+/// (both already scaled). The definition; the score functions run it on blocks of players in
+/// lockstep, with the same bits.
 pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
     let mut s = p.init;
     for _ in 0..p.iterations {
@@ -110,6 +111,28 @@ pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
         s = next.clamp(0.0, 1.0);
     }
     s
+}
+
+/// Players one [`iterate_block`] advances together.
+const BLOCK: usize = 16;
+
+/// [`iterate`] of up to [`BLOCK`] players in lockstep (`b`, `e` hold `n` players): each
+/// player's operations are `iterate`'s, in the same order, so its result is the same bits;
+/// interleaving independent players lets the compiler use SIMD lanes instead of waiting on one
+/// player's chain of dependent steps.
+fn iterate_block(b: &[f32; BLOCK], e: &[f32; BLOCK], n: usize, p: &Participation, out: &mut [f32]) {
+    let mut s = [p.init; BLOCK];
+    let benefit = b.map(|b| p.alpha * b);
+    let c2 = e.map(|e| 2.0 * p.beta * e);
+    for _ in 0..p.iterations {
+        for j in 0..BLOCK {
+            let cost = c2[j] * s[j];
+            let l1 = if s[j] > 0.0 { p.gamma } else { 0.0 };
+            let next = s[j] + p.lr * ((benefit[j] - cost) - l1);
+            s[j] = next.clamp(0.0, 1.0);
+        }
+    }
+    out.copy_from_slice(&s[..n]);
 }
 
 /// Lanes of the row reduction: the workgroup size of `shaders/prune.wgsl`'s row kernels.
@@ -162,21 +185,26 @@ pub fn row_scale(row: &[f32]) -> f32 {
 pub fn element_scores(w: &[f32], row_len: usize, p: &Participation, out: &mut [f32]) {
     for (row, o) in w.chunks(row_len).zip(out.chunks_mut(row_len)) {
         let scale = row_scale(row);
-        for (&x, s) in row.iter().zip(o.iter_mut()) {
-            let e = x * x * scale;
-            let b = match p.benefit {
-                Benefit::Energy => e,
-                Benefit::Signed => x.abs() * x * scale,
-            };
-            *s = iterate(b, e, p);
+        for (xs, os) in row.chunks(BLOCK).zip(o.chunks_mut(BLOCK)) {
+            let (mut b, mut e) = ([0f32; BLOCK], [0f32; BLOCK]);
+            for (j, &x) in xs.iter().enumerate() {
+                e[j] = x * x * scale;
+                b[j] = match p.benefit {
+                    Benefit::Energy => e[j],
+                    Benefit::Signed => x.abs() * x * scale,
+                };
+            }
+            iterate_block(&b, &e, xs.len(), p, os);
         }
     }
 }
 
 /// Participation of players with the given (already scaled) energies: groups.
 pub fn group_scores(energies: &[f32], p: &Participation, out: &mut [f32]) {
-    for (&e, s) in energies.iter().zip(out.iter_mut()) {
-        *s = iterate(e, e, p);
+    for (es, os) in energies.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let mut e = [0f32; BLOCK];
+        e[..es.len()].copy_from_slice(es);
+        iterate_block(&e, &e, es.len(), p, os);
     }
 }
 
@@ -291,6 +319,40 @@ mod tests {
         assert_eq!(row_scale(&[1e-21; 8]), 0.0);
         assert_eq!(scale_of(4, 2.0), 2.0);
         assert_eq!(scale_of(4, f32::INFINITY), 0.0);
+    }
+
+    #[test]
+    fn lockstep_blocks_are_the_same_bits_as_one_player_at_a_time() {
+        let w: Vec<f32> = (0..3 * 37)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
+            .collect();
+        for benefit in [Benefit::Energy, Benefit::Signed] {
+            let p = Participation {
+                benefit,
+                iterations: 37,
+                lr: 0.3,
+                ..Participation::default()
+            };
+            let mut out = vec![f32::NAN; w.len()];
+            element_scores(&w, 37, &p, &mut out);
+            for (row, o) in w.chunks(37).zip(out.chunks(37)) {
+                let scale = row_scale(row);
+                for (&x, &got) in row.iter().zip(o) {
+                    let e = x * x * scale;
+                    let b = match benefit {
+                        Benefit::Energy => e,
+                        Benefit::Signed => x.abs() * x * scale,
+                    };
+                    assert_eq!(got.to_bits(), iterate(b, e, &p).to_bits(), "w {x}");
+                }
+            }
+            let mut g = vec![f32::NAN; w.len()];
+            let energies: Vec<f32> = w.iter().map(|x| x * x).collect();
+            group_scores(&energies, &p, &mut g);
+            for (&e, &got) in energies.iter().zip(&g) {
+                assert_eq!(got.to_bits(), iterate(e, e, &p).to_bits());
+            }
+        }
     }
 
     #[test]
