@@ -228,6 +228,38 @@ fn split_tiles_and_2d_dispatches_match() {
     t.check("element and group scores, split in calls and 2-D");
 }
 
+/// A tile several times the staging budget: calls sized so that two in flight fit it.
+#[test]
+fn tiles_larger_than_the_staging_budget() {
+    let Some(e) = gpu_engine(RunnerOptions {
+        budget: 16 << 20,
+        ..RunnerOptions::default()
+    }) else {
+        return;
+    };
+    let mut r = rng(29);
+    let w = tile(Dist::Normal, 1500, 4096, &mut r); // 24 MiB of f32
+    let p = Participation {
+        iterations: 3,
+        ..Participation::default()
+    };
+    let mut t = Tally::default();
+    compare_elements(&e, &w, 4096, &p, &mut t);
+    let (gr, gc) = e.energies(&w, 4096).unwrap();
+    let (cr, cc) = participation::energies(&w, 4096);
+    for (i, (g, c)) in gr.iter().zip(&cr).chain(gc.iter().zip(&cc)).enumerate() {
+        t.add("energy", i, *g, *c);
+    }
+    let g: Vec<f32> = cr.iter().map(|&x| x / 4096.0).collect();
+    let mut cpu = vec![f32::NAN; g.len()];
+    participation::group_scores(&g, &p, &mut cpu);
+    for (i, (a, b)) in e.group_scores(&g, &p).unwrap().iter().zip(&cpu).enumerate() {
+        t.add("group", i, *a, *b);
+    }
+    t.check("24 MiB tile, 16 MiB staging budget");
+    assert_eq!(t.same_bits, t.n);
+}
+
 #[test]
 fn group_scores_match_the_cpu_twin() {
     let Some(e) = gpu_engine(RunnerOptions::default()) else {

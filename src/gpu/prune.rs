@@ -109,9 +109,11 @@ fn params(n_blocks: usize, row_len: usize) -> CodecParams {
     }
 }
 
-/// f32 values one call may take as input (its output is at most as large).
+/// f32 values one call may take as input (its output is at most as large). A call leases
+/// its input, output and readback buffers and two calls are in flight: an eighth of the
+/// pool's budget each keeps them within it.
 fn values_per_call(runner: &CodecRunner) -> usize {
-    let mut bytes = (runner.pool().budget() / 4)
+    let mut bytes = (runner.pool().budget() / 8)
         .min(runner.context().max_binding())
         .min(MAX_CALL_BYTES);
     if let Some(m) = runner.options().max_tile_bytes {
