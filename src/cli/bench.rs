@@ -1,6 +1,7 @@
 //! `gpuq bench`: throughput and memory measurements.
 //!
 //! - `gpuq bench codecs`: encode/decode GB/s per type, CPU vs GPU and their ratio, one run.
+//! - `gpuq bench prune`: equilibrium pruning's score pass GB/s, CPU vs GPU, one run.
 //! - `gpuq bench quantize`: a generated Llama-shaped F16 model quantized by `gpuq quantize`
 //!   and by llama.cpp's quantizer, each in a child process: wall time, peak RSS, GB/s, and a
 //!   check that gpuq's peak RSS stays within `--max-memory` plus a fixed overhead.
@@ -11,6 +12,7 @@ use crate::error::Result;
 use std::path::PathBuf;
 
 pub mod codecs;
+pub mod prune;
 pub mod quantize;
 pub mod rss;
 pub mod synth;
@@ -25,6 +27,8 @@ pub struct Args {
 pub enum What {
     /// Encode/decode GB/s per type, CPU vs GPU.
     Codecs(codecs::Args),
+    /// Equilibrium pruning's score pass GB/s (element scores, energies, group scores), CPU vs GPU.
+    Prune(prune::Args),
     /// gpuq vs llama.cpp's quantizer on a generated model: wall time, peak RSS, GB/s.
     Quantize(quantize::Args),
     /// Write a seeded Llama-shaped F16 GGUF of about the given size (streamed, tensor by tensor).
@@ -46,6 +50,7 @@ pub struct MakeModelArgs {
 pub fn run(a: Args) -> Result<()> {
     match a.what {
         What::Codecs(a) => codecs::run(a),
+        What::Prune(a) => prune::run(a),
         What::Quantize(a) => quantize::run(a),
         What::MakeModel(a) => {
             let shape = synth::LlamaShape::for_f16_bytes(a.size);

@@ -1,6 +1,7 @@
 //! The wgpu backend behind [`Compute`]: the codec runner (`gpu::codecs`), the absmean and
-//! I2_S kernels (`gpu::ternary`) and the statistics kernels (`gpu::stats`). Built with the
-//! `gpu` feature; without it `gpu_stub.rs` stands in under the same names.
+//! I2_S kernels (`gpu::ternary`), the statistics kernels (`gpu::stats`) and the pruning score
+//! pass (`gpu::prune`). Built with the `gpu` feature; without it `gpu_stub.rs` stands in
+//! under the same names.
 
 use super::Backend;
 use super::compute::Compute;
@@ -116,7 +117,6 @@ impl Compute for GpuCompute {
         crate::gpu::stats::tile_fidelity(&self.runner, src, decoded, row_len)
     }
 
-    // The pruning score pass has no kernel yet: the routing table sends it to the CPU twin.
     fn element_scores(
         &self,
         w: &[f32],
@@ -124,14 +124,14 @@ impl Compute for GpuCompute {
         p: &Participation,
         out: &mut [f32],
     ) -> Result<()> {
-        super::cpu::CpuCompute.element_scores(w, row_len, p, out)
+        crate::gpu::prune::element_scores(&self.runner, w, row_len, p, out)
     }
 
     fn group_scores(&self, energies: &[f32], p: &Participation, out: &mut [f32]) -> Result<()> {
-        super::cpu::CpuCompute.group_scores(energies, p, out)
+        crate::gpu::prune::group_scores(&self.runner, energies, p, out)
     }
 
     fn energies(&self, w: &[f32], row_len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        super::cpu::CpuCompute.energies(w, row_len)
+        crate::gpu::prune::energies(&self.runner, w, row_len)
     }
 }

@@ -13,7 +13,7 @@ pub fn gpu_has(op: Op) -> bool {
         Op::Encode { ty, weighted } => table::can_encode_with(ty, weighted),
         Op::Decode(ty) => table::can_decode(ty),
         Op::AbsmeanSums | Op::Stats | Op::Fidelity => true,
-        Op::ElementScores | Op::GroupScores | Op::Energies => false,
+        Op::ElementScores | Op::GroupScores | Op::Energies => true,
         Op::AbsmeanEncode(ty) => absmean::supports(ty) && table::gpu_codec(ty).is_some(),
         Op::EncodeI2s | Op::DecodeI2s => {
             table::gpu_codec(GgmlType::I2_S).is_some_and(|c| c.scale == Scale::Tensor)
@@ -94,6 +94,7 @@ mod tests {
                 .any(|l| l.starts_with("IQ1_M") && l.contains("encodes on the CPU"))
         );
         assert!(gpu_has(Op::AbsmeanEncode(GgmlType::TQ1_0)));
+        assert!(gpu_has(Op::ElementScores) && gpu_has(Op::GroupScores) && gpu_has(Op::Energies));
         assert!(!gpu_has(Op::AbsmeanEncode(GgmlType::Q8_0)));
         assert_eq!(describe().len(), table::GPU_CODECS.len());
     }

@@ -131,6 +131,11 @@ impl CodecRunner {
         &self.dispatcher
     }
 
+    /// The tuning this runner was made with.
+    pub fn options(&self) -> &RunnerOptions {
+        &self.opts
+    }
+
     /// Statistics of the last call.
     pub fn last_run(&self) -> RunStats {
         *self.busy.lock().unwrap_or_else(|e| e.into_inner())

@@ -1,7 +1,7 @@
 //! The wgpu backend: device context ([`context`]), pipeline cache keyed by a struct
 //! ([`kernels`]), bounded staging pool ([`staging`]), the one dispatch path ([`dispatch`]),
 //! and the kernels' glue: codecs ([`codecs`], table in [`table`]), BitNet absmean
-//! ([`ternary`]), statistics ([`stats`]).
+//! ([`ternary`]), statistics ([`stats`]), equilibrium pruning's score pass ([`prune`]).
 //!
 //! Everything that touches wgpu sits behind the cargo feature `gpu`; [`GpuError`], the
 //! embedded WGSL text ([`wgsl`]), the kernel table ([`table`]) and the lookup tables some
@@ -19,6 +19,8 @@ pub mod context;
 pub mod dispatch;
 #[cfg(feature = "gpu")]
 pub mod kernels;
+#[cfg(feature = "gpu")]
+pub mod prune;
 #[cfg(feature = "gpu")]
 pub mod staging;
 #[cfg(feature = "gpu")]

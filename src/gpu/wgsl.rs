@@ -68,9 +68,15 @@ pub const IQUANTS: ShaderFile = ShaderFile {
     body: include_str!("../../shaders/iquants.wgsl"),
 };
 
+/// Equilibrium pruning's score pass: participation per weight and per group, energies.
+pub const PRUNE: ShaderFile = ShaderFile {
+    name: "prune.wgsl",
+    body: include_str!("../../shaders/prune.wgsl"),
+};
+
 /// Every shader file the runtime knows.
 pub const SHADERS: &[ShaderFile] = &[
-    FLOAT, LEGACY, KQUANTS, STATS, TERNARY, NONLINEAR, FP4, Q1_0, IQUANTS,
+    FLOAT, LEGACY, KQUANTS, STATS, TERNARY, NONLINEAR, FP4, Q1_0, IQUANTS, PRUNE,
 ];
 
 /// The module source of a shader: `common.wgsl`, then the shader's own text.

@@ -22,8 +22,10 @@
 //! `|w| * |w|`, the only reading under which the fixed point `s* = alpha/(2 beta) -
 //! gamma/(2 beta e)` ranks players by magnitude.
 //!
-//! This module is the CPU twin of `shaders/prune.wgsl`: the same operations in the same order.
-//! Row sums of squares use the fixed pairwise order of [`sum_squares`].
+//! This module is the CPU twin of `shaders/prune.wgsl`: the same operations in the same order,
+//! each rounded once (the kernel keeps every product and sum from being fused), so the GPU's
+//! scores are the same bits. Row sums of squares use the workgroup tree of [`sum_squares`],
+//! column sums add the rows top to bottom.
 
 /// What the benefit term multiplies `alpha` with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -50,15 +52,16 @@ pub struct Participation {
 }
 
 impl Default for Participation {
-    /// `alpha = 1, beta = 0.5, gamma = 0.1, lr = 0.1`, 64 iterations from 1: with energies
+    /// `alpha = 1, beta = 0.5, gamma = 0.1, lr = 0.2`, 64 iterations from 1: with energies
     /// scaled to mean 1 the fixed point is `1 - 0.1 / e`, so a player under a tenth of the mean
-    /// energy leaves the game.
+    /// energy leaves the game (a player of energy 0 loses `lr * gamma = 0.02` a step and is out
+    /// after 50; with lr 0.1 it would still hold 0.36 after 64).
     fn default() -> Self {
         Participation {
             alpha: 1.0,
             beta: 0.5,
             gamma: 0.1,
-            lr: 0.1,
+            lr: 0.2,
             iterations: 64,
             init: 1.0,
             benefit: Benefit::Energy,
@@ -97,7 +100,8 @@ impl Participation {
 }
 
 /// The level after the iterations of a player whose benefit term is `b` and energy `e`
-/// (both already scaled).
+/// (both already scaled). The definition; the score functions run it on blocks of players in
+/// lockstep, with the same bits.
 pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
     let mut s = p.init;
     for _ in 0..p.iterations {
@@ -110,75 +114,99 @@ pub fn iterate(b: f32, e: f32, p: &Participation) -> f32 {
     s
 }
 
-/// The sum of `x²` over `xs` in a fixed pairwise order: halves are summed recursively down to
-/// runs of 64, which are summed left to right. The GPU kernel reduces in this order.
-pub fn sum_squares(xs: &[f32]) -> f32 {
-    if xs.len() <= 64 {
-        let mut acc = 0f32;
-        for &x in xs {
-            acc += x * x;
+/// Players one [`iterate_block`] advances together.
+const BLOCK: usize = 16;
+
+/// [`iterate`] of up to [`BLOCK`] players in lockstep (`b`, `e` hold `n` players): each
+/// player's operations are `iterate`'s, in the same order, so its result is the same bits;
+/// interleaving independent players lets the compiler use SIMD lanes instead of waiting on one
+/// player's chain of dependent steps.
+fn iterate_block(b: &[f32; BLOCK], e: &[f32; BLOCK], n: usize, p: &Participation, out: &mut [f32]) {
+    let mut s = [p.init; BLOCK];
+    let benefit = b.map(|b| p.alpha * b);
+    let c2 = e.map(|e| 2.0 * p.beta * e);
+    for _ in 0..p.iterations {
+        for j in 0..BLOCK {
+            let cost = c2[j] * s[j];
+            let l1 = if s[j] > 0.0 { p.gamma } else { 0.0 };
+            let next = s[j] + p.lr * ((benefit[j] - cost) - l1);
+            s[j] = next.clamp(0.0, 1.0);
         }
-        return acc;
     }
-    let half = xs.len().div_ceil(128) * 64;
-    sum_squares(&xs[..half]) + sum_squares(&xs[half..])
+    out.copy_from_slice(&s[..n]);
 }
 
-/// The scale that makes a row's mean energy 1: `row_len / Σ w²` (0 for a row of zeros).
-pub fn row_scale(row: &[f32]) -> f32 {
-    let ss = sum_squares(row);
+/// Lanes of the row reduction: the workgroup size of `shaders/prune.wgsl`'s row kernels.
+pub const SUM_LANES: usize = 256;
+
+/// The sum of `x²` over `xs` in the order of the GPU's workgroup reduction: lane `j` of
+/// [`SUM_LANES`] sums `x[j]², x[j + 256]², ...` left to right from 0, then the lanes are added
+/// as a balanced tree (lane `j` += lane `j + h` for `h` = 128, 64, .., 1) and lane 0 holds the
+/// sum. Every product and sum is one rounded f32 operation (no fused multiply-add), so the
+/// kernel's sum is the same bits. The rounding error is bounded by `(n / 256 + 8)` ulp of the
+/// sum of the magnitudes.
+pub fn sum_squares(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; SUM_LANES];
+    for chunk in xs.chunks(SUM_LANES) {
+        for (acc, &x) in lanes.iter_mut().zip(chunk) {
+            *acc += x * x;
+        }
+    }
+    let mut h = SUM_LANES / 2;
+    while h > 0 {
+        let (lo, hi) = lanes.split_at_mut(h);
+        for (a, &b) in lo.iter_mut().zip(&hi[..h]) {
+            *a += b;
+        }
+        h /= 2;
+    }
+    lanes[0]
+}
+
+/// The scale that makes the mean energy of a row of `row_len` weights whose sum of squares is
+/// `ss` 1: `row_len / ss` (0 when `ss` is 0 or not finite, or the quotient overflows: a row
+/// of weights around 1e-20 would otherwise score NaN).
+pub fn scale_of(row_len: usize, ss: f32) -> f32 {
     if ss > 0.0 && ss.is_finite() {
-        row.len() as f32 / ss
+        let scale = row_len as f32 / ss;
+        if scale.is_finite() { scale } else { 0.0 }
     } else {
         0.0
     }
 }
 
+/// The scale that makes a row's mean energy 1: `row_len / Σ w²` ([`scale_of`]; 0 for a row
+/// of zeros).
+pub fn row_scale(row: &[f32]) -> f32 {
+    scale_of(row.len(), sum_squares(row))
+}
+
 /// Per-element participation of rows of `row_len` weights (`out[i]` for `w[i]`), each row's
-/// energies scaled to mean 1. Elements are iterated in lanes of [`LANES`] (all iterations of a
-/// lane group at once, so the compiler vectorizes across elements); each element sees exactly
-/// [`iterate`]'s operations.
+/// energies scaled to mean 1; blocks of players iterate in lockstep (the compiler vectorizes
+/// across them), each seeing exactly [`iterate`]'s operations.
 pub fn element_scores(w: &[f32], row_len: usize, p: &Participation, out: &mut [f32]) {
     for (row, o) in w.chunks(row_len).zip(out.chunks_mut(row_len)) {
         let scale = row_scale(row);
-        let (mut b, mut e) = ([0f32; LANES], [0f32; LANES]);
-        for (xs, ss) in row.chunks(LANES).zip(o.chunks_mut(LANES)) {
-            for (k, &x) in xs.iter().enumerate() {
-                e[k] = x * x * scale;
-                b[k] = match p.benefit {
-                    Benefit::Energy => e[k],
+        for (xs, os) in row.chunks(BLOCK).zip(o.chunks_mut(BLOCK)) {
+            let (mut b, mut e) = ([0f32; BLOCK], [0f32; BLOCK]);
+            for (j, &x) in xs.iter().enumerate() {
+                e[j] = x * x * scale;
+                b[j] = match p.benefit {
+                    Benefit::Energy => e[j],
                     Benefit::Signed => x.abs() * x * scale,
                 };
             }
-            let s = iterate_lanes(&b, &e, p);
-            ss.copy_from_slice(&s[..ss.len()]);
+            iterate_block(&b, &e, xs.len(), p, os);
         }
     }
-}
-
-/// Elements iterated together by [`element_scores`].
-pub const LANES: usize = 16;
-
-/// [`iterate`] for [`LANES`] players at once, the same operations per lane.
-fn iterate_lanes(b: &[f32; LANES], e: &[f32; LANES], p: &Participation) -> [f32; LANES] {
-    let mut s = [p.init; LANES];
-    let benefit: [f32; LANES] = std::array::from_fn(|k| p.alpha * b[k]);
-    let two_beta = 2.0 * p.beta;
-    for _ in 0..p.iterations {
-        for k in 0..LANES {
-            let cost = two_beta * e[k] * s[k];
-            let l1 = if s[k] > 0.0 { p.gamma } else { 0.0 };
-            let next = s[k] + p.lr * ((benefit[k] - cost) - l1);
-            s[k] = next.clamp(0.0, 1.0);
-        }
-    }
-    s
 }
 
 /// Participation of players with the given (already scaled) energies: groups.
 pub fn group_scores(energies: &[f32], p: &Participation, out: &mut [f32]) {
-    for (&e, s) in energies.iter().zip(out.iter_mut()) {
-        *s = iterate(e, e, p);
+    for (es, os) in energies.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let mut e = [0f32; BLOCK];
+        e[..es.len()].copy_from_slice(es);
+        iterate_block(&e, &e, es.len(), p, os);
     }
 }
 
@@ -289,31 +317,42 @@ mod tests {
             assert!((got as f64 - want).abs() <= want * 1e-6, "col {c}");
         }
         assert_eq!(row_scale(&[0.0; 8]), 0.0);
+        // row_len / ss overflows: no infinite scale (it would score 0 * inf = NaN)
+        assert_eq!(row_scale(&[1e-21; 8]), 0.0);
+        assert_eq!(scale_of(4, 2.0), 2.0);
+        assert_eq!(scale_of(4, f32::INFINITY), 0.0);
     }
 
     #[test]
-    fn lanes_give_iterate_bits() {
+    fn lockstep_blocks_are_the_same_bits_as_one_player_at_a_time() {
         let w: Vec<f32> = (0..3 * 37)
-            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 13.0)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
             .collect();
         for benefit in [Benefit::Energy, Benefit::Signed] {
             let p = Participation {
                 benefit,
+                iterations: 37,
+                lr: 0.3,
                 ..Participation::default()
             };
             let mut out = vec![f32::NAN; w.len()];
             element_scores(&w, 37, &p, &mut out);
-            for (r, row) in w.chunks(37).enumerate() {
+            for (row, o) in w.chunks(37).zip(out.chunks(37)) {
                 let scale = row_scale(row);
-                for (c, &x) in row.iter().enumerate() {
+                for (&x, &got) in row.iter().zip(o) {
                     let e = x * x * scale;
-                    let b = if benefit == Benefit::Energy {
-                        e
-                    } else {
-                        x.abs() * x * scale
+                    let b = match benefit {
+                        Benefit::Energy => e,
+                        Benefit::Signed => x.abs() * x * scale,
                     };
-                    assert_eq!(out[r * 37 + c].to_bits(), iterate(b, e, &p).to_bits());
+                    assert_eq!(got.to_bits(), iterate(b, e, &p).to_bits(), "w {x}");
                 }
+            }
+            let mut g = vec![f32::NAN; w.len()];
+            let energies: Vec<f32> = w.iter().map(|x| x * x).collect();
+            group_scores(&energies, &p, &mut g);
+            for (&e, &got) in energies.iter().zip(&g) {
+                assert_eq!(got.to_bits(), iterate(e, e, &p).to_bits());
             }
         }
     }
