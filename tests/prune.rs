@@ -723,3 +723,54 @@ fn hf_folders_prune_into_folders_that_convert_to_the_pruned_gguf() {
         }
     }
 }
+
+#[test]
+fn the_gpu_prunes_to_the_cpus_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("q35.gguf");
+    make(HYBRID, &base, QWEN35_ARGS);
+    for (mode, extra) in [
+        (
+            "structural",
+            vec![
+                "--mlp-keep",
+                "0.75",
+                "--heads-keep",
+                "0.5",
+                "--vheads-keep",
+                "0.5",
+            ],
+        ),
+        ("unstructured", vec!["--benefit", "signed"]),
+        ("unstructured", vec![]),
+    ] {
+        let mut outs = Vec::new();
+        for backend in ["cpu", "gpu"] {
+            let out = dir.path().join(format!("{mode}-{backend}.gguf"));
+            let mut a = vec![
+                "prune",
+                s(&base),
+                "-o",
+                s(&out),
+                "--type",
+                "Q4_K_M",
+                "--mode",
+                mode,
+                "--backend",
+                backend,
+                "-q",
+            ];
+            a.extend(&extra);
+            let o = gpuq().args(&a).output().unwrap();
+            if backend == "gpu" && common::no_gpu(&o) {
+                return;
+            }
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            outs.push(std::fs::read(&out).unwrap());
+        }
+        assert!(
+            outs[0] == outs[1],
+            "{mode} {extra:?}: the GPU's file differs from the CPU's"
+        );
+    }
+}
