@@ -2,8 +2,10 @@
 //! a 6-bit scale (stored `+ 32`) against the f16 super-scale `d`: `x = d*(sc - 32)*(q - 4)`,
 //! q in 0..=7 (low 2 bits in `qs`, the 3rd in `hmask`).
 
-use super::search::{make_q3_quants, make_qx_quants, nearest_int};
-use super::search_lanes::{make_qx_quants_lanes, transpose_in, transpose_out};
+use super::search::{make_qx_quants, nearest_int};
+use super::search_lanes::{
+    make_q3_quants_lanes, make_qx_quants_lanes, transpose_in, transpose_out,
+};
 use super::{QK_K, block_weights, f16_le, f16_le_to_f32, pack_2bit};
 use bytemuck::{Pod, Zeroable};
 
@@ -74,17 +76,20 @@ fn finish_block(x: &[f32; QK_K], y: &mut BlockQ3K, l: &mut [i8; QK_K]) {
 }
 
 /// ggml's `quantize_row_q3_K_ref` for one block.
+#[inline(always)]
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
+    let xt = transpose_in::<16, 16, f32>(x);
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_q3_quants_lanes(4, &xt, &mut lt);
     let mut l = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
+    transpose_out(&lt, &mut l);
     let mut max_scale = 0.0f32;
     let mut amax = 0.0f32;
-    for (j, s) in scales.iter_mut().enumerate() {
-        *s = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut l[16 * j..], true);
+    for &s in &scales {
         let scale = s.abs();
         if scale > amax {
             amax = scale;
-            max_scale = *s;
+            max_scale = s;
         }
     }
     let mut y = BlockQ3K::zeroed();
@@ -105,6 +110,7 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
 
 /// ggml's `quantize_row_q3_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
+#[inline(always)]
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
     let mut ls = [0i8; 16];
     let mut sumx2 = 0.0f32;
@@ -137,8 +143,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
     y
 }
 
-/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
-pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+/// The row encoder's body, one block at a time.
+#[inline(always)]
+fn encode_row_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     let blocks = src
         .chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(size_of::<BlockQ3K>()));
@@ -151,6 +158,12 @@ pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
         out.copy_from_slice(bytemuck::bytes_of(&y));
     }
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// Encodes one row (see [`crate::codec::EncodeRowFn`]), in the copy for the CPU's
+    /// vector instructions ([`crate::codec::simd`]).
+    pub fn encode_row, encode_row_at => encode_row_impl
+);
 
 /// ggml's `dequantize_row_q3_K` for one block.
 pub fn dequantize_block(b: &BlockQ3K, y: &mut [f32; QK_K]) {

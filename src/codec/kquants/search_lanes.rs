@@ -112,6 +112,93 @@ pub fn make_qx_quants_lanes<const N: usize, const LANES: usize>(
     scale
 }
 
+/// [`make_q3_quants`] with `do_rmse` on `LANES` sub-blocks of `N` elements: `x` transposed
+/// (`x[i][k]`), levels (`+ nmax`) written to `l[i][k]`, the scale of each sub-block returned.
+/// Every lane runs the coordinate-descent passes until no lane changes a level (at most 5): a
+/// pass that changes nothing in a lane leaves its state as it was, so the passes a lane runs
+/// beyond the scalar function's early stop change nothing either.
+///
+/// [`make_q3_quants`]: super::search::make_q3_quants
+#[inline(always)]
+pub fn make_q3_quants_lanes<const N: usize, const LANES: usize>(
+    nmax: i32,
+    x: &[[f32; LANES]; N],
+    l: &mut [[i8; LANES]; N],
+) -> [f32; LANES] {
+    let mut max = [0.0f32; LANES];
+    let mut amax = [0.0f32; LANES];
+    for row in x {
+        for k in 0..LANES {
+            let ax = row[k].abs();
+            let bigger = ax > amax[k];
+            amax[k] = if bigger { ax } else { amax[k] };
+            max[k] = if bigger { row[k] } else { max[k] };
+        }
+    }
+    let mut iscale = [0.0f32; LANES];
+    for k in 0..LANES {
+        iscale[k] = -(nmax as f32) / max[k];
+    }
+    // the levels as f32 (exact small integers), so the passes stay in float vectors
+    let mut lq = [[0.0f32; LANES]; N];
+    let mut sumlx = [0.0f32; LANES];
+    let mut suml2 = [0.0f32; LANES];
+    for i in 0..N {
+        for k in 0..LANES {
+            let xi = x[i][k];
+            let q = nearest_int(iscale[k] * xi).clamp(-nmax, nmax - 1);
+            let qf = q as f32;
+            lq[i][k] = qf;
+            let w = xi * xi;
+            sumlx[k] += w * xi * qf;
+            suml2[k] += w * qf * qf;
+        }
+    }
+    for _itry in 0..5 {
+        let mut changed = false;
+        for i in 0..N {
+            for k in 0..LANES {
+                let xi = x[i][k];
+                let w = xi * xi;
+                let li = lq[i][k];
+                let slx = sumlx[k] - w * xi * li;
+                let sl2 = suml2[k] - w * li * li;
+                let nl = nearest_int(xi * sl2 / slx).clamp(-nmax, nmax - 1) as f32;
+                let slx_new = slx + w * xi * nl;
+                let sl2_new = sl2 + w * nl * nl;
+                let accept = slx > 0.0
+                    && nl != li
+                    && sl2_new > 0.0
+                    && slx_new * slx_new * suml2[k] > sumlx[k] * sumlx[k] * sl2_new;
+                changed |= accept;
+                lq[i][k] = if accept { nl } else { li };
+                sumlx[k] = if accept { slx_new } else { sumlx[k] };
+                suml2[k] = if accept { sl2_new } else { suml2[k] };
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut scale = [0.0f32; LANES];
+    for k in 0..LANES {
+        let small = amax[k] < GROUP_MAX_EPS;
+        scale[k] = if !small && suml2[k] > 0.0 {
+            sumlx[k] / suml2[k]
+        } else {
+            0.0
+        };
+        for i in 0..N {
+            l[i][k] = if small {
+                0
+            } else {
+                (lq[i][k] as i32 + nmax) as i8
+            };
+        }
+    }
+    scale
+}
+
 /// Which ggml search a lane run reproduces.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Qkx {
@@ -416,6 +503,32 @@ mod tests {
                 let want = make_qx_quants(nmax, xs, &mut l, 1, weighted.then_some(ws));
                 assert_eq!(got[k].to_bits(), want.to_bits(), "{nmax} {xs:?}");
                 assert_eq!(&l_lanes[N * k..N * k + N], &l[..], "{nmax} {xs:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn q3_lanes_equal_scalar_search() {
+        use super::super::search::make_q3_quants;
+        let mut g = Gen(11);
+        for round in 0..400u64 {
+            let mut x = vec![0.0f32; 16 * 16];
+            for k in 0..16 {
+                let shape = g.next() ^ round;
+                for i in 0..16 {
+                    x[16 * k + i] = g.value(shape);
+                }
+            }
+            let mut lt = [[0i8; 16]; 16];
+            let got = make_q3_quants_lanes::<16, 16>(4, &transpose_in(&x), &mut lt);
+            let mut l_lanes = vec![0i8; 16 * 16];
+            transpose_out(&lt, &mut l_lanes);
+            for k in 0..16 {
+                let xs = &x[16 * k..16 * k + 16];
+                let mut l = [0i8; 16];
+                let want = make_q3_quants(4, xs, &mut l, true);
+                assert_eq!(got[k].to_bits(), want.to_bits(), "{xs:?}");
+                assert_eq!(&l_lanes[16 * k..16 * k + 16], &l[..], "{xs:?}");
             }
         }
     }
