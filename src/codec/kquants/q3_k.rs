@@ -2,10 +2,8 @@
 //! a 6-bit scale (stored `+ 32`) against the f16 super-scale `d`: `x = d*(sc - 32)*(q - 4)`,
 //! q in 0..=7 (low 2 bits in `qs`, the 3rd in `hmask`).
 
-use super::search::{make_qx_quants, nearest_int};
-use super::search_lanes::{
-    make_q3_quants_lanes, make_qx_quants_lanes, transpose_in, transpose_out,
-};
+use super::search::{make_q3_quants, make_qx_quants, nearest_int};
+use super::search_lanes::{make_qx_quants_lanes, transpose_in, transpose_out};
 use super::{QK_K, block_weights, f16_le, f16_le_to_f32, pack_2bit};
 use bytemuck::{Pod, Zeroable};
 
@@ -78,18 +76,16 @@ fn finish_block(x: &[f32; QK_K], y: &mut BlockQ3K, l: &mut [i8; QK_K]) {
 /// ggml's `quantize_row_q3_K_ref` for one block.
 #[inline(always)]
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
-    let xt = transpose_in::<16, 16, f32>(x);
-    let mut lt = [[0i8; 16]; 16];
-    let scales = make_q3_quants_lanes(4, &xt, &mut lt);
     let mut l = [0i8; QK_K];
-    transpose_out(&lt, &mut l);
+    let mut scales = [0.0f32; 16];
     let mut max_scale = 0.0f32;
     let mut amax = 0.0f32;
-    for &s in &scales {
+    for (j, s) in scales.iter_mut().enumerate() {
+        *s = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut l[16 * j..], true);
         let scale = s.abs();
         if scale > amax {
             amax = scale;
-            max_scale = s;
+            max_scale = *s;
         }
     }
     let mut y = BlockQ3K::zeroed();
