@@ -20,6 +20,7 @@ pub mod legacy;
 pub mod nonlinear;
 pub mod q1_0;
 pub mod shape;
+pub mod simd;
 pub mod ternary;
 
 /// Encodes one row. `weights`, when given, has the row's length.

@@ -509,8 +509,22 @@ pub fn tensor_weights<'o>(
 
 /// NaN/Inf weights poison block scales: stop, naming where.
 fn refuse_nonfinite(src: &dyn ModelSource, t: &InputTensor, r0: u64, f: &[f32]) -> Result<()> {
+    use rayon::prelude::*;
     let row_len = t.row_len().max(1);
-    match f.iter().position(|x| !x.is_finite()) {
+    // on every thread, each chunk in one branch-free (vectorized) pass; the first bad chunk
+    // is then searched for its first bad value
+    const CHUNK: usize = 1 << 14;
+    let first_bad = f
+        .par_chunks(CHUNK)
+        .position_first(|c| c.iter().fold(false, |bad, x| bad | !x.is_finite()))
+        .and_then(|c| {
+            let chunk = &f[c * CHUNK..f.len().min((c + 1) * CHUNK)];
+            chunk
+                .iter()
+                .position(|x| !x.is_finite())
+                .map(|k| c * CHUNK + k)
+        });
+    match first_bad {
         None => Ok(()),
         Some(k) => Err(Error::Invalid(format!(
             "{}: tensor {}: row {} holds a non-finite value ({}) at column {}; \

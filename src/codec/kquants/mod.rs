@@ -115,6 +115,21 @@ fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     }
 }
 
+/// Super-block `i` of a row (or of its importance weights).
+#[inline(always)]
+fn src_block(src: &[f32], i: usize) -> &[f32; QK_K] {
+    src[QK_K * i..QK_K * (i + 1)]
+        .try_into()
+        .expect("a slice of QK_K")
+}
+
+/// Writes block `y` as block `i` of an encoded row.
+#[inline(always)]
+fn store_block<B: bytemuck::Pod>(dst: &mut [u8], i: usize, y: &B) {
+    let n = size_of::<B>();
+    dst[n * i..n * (i + 1)].copy_from_slice(bytemuck::bytes_of(y));
+}
+
 /// The block of `QK_K` importance weights for block `i`, if any.
 #[inline(always)]
 fn block_weights(weights: Option<&[f32]>, i: usize) -> Option<&[f32; QK_K]> {

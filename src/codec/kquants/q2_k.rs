@@ -43,6 +43,7 @@ fn requantize(x: &[f32; QK_K], y: &BlockQ2K, l: &mut [u8; QK_K]) {
 }
 
 /// ggml's `quantize_row_q2_K_ref` for one block.
+#[inline(always)]
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ2K {
     const Q4SCALE: f32 = 15.0;
     let xt = transpose_in::<16, 16, f32>(x);
@@ -98,6 +99,7 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ2K {
 
 /// ggml's `quantize_row_q2_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
+#[inline(always)]
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
     let mut ls = [0u8; 16];
     let mut lm = [0u8; 16];
@@ -144,8 +146,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
     y
 }
 
-/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
-pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+/// The row encoder's body, one block at a time.
+#[inline(always)]
+fn encode_row_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     let blocks = src
         .chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(size_of::<BlockQ2K>()));
@@ -158,6 +161,12 @@ pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
         out.copy_from_slice(bytemuck::bytes_of(&y));
     }
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// Encodes one row (see [`crate::codec::EncodeRowFn`]), in the copy for the CPU's
+    /// vector instructions ([`crate::codec::simd`]).
+    pub fn encode_row, encode_row_at => encode_row_impl
+);
 
 /// ggml's `dequantize_row_q2_K` for one block.
 pub fn dequantize_block(b: &BlockQ2K, y: &mut [f32; QK_K]) {

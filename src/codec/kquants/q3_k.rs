@@ -74,6 +74,7 @@ fn finish_block(x: &[f32; QK_K], y: &mut BlockQ3K, l: &mut [i8; QK_K]) {
 }
 
 /// ggml's `quantize_row_q3_K_ref` for one block.
+#[inline(always)]
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
     let mut l = [0i8; QK_K];
     let mut scales = [0.0f32; 16];
@@ -105,6 +106,7 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ3K {
 
 /// ggml's `quantize_row_q3_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
+#[inline(always)]
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
     let mut ls = [0i8; 16];
     let mut sumx2 = 0.0f32;
@@ -137,8 +139,9 @@ pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ3K {
     y
 }
 
-/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
-pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+/// The row encoder's body, one block at a time.
+#[inline(always)]
+fn encode_row_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     let blocks = src
         .chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(size_of::<BlockQ3K>()));
@@ -151,6 +154,12 @@ pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
         out.copy_from_slice(bytemuck::bytes_of(&y));
     }
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// Encodes one row (see [`crate::codec::EncodeRowFn`]), in the copy for the CPU's
+    /// vector instructions ([`crate::codec::simd`]).
+    pub fn encode_row, encode_row_at => encode_row_impl
+);
 
 /// ggml's `dequantize_row_q3_K` for one block.
 pub fn dequantize_block(b: &BlockQ3K, y: &mut [f32; QK_K]) {

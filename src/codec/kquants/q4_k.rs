@@ -5,7 +5,7 @@
 use super::get_scale_min_k4;
 use super::k4;
 use super::search_lanes::{Qkx, QkxParams};
-use super::{K_SCALE_SIZE, QK_K, block_weights, f16_le_to_f32};
+use super::{K_SCALE_SIZE, QK_K, f16_le_to_f32};
 use bytemuck::{Pod, Zeroable};
 
 /// ggml's `block_q4_K`.
@@ -34,51 +34,53 @@ fn pack_levels(l: &[u8; QK_K], qs: &mut [u8; QK_K / 2]) {
     }
 }
 
-/// ggml's `quantize_row_q4_K_ref` for one block.
-pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ4K {
-    let params = QkxParams {
-        variant: Qkx::V2,
-        nmax: 15,
-        rmin: -1.0,
-        rdelta: 0.1,
-        nstep: 20,
-        use_mad: false,
-    };
-    let (h, l) = k4::quantize_ref(x, params);
+/// `quantize_row_q4_K_ref`'s search parameters.
+const REF_PARAMS: QkxParams = QkxParams {
+    variant: Qkx::V2,
+    nmax: 15,
+    rmin: -1.0,
+    rdelta: 0.1,
+    nstep: 20,
+    use_mad: false,
+};
+
+/// The block from its header and levels.
+#[inline(always)]
+fn block_of(h: k4::K4Header, l: &[u8; QK_K]) -> BlockQ4K {
     let mut y = BlockQ4K::zeroed();
     y.d = h.d;
     y.dmin = h.dmin;
     y.scales = h.scales;
-    pack_levels(&l, &mut y.qs);
+    pack_levels(l, &mut y.qs);
     y
+}
+
+/// ggml's `quantize_row_q4_K_ref` for one block.
+#[inline(always)]
+pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ4K {
+    let (h, l) = k4::quantize_ref(x, REF_PARAMS);
+    block_of(h, &l)
 }
 
 /// ggml's `quantize_row_q4_K_impl` for one block with importance weights `qw` (the imatrix
 /// path).
+#[inline(always)]
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ4K {
     let (h, l) = k4::quantize_weighted(x, qw, 15, false);
-    let mut y = BlockQ4K::zeroed();
-    y.d = h.d;
-    y.dmin = h.dmin;
-    y.scales = h.scales;
-    pack_levels(&l, &mut y.qs);
-    y
+    block_of(h, &l)
 }
 
-/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
-pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
-    let blocks = src
-        .chunks_exact(QK_K)
-        .zip(dst.chunks_exact_mut(size_of::<BlockQ4K>()));
-    for (i, (x, out)) in blocks.enumerate() {
-        let x: &[f32; QK_K] = x.try_into().expect("chunks_exact yields QK_K");
-        let y = match block_weights(weights, i) {
-            Some(qw) => quantize_block_weighted(x, qw),
-            None => quantize_block_ref(x),
-        };
-        out.copy_from_slice(bytemuck::bytes_of(&y));
-    }
+/// The row encoder's body (see [`k4::encode_row`]).
+#[inline(always)]
+fn encode_row_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    k4::encode_row(src, dst, weights, REF_PARAMS, false, block_of);
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// Encodes one row (see [`crate::codec::EncodeRowFn`]), in the copy for the CPU's
+    /// vector instructions ([`crate::codec::simd`]).
+    pub fn encode_row, encode_row_at => encode_row_impl
+);
 
 /// ggml's `dequantize_row_q4_K` for one block.
 pub fn dequantize_block(b: &BlockQ4K, y: &mut [f32; QK_K]) {

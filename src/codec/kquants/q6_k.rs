@@ -73,6 +73,7 @@ fn finish_block(x: &[f32; QK_K], scales: &[f32; 16], l: &mut [i8; QK_K]) -> Bloc
 }
 
 /// ggml's `quantize_row_q6_K_ref` for one block: `make_qx_quants` weighs by x².
+#[inline(always)]
 pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ6K {
     let xt = transpose_in::<16, 16, f32>(x);
     let weights = xt.map(|row| row.map(|v| v * v));
@@ -81,6 +82,7 @@ pub fn quantize_block_ref(x: &[f32; QK_K]) -> BlockQ6K {
 
 /// ggml's `quantize_row_q6_K_impl` for one block with importance weights `qw`; unlike the
 /// other k-quants it passes the raw weights to `make_qx_quants`.
+#[inline(always)]
 pub fn quantize_block_weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ6K {
     let xt = transpose_in::<16, 16, f32>(x);
     search(x, &xt, &transpose_in::<16, 16, f32>(qw))
@@ -96,8 +98,9 @@ fn search(x: &[f32; QK_K], xt: &[[f32; 16]; 16], weights: &[[f32; 16]; 16]) -> B
     finish_block(x, &scales, &mut l)
 }
 
-/// Encodes one row (see [`crate::codec::EncodeRowFn`]).
-pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+/// The row encoder's body, one block at a time.
+#[inline(always)]
+fn encode_row_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     let blocks = src
         .chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(size_of::<BlockQ6K>()));
@@ -110,6 +113,12 @@ pub fn encode_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
         out.copy_from_slice(bytemuck::bytes_of(&y));
     }
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// Encodes one row (see [`crate::codec::EncodeRowFn`]), in the copy for the CPU's
+    /// vector instructions ([`crate::codec::simd`]).
+    pub fn encode_row, encode_row_at => encode_row_impl
+);
 
 /// ggml's `dequantize_row_q6_K` for one block.
 pub fn dequantize_block(b: &BlockQ6K, y: &mut [f32; QK_K]) {

@@ -43,10 +43,13 @@ pub fn make_qx_quants_lanes<const N: usize, const LANES: usize>(
     }
     let mut sumlx = [0.0f32; LANES];
     let mut suml2 = [0.0f32; LANES];
+    // the best levels (`+ nmax`) so far as f32 (exact small integers): choosing between two
+    // candidates is then a float blend, and they become bytes once at the end
+    let mut lbest = [[0.0f32; LANES]; N];
     for i in 0..N {
         for k in 0..LANES {
             let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
-            l[i][k] = (q + nmax) as i8;
+            lbest[i][k] = (q + nmax) as f32;
             let w = weights[i][k];
             let qf = q as f32;
             sumlx[k] += w * x[i][k] * qf;
@@ -63,7 +66,7 @@ pub fn make_qx_quants_lanes<const N: usize, const LANES: usize>(
         };
         best[k] = scale[k] * sumlx[k];
     }
-    let mut laux = [[0i8; LANES]; N];
+    let mut laux = [[0.0f32; LANES]; N];
     for is in -9i32..=9 {
         if is == 0 {
             continue;
@@ -76,40 +79,49 @@ pub fn make_qx_quants_lanes<const N: usize, const LANES: usize>(
         for i in 0..N {
             for k in 0..LANES {
                 let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
-                laux[i][k] = (q + nmax) as i8;
+                laux[i][k] = (q + nmax) as f32;
                 let w = weights[i][k];
                 let qf = q as f32;
                 sumlx[k] += w * x[i][k] * qf;
                 suml2[k] += w * qf * qf;
             }
         }
-        let mut accept = [false; LANES];
-        let mut any = false;
+        // branch-free per lane, so the updates stay vector blends
+        let mut take = [0u32; LANES];
         for k in 0..LANES {
-            accept[k] = suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best[k] * suml2[k];
-            any |= accept[k];
-            if accept[k] {
-                scale[k] = sumlx[k] / suml2[k];
-                best[k] = scale[k] * sumlx[k];
-            }
+            let accept = (suml2[k] > 0.0) & (sumlx[k] * sumlx[k] > best[k] * suml2[k]);
+            take[k] = if accept { u32::MAX } else { 0 };
+            let new_scale = sumlx[k] / suml2[k];
+            scale[k] = if accept { new_scale } else { scale[k] };
+            best[k] = if accept {
+                new_scale * sumlx[k]
+            } else {
+                best[k]
+            };
         }
-        if any {
+        if take.iter().fold(0, |a, &t| a | t) != 0 {
             for i in 0..N {
                 for k in 0..LANES {
-                    l[i][k] = if accept[k] { laux[i][k] } else { l[i][k] };
+                    lbest[i][k] = blend(take[k], laux[i][k], lbest[i][k]);
                 }
             }
         }
     }
     for k in 0..LANES {
-        if amax[k] < GROUP_MAX_EPS {
-            for row in l.iter_mut() {
-                row[k] = 0;
-            }
-            scale[k] = 0.0;
+        let small = amax[k] < GROUP_MAX_EPS;
+        for i in 0..N {
+            l[i][k] = if small { 0 } else { lbest[i][k] as i32 as i8 };
         }
+        scale[k] = if small { 0.0 } else { scale[k] };
     }
     scale
+}
+
+/// `a` where `mask` is all ones, else `b`, bit for bit: a bitwise select, so the compiler
+/// keeps it a vector and-or instead of choosing a source per lane.
+#[inline(always)]
+fn blend(mask: u32, a: f32, b: f32) -> f32 {
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
 /// Which ggml search a lane run reproduces.
@@ -182,10 +194,13 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
         scale[k] = 1.0 / iscale[k];
     }
     let mut best = [0.0f32; LANES];
+    // the best levels so far as f32 (exact small integers): choosing between two candidates
+    // is then a float blend, and they become bytes once at the end
+    let mut lbest = [[0.0f32; LANES]; N];
     for i in 0..N {
         for k in 0..LANES {
             let q = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
-            l[i][k] = q as u8;
+            lbest[i][k] = q as f32;
             let diff = scale[k] * q as f32 + min[k] - x[i][k];
             let diff = if p.use_mad { diff.abs() } else { diff * diff };
             best[k] += weights[i][k] * diff;
@@ -222,10 +237,10 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
             }
             let mut this_scale = [0.0f32; LANES];
             let mut this_min = [0.0f32; LANES];
-            let mut d_pos = [false; LANES];
+            let mut dd = [0.0f32; LANES];
             for k in 0..LANES {
                 let d = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
-                d_pos[k] = d > 0.0;
+                dd[k] = d;
                 let ts = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / d;
                 let tm = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / d;
                 let clamp_min = tm > 0.0;
@@ -240,24 +255,27 @@ pub fn make_qkx_quants_lanes<const N: usize, const LANES: usize>(
                     err[k] += weights[i][k] * diff;
                 }
             }
-            let mut accept = [false; LANES];
-            let mut any = false;
+            // branch-free per lane, so the updates stay vector blends
+            let mut take = [0u32; LANES];
             for k in 0..LANES {
-                accept[k] = d_pos[k] && err[k] < best[k];
-                any |= accept[k];
-                if accept[k] {
-                    best[k] = err[k];
-                    scale[k] = this_scale[k];
-                    min[k] = this_min[k];
-                }
+                let accept = (dd[k] > 0.0) & (err[k] < best[k]);
+                take[k] = if accept { u32::MAX } else { 0 };
+                best[k] = if accept { err[k] } else { best[k] };
+                scale[k] = if accept { this_scale[k] } else { scale[k] };
+                min[k] = if accept { this_min[k] } else { min[k] };
             }
-            if any {
+            if take.iter().fold(0, |a, &t| a | t) != 0 {
                 for i in 0..N {
                     for k in 0..LANES {
-                        l[i][k] = if accept[k] { laux[i][k] as u8 } else { l[i][k] };
+                        lbest[i][k] = blend(take[k], laux[i][k], lbest[i][k]);
                     }
                 }
             }
+        }
+    }
+    for i in 0..N {
+        for k in 0..LANES {
+            l[i][k] = lbest[i][k] as i32 as u8;
         }
     }
     let mut out = [ScaleMin {

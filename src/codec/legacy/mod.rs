@@ -45,6 +45,7 @@ pub const Q8_0_CODEC: CpuCodec = CpuCodec {
 };
 
 /// Encodes a row block by block with `f`.
+#[inline(always)]
 fn ref_row<B: bytemuck::Pod>(src: &[f32], dst: &mut [u8], f: fn(&[f32]) -> B) {
     for (x, d) in src
         .chunks_exact(QK)
@@ -54,13 +55,20 @@ fn ref_row<B: bytemuck::Pod>(src: &[f32], dst: &mut [u8], f: fn(&[f32]) -> B) {
     }
 }
 
-/// ggml `quantize_q4_0`: `quantize_row_q4_0_ref` without weights, `_impl` with.
-pub fn encode_q4_0(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+/// `encode_q4_0`'s body.
+#[inline(always)]
+fn encode_q4_0_impl(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     match weights {
         None => ref_row(src, dst, reference::q4_0),
         Some(w) => weighted::q4_0_row(src, dst, w),
     }
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// ggml `quantize_q4_0`: `quantize_row_q4_0_ref` without weights, `_impl` with; in the
+    /// copy for the CPU's vector instructions ([`crate::codec::simd`]).
+    pub fn encode_q4_0, encode_q4_0_at => encode_q4_0_impl
+);
 
 /// ggml `quantize_q4_1`: `quantize_row_q4_1_ref` without weights, `_impl` with.
 pub fn encode_q4_1(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
@@ -86,10 +94,17 @@ pub fn encode_q5_1(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     }
 }
 
-/// ggml `quantize_q8_0`: always `quantize_row_q8_0_ref` (the weights are ignored).
-pub fn encode_q8_0(src: &[f32], dst: &mut [u8], _weights: Option<&[f32]>) {
+/// `encode_q8_0`'s body.
+#[inline(always)]
+fn encode_q8_0_impl(src: &[f32], dst: &mut [u8], _weights: Option<&[f32]>) {
     ref_row(src, dst, reference::q8_0);
 }
+
+crate::codec::simd::dispatch_encode_row!(
+    /// ggml `quantize_q8_0`: always `quantize_row_q8_0_ref` (the weights are ignored); in the
+    /// copy for the CPU's vector instructions ([`crate::codec::simd`]).
+    pub fn encode_q8_0, encode_q8_0_at => encode_q8_0_impl
+);
 
 /// Decodes a row block by block with `f(block, out32)`.
 fn dec_row<B: bytemuck::Pod>(src: &[u8], dst: &mut [f32], f: fn(&B, &mut [f32])) {

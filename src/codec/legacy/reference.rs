@@ -66,9 +66,44 @@ pub(super) fn pack4(q: &[u8; QK]) -> [u8; QK / 2] {
     qs
 }
 
+/// The largest `|v|` that is not NaN (0 if none): ggml's `if (amax < fabsf(v)) amax =
+/// fabsf(v)` in any order, which ignores NaNs, so it runs as 8 lanes combined at the end.
+#[inline(always)]
+fn abs_max_lanes(x: &[f32; QK]) -> f32 {
+    let mut m = [0.0f32; 8];
+    for c in x.chunks_exact(8) {
+        for k in 0..8 {
+            let a = c[k].abs();
+            m[k] = if m[k] < a { a } else { m[k] };
+        }
+    }
+    let mut amax = 0.0f32;
+    for v in m {
+        amax = if amax < v { v } else { amax };
+    }
+    amax
+}
+
+/// [`signed_absmax`] of a block: the first value whose magnitude is the largest (NaNs never
+/// win), found as the maximum magnitude and then its first position.
+#[inline(always)]
+fn signed_absmax_block(x: &[f32; QK]) -> f32 {
+    let amax = abs_max_lanes(x);
+    if amax == 0.0 {
+        return 0.0; // ggml's `max` keeps its initial +0.0 (also over -0.0 values)
+    }
+    let mut max = 0.0f32;
+    for &v in x.iter().rev() {
+        max = if v.abs() == amax { v } else { max };
+    }
+    max
+}
+
 /// ggml `quantize_row_q4_0_ref` for one block.
+#[inline(always)]
 pub fn q4_0(x: &[f32]) -> BlockQ4_0 {
-    let max = signed_absmax(x);
+    let x: &[f32; QK] = x.try_into().expect("a block of QK");
+    let max = signed_absmax_block(x);
     let d = max / -8.0;
     let id = inverse(d);
     let mut q = [0u8; QK];
@@ -133,13 +168,22 @@ pub fn q5_1(x: &[f32]) -> BlockQ5_1 {
 }
 
 /// ggml `quantize_row_q8_0_ref` for one block: `roundf` (ties away from zero) of `x * id`.
+#[inline(always)]
 pub fn q8_0(x: &[f32]) -> BlockQ8_0 {
-    let mut amax = 0.0f32;
-    for &v in x {
-        // MAX(amax, fabsf(v)) = amax > |v| ? amax : |v|
-        let a = v.abs();
-        amax = if amax > a { amax } else { a };
-    }
+    let x: &[f32; QK] = x.try_into().expect("a block of QK");
+    // ggml's MAX(amax, fabsf(v)) = amax > |v| ? amax : |v| in element order: without NaNs
+    // that is the largest |v| in any order; a NaN makes it order-dependent (it is kept only
+    // until the next element), so such a block takes the serial loop
+    let amax = if x.iter().any(|v| v.is_nan()) {
+        let mut amax = 0.0f32;
+        for &v in x {
+            let a = v.abs();
+            amax = if amax > a { amax } else { a };
+        }
+        amax
+    } else {
+        abs_max_lanes(x)
+    };
     let d = amax / 127.0;
     let id = inverse(d);
     let mut qs = [0i8; QK];
