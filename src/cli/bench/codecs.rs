@@ -121,7 +121,7 @@ fn median(mut t: Vec<f64>) -> f64 {
 }
 
 /// Median seconds of `reps` calls after one warm-up call.
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(super) fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
@@ -130,6 +130,30 @@ fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         t.push(s.elapsed().as_secs_f64());
     }
     Ok(median(t))
+}
+
+/// The engines a benchmark compares: the CPU unless `--backend gpu`, the GPU unless `--backend
+/// cpu` (with `auto`, none when there is no adapter, said on stderr).
+pub(super) fn engines(backend: Backend) -> Result<(Option<Engine>, Option<Engine>)> {
+    let cpu = match backend {
+        Backend::Gpu => None,
+        _ => Some(Engine::new(Backend::Cpu)?),
+    };
+    let gpu = match backend {
+        Backend::Cpu => None,
+        Backend::Gpu => Some(Engine::new(Backend::Gpu)?),
+        Backend::Auto => match Engine::new(Backend::Gpu) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("gpuq bench: no GPU measurements: {e}");
+                None
+            }
+        },
+    };
+    if let Some(g) = &gpu {
+        eprintln!("gpuq bench: {}", g.describe());
+    }
+    Ok((cpu, gpu))
 }
 
 /// Measures one type on the given engines.
@@ -331,24 +355,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let rows_n = ((a.size / 4) as usize / a.row_len).max(1);
     let n = rows_n * a.row_len;
-    let cpu = match a.backend {
-        Backend::Gpu => None,
-        _ => Some(Engine::new(Backend::Cpu)?),
-    };
-    let gpu = match a.backend {
-        Backend::Cpu => None,
-        Backend::Gpu => Some(Engine::new(Backend::Gpu)?),
-        Backend::Auto => match Engine::new(Backend::Gpu) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                eprintln!("gpuq bench: no GPU measurements: {e}");
-                None
-            }
-        },
-    };
-    if let Some(g) = &gpu {
-        eprintln!("gpuq bench: {}", g.describe());
-    }
+    let (cpu, gpu) = engines(a.backend)?;
     eprintln!(
         "gpuq bench: {} elements per call ({:.1} MiB of f32) in rows of {}, {} threads, median of {} calls",
         n,

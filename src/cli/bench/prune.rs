@@ -11,7 +11,6 @@ use crate::cli::args::parse_size;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::measure::participation::Participation;
-use std::time::Instant;
 
 use super::synth;
 
@@ -38,22 +37,7 @@ pub struct Args {
     pub threads: Option<usize>,
 }
 
-fn median(mut t: Vec<f64>) -> f64 {
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
-/// Median seconds of `reps` calls after one warm-up call.
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut t = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
-        let s = Instant::now();
-        f()?;
-        t.push(s.elapsed().as_secs_f64());
-    }
-    Ok(median(t))
-}
+use super::codecs::time;
 
 /// What one engine gave and how fast: GB/s per pass and the outputs (to compare).
 struct Run {
@@ -127,24 +111,7 @@ pub fn run(a: Args) -> Result<()> {
     p.check().map_err(Error::Invalid)?;
     let rows_n = ((a.size / 4) as usize / a.row_len).max(1);
     let n = rows_n * a.row_len;
-    let cpu = match a.backend {
-        Backend::Gpu => None,
-        _ => Some(Engine::new(Backend::Cpu)?),
-    };
-    let gpu = match a.backend {
-        Backend::Cpu => None,
-        Backend::Gpu => Some(Engine::new(Backend::Gpu)?),
-        Backend::Auto => match Engine::new(Backend::Gpu) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                eprintln!("gpuq bench: no GPU measurements: {e}");
-                None
-            }
-        },
-    };
-    if let Some(g) = &gpu {
-        eprintln!("gpuq bench: {}", g.describe());
-    }
+    let (cpu, gpu) = super::codecs::engines(a.backend)?;
     eprintln!(
         "gpuq bench: {} weights per call ({:.1} MiB of f32) in rows of {}, {} iterations, {} threads, median of {} calls",
         n,
