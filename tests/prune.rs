@@ -554,6 +554,60 @@ fn plans_and_scores_round_trip_and_bad_requests_leave_nothing() {
     assert_eq!(bytes, std::fs::read(&b).unwrap());
     assert_eq!(bytes, std::fs::read(&c).unwrap());
 
+    // an edited plan or scores file is refused, never trusted: a kept head moved to another KV
+    // head, a group dropped from a layer, a removed layer past the model, an energy missing
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let mut lied = Vec::new();
+    let mut p: Json = serde_json::from_str(&text).unwrap();
+    let heads = p["layers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|l| l["kind"] == "heads")
+        .unwrap();
+    heads["kept"] = serde_json::json!([0, 1, 2, 3]);
+    lied.push(("--plan", p));
+    let mut p: Json = serde_json::from_str(&text).unwrap();
+    p["layers"][0]["kept"].as_array_mut().unwrap().pop();
+    lied.push(("--plan", p));
+    let mut p: Json = serde_json::from_str(&text).unwrap();
+    p["removed_layers"] = serde_json::json!([7]);
+    lied.push(("--plan", p));
+    let mut sc: Json = serde_json::from_str(&std::fs::read_to_string(&scores).unwrap()).unwrap();
+    sc["groups"][0]["energy"][0]["per_group"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    lied.push(("--scores", sc));
+    let mut sc: Json = serde_json::from_str(&std::fs::read_to_string(&scores).unwrap()).unwrap();
+    sc["groups"][1]["groups"]["n"] = serde_json::json!(4);
+    lied.push(("--scores", sc));
+    let edited = d.join("edited.json");
+    let bad_out = d.join("lied.gguf");
+    for (flag, j) in lied {
+        std::fs::write(&edited, j.to_string()).unwrap();
+        let mut a = vec![
+            "prune",
+            s(&base),
+            "-o",
+            s(&bad_out),
+            "--type",
+            "Q4_K_M",
+            flag,
+            s(&edited),
+        ];
+        if flag == "--scores" {
+            a.extend(keep);
+        }
+        let out = gpuq().args(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("edited or damaged"),
+            "{flag}: {err}"
+        );
+        assert!(!bad_out.exists());
+    }
+
     // a quantized input is decoded tile by tile
     let q8 = d.join("q8.gguf");
     run(&["quantize", s(&base), "-o", s(&q8), "--type", "Q8_0", "-q"]);

@@ -245,6 +245,13 @@ pub fn pruned_config(config: &Json, plan: Option<&PrunePlan>, head_dim: u64) -> 
     c
 }
 
+/// `v` as indented JSON at `p`.
+fn write_json(p: &Path, v: &Json) -> Result<()> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+    std::fs::write(p, text).map_err(|e| Error::io(p, e))
+}
+
 /// Writes the pruned checkpoint of `src` into folder `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_folder(
@@ -361,8 +368,7 @@ pub fn write_folder(
         if st.index.is_some() {
             let index = json!({"metadata": {"total_size": total_size}, "weight_map": weight_map});
             let p = tmp.join("model.safetensors.index.json");
-            std::fs::write(&p, serde_json::to_string_pretty(&index).unwrap_or_default())
-                .map_err(|e| Error::io(&p, e))?;
+            write_json(&p, &index)?;
         }
         // config.json with the new widths; the other small files as they are
         let head_dim = crate::policy::prune::Shape::of(src.metadata())
@@ -371,12 +377,7 @@ pub fn write_folder(
         let dir = &st.root;
         let config = st.config.clone().unwrap_or(Json::Null);
         let p = tmp.join("config.json");
-        std::fs::write(
-            &p,
-            serde_json::to_string_pretty(&pruned_config(&config, plan, head_dim))
-                .unwrap_or_default(),
-        )
-        .map_err(|e| Error::io(&p, e))?;
+        write_json(&p, &pruned_config(&config, plan, head_dim))?;
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
             let name = entry.file_name();

@@ -99,6 +99,25 @@ impl Scores {
     pub fn from_json(text: &str, what: &str, src: &dyn ModelSource) -> Result<Scores> {
         let s: Scores = read_for_model(text, what, "prune scores")?;
         same_model(&s.fingerprint, &s.model, what, src)?;
+        // the groups are the model's own (derived again), every energy is there and finite
+        let l = layout(src)?;
+        let fits = s.groups.len() == l.len()
+            && s.groups.iter().zip(&l).all(|(ge, g)| {
+                ge.groups == *g
+                    && ge.energy.len() == g.members.len()
+                    && ge.energy.iter().all(|me| {
+                        me.per_group.len() as u64 == g.n
+                            && me.total.is_finite()
+                            && me.per_group.iter().all(|v| v.is_finite() && *v >= 0.0)
+                    })
+            });
+        if !fits {
+            return Err(Error::Invalid(format!(
+                "{what}: its groups or energies do not match {}'s (edited or damaged?): \
+                 delete it and measure again",
+                src.describe()
+            )));
+        }
         Ok(s)
     }
 }
@@ -294,8 +313,6 @@ pub struct PrunePlan {
     pub align: u64,
     pub kinds: Vec<KindPlan>,
     pub layers: Vec<LayerPlan>,
-    /// The groups behind `layers` (which rows and columns each is).
-    pub groups: Vec<LayerGroups>,
     /// Parameters (weights) before and after.
     pub params_before: u64,
     pub params_after: u64,
@@ -377,7 +394,6 @@ pub fn plan_structural(
     let (removed_layers, layer_scores) = rank_layers(src, engine, scores, keep.layers, &params)?;
     let mut kinds: BTreeMap<GroupKind, KindPlan> = BTreeMap::new();
     let mut layers = Vec::new();
-    let mut groups = Vec::new();
     let mut removed_params: u64 = src
         .tensors()
         .iter()
@@ -455,7 +471,6 @@ pub fn plan_structural(
             removed,
             scores: s,
         });
-        groups.push(g.clone());
     }
     if layers.is_empty() && removed_layers.is_empty() {
         return Err(Error::Invalid(
@@ -483,7 +498,6 @@ pub fn plan_structural(
         align,
         kinds: kinds.into_values().collect(),
         layers,
-        groups,
         params_before,
         params_after: params_before - removed_params,
         removed_layers,
@@ -576,10 +590,53 @@ pub fn structural_edits(src: &dyn ModelSource, plan: &PrunePlan) -> Result<Prune
             }
         }
     }
-    for (lp, g) in plan.layers.iter().zip(&plan.groups) {
-        if lp.layer != g.layer || lp.kind != g.kind {
-            return Err(Error::Invalid(
-                "a prune plan whose layers and groups disagree".into(),
+    // the groups of each cut are the model's own, derived again; a plan only says which stay
+    let groups = layout(src)?;
+    let n_layer = prune::Shape::of(src.metadata())
+        .map_err(Error::Invalid)?
+        .n_layer;
+    if removed.iter().any(|&l| l as u64 >= n_layer)
+        || removed.windows(2).any(|w| w[0] >= w[1])
+        || removed.len() as u64 >= n_layer
+    {
+        return Err(bad_plan(
+            src,
+            "its removed layers are not layers of this model",
+        ));
+    }
+    for lp in &plan.layers {
+        let g = groups
+            .iter()
+            .find(|g| g.layer == lp.layer && g.kind == lp.kind)
+            .ok_or_else(|| {
+                bad_plan(
+                    src,
+                    &format!("layer {} has no {}", lp.layer, lp.kind.name()),
+                )
+            })?;
+        let to = plan
+            .kinds
+            .iter()
+            .find(|k| k.kind == lp.kind)
+            .map_or(0, |k| k.to);
+        // the kept groups: the kind's count, each set its share, in the kind's order (the order
+        // `select` gives a set of groups)
+        let sets = g.sets.count();
+        let mut chosen = vec![0f32; g.n as usize];
+        for &k in &lp.kept {
+            if let Some(c) = chosen.get_mut(k as usize) {
+                *c = 1.0;
+            }
+        }
+        let canonical = prune::select(g, &chosen, &vec![0.0; g.n as usize], to / sets.max(1));
+        if lp.kept.len() as u64 != to || to % sets != 0 || canonical != lp.kept {
+            return Err(bad_plan(
+                src,
+                &format!(
+                    "layer {}: its {} kept are not {to}, the same number per set, in order",
+                    lp.layer,
+                    lp.kind.name()
+                ),
             ));
         }
         for m in &g.members {
@@ -590,7 +647,7 @@ pub fn structural_edits(src: &dyn ModelSource, plan: &PrunePlan) -> Result<Prune
                 Axis::Rows => d.iter().skip(1).product::<u64>(),
                 Axis::Cols => d.first().copied().unwrap_or(0),
             };
-            if lp.kept.iter().any(|&k| k as u64 >= g.n) || m.offset + g.n * m.width > len {
+            if m.offset + g.n * m.width > len {
                 return Err(Error::Invalid(format!(
                     "prune plan: {} does not fit tensor {}",
                     g.kind.name(),
@@ -645,6 +702,13 @@ pub fn structural_edits(src: &dyn ModelSource, plan: &PrunePlan) -> Result<Prune
     }
     md.push((RECIPE_KEY.into(), Value::String(plan.recipe.clone())));
     Ok((edits, md))
+}
+
+fn bad_plan(src: &dyn ModelSource, why: &str) -> Error {
+    Error::Invalid(format!(
+        "prune plan for {}: {why} (edited or damaged?)",
+        src.describe()
+    ))
 }
 
 /// Which unstructured target a tensor belongs to: attention (and linear attention) or MLP
