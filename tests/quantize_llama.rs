@@ -306,6 +306,28 @@ fn gpu_backend_gives_the_same_bytes() {
     );
 }
 
+/// The output written through pwrite by the writer thread (`--no-map-output`) instead of
+/// filled in place through a memory map (the default): the same bytes, in many small tiles.
+#[test]
+fn pwrite_output_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model-f16.gguf");
+    fixture(&[
+        "make",
+        model.to_str().unwrap(),
+        "--layers",
+        "2",
+        "--seed",
+        "17",
+    ]);
+    check_mixtures(
+        dir.path(),
+        &model,
+        &[("Q4_0", 2), ("Q4_K_M", 15)],
+        &["--backend", "cpu", "--no-map-output", "--max-memory", "1M"],
+    );
+}
+
 #[test]
 fn refusals_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! The output checks every command that writes a GGUF shares: `--no-space-check`,
-//! `--no-verify`.
+//! `--no-verify`, `--no-map-output`.
 
-use crate::formats::gguf::WriteOptions;
+use crate::formats::gguf::{Store, WriteOptions};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct WriteArgs {
@@ -11,6 +11,10 @@ pub struct WriteArgs {
     /// Keep the output without validating the written bytes first (as `gpuq verify` does).
     #[arg(long)]
     pub no_verify: bool,
+    /// Write the output with pwrite from one thread instead of filling it in place through a
+    /// memory map (the default on Linux when the file system can reserve the file's space).
+    #[arg(long)]
+    pub no_map_output: bool,
 }
 
 impl WriteArgs {
@@ -19,6 +23,11 @@ impl WriteArgs {
             space_check: !self.no_space_check,
             verify: !self.no_verify,
             allow_nonfinite,
+            store: if self.no_map_output {
+                Store::Write
+            } else {
+                Store::Mapped
+            },
         }
     }
 }

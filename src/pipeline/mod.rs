@@ -1,16 +1,20 @@
 //! The orchestrator: tensors in input order, cut into tiles of whole rows, each tile decoded to
 //! f32 and encoded to its target type by the [`Engine`], then written at its planned offset.
 //!
-//! Memory is bounded by a fixed pool of tile buffers sized from `max_memory` (nothing is
-//! allocated per tile); a writer thread drains finished tiles while the next one is computed,
-//! and the input pages of a tile are prefetched before and released after it is used, so
-//! resident memory does not grow with the model.
+//! Where the output file is mapped (the default on Linux, [`crate::formats::gguf::Store`]),
+//! each tile is encoded straight into its place in the file by every worker thread, and a
+//! writer thread releases the filled pages (and starts their writeback) while the next tile is
+//! computed; otherwise tiles are encoded into a fixed pool of buffers sized from `max_memory`
+//! (nothing is allocated per tile) that the writer thread writes. The input pages of a tile are
+//! prefetched before and released after it is used, so resident memory does not grow with the
+//! model.
 
 pub mod strategy;
 pub mod tiles;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::formats::gguf::out_map::copy_parallel;
 use crate::formats::gguf::{GgufWriter, TensorSpec, Value};
 use crate::ggml_type::GgmlType;
 use crate::measure::fidelity::FidelityAcc;
@@ -165,14 +169,21 @@ pub fn output_metadata(
     md
 }
 
-struct Tile {
-    tensor: usize,
-    out_offset: u64,
-    len: usize,
-    buf: Vec<u8>,
+/// What the producer hands the writer thread.
+enum Sent {
+    /// Bytes to write (a pooled buffer, returned to the pool once written).
+    Tile {
+        tensor: usize,
+        out_offset: u64,
+        len: usize,
+        buf: Vec<u8>,
+    },
+    /// A region of the mapped output filled in place: its pages are released.
+    Placed { at: u64, len: u64 },
 }
 
-/// Number of output tile buffers in flight (one being filled, one being written, one spare).
+/// Number of output tile buffers in flight (one being filled, one being written, one spare);
+/// with a mapped output, the filled regions whose pages are not yet released.
 const N_TILE_BUFFERS: usize = 3;
 
 /// Rows per tile: as many as fit the budget, where a row costs `work_row_bytes` once (the f32
@@ -263,12 +274,18 @@ pub fn run(
         }
     ];
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..N_TILE_BUFFERS {
+    // a mapped output is filled in place: no buffers
+    let n_buffers = if writer.is_mapped() {
+        0
+    } else {
+        N_TILE_BUFFERS
+    };
+    for _ in 0..n_buffers {
         free_tx
             .send(vec![0u8; max_tile_out as usize])
             .map_err(|_| Error::Invalid("buffer pool closed".into()))?;
     }
-    let (full_tx, full_rx) = mpsc::sync_channel::<Tile>(N_TILE_BUFFERS);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Sent>(N_TILE_BUFFERS);
 
     let mut summary = Summary {
         tensors: tensors.len(),
@@ -280,10 +297,21 @@ pub fn run(
         // the producer's take_buffer fails instead of waiting forever for a buffer
         let free_back = free_tx;
         let write_thread = s.spawn(move || -> Result<()> {
-            for tile in full_rx {
-                writer_ref.write_at(tile.tensor, tile.out_offset, &tile.buf[..tile.len])?;
-                // the receiver may be gone when the producer stopped early; nothing to do then
-                let _ = free_back.send(tile.buf);
+            for sent in full_rx {
+                match sent {
+                    Sent::Tile {
+                        tensor,
+                        out_offset,
+                        len,
+                        buf,
+                    } => {
+                        writer_ref.write_at(tensor, out_offset, &buf[..len])?;
+                        // the receiver may be gone when the producer stopped early; nothing
+                        // to do then
+                        let _ = free_back.send(buf);
+                    }
+                    Sent::Placed { at, len } => writer_ref.release(at, len),
+                }
             }
             Ok(())
         });
@@ -294,6 +322,7 @@ pub fn run(
                 progress.tensor(out_index, &t.name, t.ty, p.target);
                 summary.parameters += t.n_elements();
                 let mut io = TileIo {
+                    writer: &writer,
                     src,
                     index: i,
                     out_index,
@@ -336,14 +365,16 @@ fn take_buffer(free_rx: &mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>> {
         .map_err(|_| Error::Invalid("the writer stopped early".into()))
 }
 
-/// What moving one tensor's tiles needs: the source, the buffer pool and the writer queue.
+/// What moving one tensor's tiles needs: the source, the output, the buffer pool and the
+/// writer queue.
 struct TileIo<'a> {
+    writer: &'a GgufWriter,
     src: &'a dyn ModelSource,
     /// The tensor's index in the source.
     index: usize,
     /// Its index in the output.
     out_index: usize,
-    full_tx: &'a mpsc::SyncSender<Tile>,
+    full_tx: &'a mpsc::SyncSender<Sent>,
     free_rx: &'a mpsc::Receiver<Vec<u8>>,
     progress: &'a dyn Progress,
 }
@@ -358,14 +389,38 @@ impl<'a> TileIo<'a> {
         })
     }
 
-    fn send(&self, out_offset: u64, len: usize, buf: Vec<u8>) -> Result<()> {
+    /// Produces `len` output bytes at `out_offset` of the tensor: `fill` writes them in place
+    /// when the output is mapped, else into a pooled buffer the writer thread writes.
+    fn output(
+        &self,
+        out_offset: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let sent = match self.writer.region(self.out_index, out_offset, len)? {
+            Some(mut region) => {
+                fill(&mut region)?;
+                Sent::Placed {
+                    at: region.at(),
+                    len: len as u64,
+                }
+            }
+            None => {
+                let mut buf = take_buffer(self.free_rx)?;
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                fill(&mut buf[..len])?;
+                Sent::Tile {
+                    tensor: self.out_index,
+                    out_offset,
+                    len,
+                    buf,
+                }
+            }
+        };
         self.full_tx
-            .send(Tile {
-                tensor: self.out_index,
-                out_offset,
-                len,
-                buf,
-            })
+            .send(sent)
             .map_err(|_| Error::Invalid("the writer stopped early".into()))
     }
 }
@@ -375,13 +430,11 @@ fn copy_tensor(io: &mut TileIo, t: &InputTensor, chunk: u64) -> Result<()> {
     let row_bytes = t.ty.row_bytes(t.row_len()).unwrap_or(0).max(1);
     let mut tiles = io.tiles((chunk / row_bytes).max(1), None)?;
     while let Some(tile) = tiles.next_tile()? {
-        let mut buf = take_buffer(io.free_rx)?;
         let len = tile.bytes.len();
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        buf[..len].copy_from_slice(tile.bytes);
-        io.send(tile.r0 * row_bytes, len, buf)?;
+        io.output(tile.r0 * row_bytes, len, |dst| {
+            copy_parallel(dst, tile.bytes);
+            Ok(())
+        })?;
         io.progress.advance(len as u64);
     }
     Ok(())
@@ -452,27 +505,23 @@ fn convert_tensor(
             let slice = (r0 / rows_per_slice) as usize;
             &w[slice * rl..(slice + 1) * rl]
         });
-        let mut buf = take_buffer(io.free_rx)?;
         let len = rows as usize * out_row;
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        strategy.encode(engine, f, rl, w, &mut buf[..len])?;
-        if let Some(e) = fidelity.as_mut() {
-            let y = &mut round_trip[..n];
-            strategy.decode_written(engine, &buf[..len], rl, y)?;
-            e.acc.add_tile(r0, &engine.tile_fidelity(f, y, rl)?);
-        }
-        io.send(r0 * out_row as u64, len, buf)?;
+        io.output(r0 * out_row as u64, len, |dst| {
+            strategy.encode(engine, f, rl, w, dst)?;
+            if let Some(e) = fidelity.as_mut() {
+                let y = &mut round_trip[..n];
+                strategy.decode_written(engine, dst, rl, y)?;
+                e.acc.add_tile(r0, &engine.tile_fidelity(f, y, rl)?);
+            }
+            Ok(())
+        })?;
         io.progress.advance(in_len as u64);
     }
     if let Some(tail) = strategy.trailer() {
-        let mut buf = take_buffer(io.free_rx)?;
-        if buf.len() < tail.len() {
-            buf.resize(tail.len(), 0);
-        }
-        buf[..tail.len()].copy_from_slice(&tail);
-        io.send(n_rows * out_row as u64, tail.len(), buf)?;
+        io.output(n_rows * out_row as u64, tail.len(), |dst| {
+            dst.copy_from_slice(&tail);
+            Ok(())
+        })?;
     }
     Ok((strategy.ternary_report(&t.name), fidelity))
 }

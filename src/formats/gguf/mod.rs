@@ -8,6 +8,7 @@
 use crate::GgmlType;
 use std::path::PathBuf;
 
+pub mod out_map;
 pub mod output;
 pub mod reader;
 pub mod value;
@@ -15,7 +16,7 @@ pub mod writer;
 
 pub use reader::GgufFile;
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, Layout, TensorSpec, WriteOptions, layout};
+pub use writer::{GgufWriter, Layout, Region, Store, TensorSpec, WriteOptions, layout};
 
 /// "GGUF" read as a little-endian u32.
 pub const GGUF_MAGIC: u32 = 0x4655_4747;

@@ -20,6 +20,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::out_map::{OutMap, copy_parallel};
+
 /// A tensor to be written: its data is produced later.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TensorSpec {
@@ -41,6 +43,20 @@ pub struct WriteOptions {
     /// Non-finite values and block scales are not findings (the run was asked to keep them:
     /// `--allow-nonfinite`, dequantize and convert).
     pub allow_nonfinite: bool,
+    /// How the data bytes reach the file.
+    pub store: Store,
+}
+
+/// How a writer puts data bytes in its file ([`WriteOptions::store`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Store {
+    /// The file's space reserved and the file mapped, so [`GgufWriter::region`] hands out its
+    /// bytes to fill in place (see [`super::out_map`]); where that cannot be done (not Linux,
+    /// no `fallocate` on the file system), as `Write`.
+    #[default]
+    Mapped,
+    /// `pwrite` only: [`GgufWriter::region`] answers `None`.
+    Write,
 }
 
 impl Default for WriteOptions {
@@ -50,6 +66,7 @@ impl Default for WriteOptions {
             space_check: true,
             verify: true,
             allow_nonfinite: false,
+            store: Store::Mapped,
         }
     }
 }
@@ -62,6 +79,7 @@ impl WriteOptions {
             space_check: true,
             verify: false,
             allow_nonfinite: true,
+            store: Store::Mapped,
         }
     }
 }
@@ -79,6 +97,8 @@ pub struct GgufWriter {
     data_offset: u64,
     /// Per tensor: the byte ranges written so far, sorted, disjoint, adjacent ones merged.
     written: Vec<Mutex<Vec<(u64, u64)>>>,
+    /// The file mapped (`Store::Mapped` where it could be done).
+    map: Option<OutMap>,
     /// Where the next streamed byte goes: (tensor index, offset in tensor).
     cursor: (usize, u64),
     finished: bool,
@@ -142,6 +162,7 @@ impl GgufWriter {
             alignment: plan.alignment,
             data_offset: plan.data_offset,
             written: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            map: None,
             cursor: (0, 0),
             finished: false,
         };
@@ -158,6 +179,9 @@ impl GgufWriter {
                 e,
             )
         })?;
+        if opts.store == Store::Mapped {
+            w.map = OutMap::create(&w.file, &w.tmp, plan.total_len)?;
+        }
         w.skip_empty();
         Ok(w)
     }
@@ -208,6 +232,58 @@ impl GgufWriter {
     /// and must not overlap bytes already written.
     pub fn write_at(&self, index: usize, offset: u64, bytes: &[u8]) -> Result<(), GgufError> {
         let len = bytes.len() as u64;
+        let at = self.reserve(index, offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if let Some(map) = &self.map {
+            // SAFETY: `reserve` checked the range lies in the planned file (the mapping) and
+            // no other write or region holds any of it.
+            copy_parallel(unsafe { map.slice_mut(at, bytes.len()) }, bytes);
+            map.release(at, len);
+            return Ok(());
+        }
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(|e| super::output::write_failed(&self.tmp, "writing", at, len, e))
+    }
+
+    /// True when [`region`](Self::region) hands out the file's bytes (the file is mapped).
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
+    }
+
+    /// The `len` bytes at `offset` within tensor `index`, to be filled in place, when the file
+    /// is mapped (`None`: use [`write_at`](Self::write_at)). The range counts as written from
+    /// now on (the same checks as `write_at`); give it back with [`release`](Self::release)
+    /// once filled, so its pages leave this process's memory and start going to disk.
+    pub fn region(
+        &self,
+        index: usize,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Region<'_>>, GgufError> {
+        let Some(map) = &self.map else {
+            return Ok(None);
+        };
+        let at = self.reserve(index, offset, len as u64)?;
+        // SAFETY: `reserve` checked the range lies in the mapping and recorded it, so no other
+        // region or write can overlap it while this one lives.
+        let bytes = unsafe { map.slice_mut(at, len) };
+        Ok(Some(Region { at, bytes }))
+    }
+
+    /// Hands back a filled region (by its file offset [`Region::at`] and length): drops its
+    /// pages from this process and starts their writeback. Nothing to do without a mapping.
+    pub fn release(&self, at: u64, len: u64) {
+        if let Some(map) = &self.map {
+            map.release(at, len);
+        }
+    }
+
+    /// Checks `len` bytes at `offset` of tensor `index` fit the tensor and overlap nothing
+    /// written, records them as written and returns their file offset.
+    fn reserve(&self, index: usize, offset: u64, len: u64) -> Result<u64, GgufError> {
         let bad = |what: &'static str| GgufError::BadWrite {
             path: self.tmp.clone(),
             index,
@@ -228,10 +304,7 @@ impl GgufWriter {
             .checked_add(len)
             .filter(|&e| e <= t.size)
             .ok_or_else(|| bad("runs past the end of the tensor"))?;
-        if len == 0 {
-            return Ok(());
-        }
-        {
+        if len > 0 {
             let mut ranges = self.written[index]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -239,10 +312,7 @@ impl GgufWriter {
                 return Err(bad("overlaps bytes already written"));
             }
         }
-        let at = self.data_offset + t.offset + offset; // within the planned file length
-        self.file
-            .write_all_at(bytes, at)
-            .map_err(|e| super::output::write_failed(&self.tmp, "writing", at, len, e))
+        Ok(self.data_offset + t.offset + offset) // within the planned file length
     }
 
     /// Writes the next bytes of tensor data in file order: continues the current tensor and
@@ -295,6 +365,7 @@ impl GgufWriter {
                 });
             }
         }
+        self.map = None; // unmapped: what remains to write back is in the page cache
         self.file.sync_all().map_err(|e| {
             super::output::write_failed(&self.tmp, "flushing", 0, self.data_offset, e)
         })?;
@@ -328,6 +399,33 @@ impl Drop for GgufWriter {
         if !self.finished {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+/// Bytes of a mapped output handed out by [`GgufWriter::region`], to be filled in place.
+#[derive(Debug)]
+pub struct Region<'w> {
+    at: u64,
+    bytes: &'w mut [u8],
+}
+
+impl Region<'_> {
+    /// The region's offset in the file (what [`GgufWriter::release`] takes).
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+}
+
+impl std::ops::Deref for Region<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl std::ops::DerefMut for Region<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.bytes
     }
 }
 
@@ -575,5 +673,117 @@ mod tests {
         assert!(!insert_range(&mut r, 25, 31));
         assert!(insert_range(&mut r, 20, 30));
         assert_eq!(r, vec![(0, 40)]);
+    }
+
+    /// Two tensors written in pieces, in a scrambled order, through `region` where the writer
+    /// hands them out and `write_at` otherwise; returns the file's bytes.
+    fn write_pieces(dir: &Path, store: Store, name: &str) -> (bool, Vec<u8>) {
+        let specs = [
+            TensorSpec {
+                name: "a".into(),
+                ty: GgmlType::F32,
+                dims: vec![1000, 37], // 148,000 bytes: not page aligned, padded to 32
+            },
+            TensorSpec {
+                name: "b".into(),
+                ty: GgmlType::F16,
+                dims: vec![4096, 300], // 2,457,600 bytes
+            },
+        ];
+        let opts = WriteOptions {
+            store,
+            ..WriteOptions::plain()
+        };
+        let path = dir.join(name);
+        let w = GgufWriter::create_with(&path, &[], &specs, &opts).unwrap();
+        let mapped = w.is_mapped();
+        // seeded bytes; pieces of uneven sizes in a scrambled order, some through write_at
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (i, t) in w.tensors().to_vec().iter().enumerate() {
+            let mut cuts: Vec<u64> = (0..9).map(|_| next() % t.size).collect();
+            cuts.extend([0, t.size]);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut pieces: Vec<(u64, u64)> = cuts.windows(2).map(|c| (c[0], c[1])).collect();
+            pieces.sort_by_key(|p| (p.0 * 7919) % 13);
+            for (k, (s, e)) in pieces.into_iter().enumerate() {
+                let bytes: Vec<u8> = (s..e).map(|x| (x as u8) ^ (i as u8 * 101)).collect();
+                // every third piece through write_at, the others in place where handed out
+                let region = if k % 3 == 0 {
+                    None
+                } else {
+                    w.region(i, s, (e - s) as usize).unwrap()
+                };
+                match region {
+                    Some(mut r) => {
+                        // every byte is written: the region starts as zeros (a fresh file)
+                        assert!(r.iter().all(|&b| b == 0));
+                        r.copy_from_slice(&bytes);
+                        let at = r.at();
+                        assert_eq!(at, w.data_offset() + t.offset + s);
+                        w.release(at, e - s);
+                    }
+                    None => w.write_at(i, s, &bytes).unwrap(),
+                }
+            }
+        }
+        w.finish().unwrap();
+        (mapped, std::fs::read(&path).unwrap())
+    }
+
+    #[test]
+    fn a_mapped_output_is_the_written_one_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mapped, via_map) = write_pieces(dir.path(), Store::Mapped, "m.gguf");
+        let (plain, via_write) = write_pieces(dir.path(), Store::Write, "w.gguf");
+        assert!(!plain, "Store::Write maps nothing");
+        if cfg!(target_os = "linux") {
+            assert!(mapped, "a temporary directory on Linux can reserve space");
+        }
+        assert_eq!(via_map.len(), via_write.len());
+        assert!(via_map == via_write, "mapped and written files differ");
+        let f = GgufFile::open(dir.path().join("m.gguf")).unwrap();
+        let b = &f.tensors[1];
+        let data = f.tensor_data(b);
+        assert!(data.iter().enumerate().all(|(x, &v)| v == (x as u8) ^ 101));
+    }
+
+    #[test]
+    fn regions_are_checked_like_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = [TensorSpec {
+            name: "t".into(),
+            ty: GgmlType::F32,
+            dims: vec![1024, 8],
+        }];
+        let path = dir.path().join("r.gguf");
+        let w = GgufWriter::create_with(&path, &[], &specs, &WriteOptions::plain()).unwrap();
+        if !w.is_mapped() {
+            eprintln!("SKIP: this file system cannot reserve space; regions are never handed out");
+            return;
+        }
+        let r = w.region(0, 4096, 8192).unwrap().unwrap();
+        assert_eq!(r.len(), 8192);
+        // an overlapping region or write is refused, the first one held or not
+        let e = w.region(0, 8000, 200).unwrap_err().to_string();
+        assert!(e.contains("overlaps") && e.contains('t'), "{e}");
+        let e = w.write_at(0, 12287, &[1, 2]).unwrap_err().to_string();
+        assert!(e.contains("overlaps"), "{e}");
+        w.release(r.at(), 8192);
+        // past the tensor, or no such tensor
+        let e = w.region(0, 32768 - 4, 8).unwrap_err().to_string();
+        assert!(e.contains("past the end"), "{e}");
+        assert!(w.region(1, 0, 4).is_err());
+        // the unfilled rest makes finish refuse: nothing under the final name
+        let e = w.finish().unwrap_err().to_string();
+        assert!(e.contains('t'), "{e}");
+        assert!(!path.exists());
+        assert!(crate::formats::gguf::output::leftover_tmp_files(&path).is_empty());
     }
 }
