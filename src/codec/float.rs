@@ -83,18 +83,57 @@ fn encode_f16(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
 
 fn decode_f16(src: &[u8], dst: &mut [f32]) {
     let n = (src.len() / 2).min(dst.len());
-    // whole slices through half's converter: 8 at a time with F16C (NEON on aarch64) when the
-    // CPU has it, detected at run time; the same instruction as the scalar path, so the same
-    // bits (an exact conversion; NaN payloads kept, made quiet). Needs 2-byte alignment.
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    // x86-64 with F16C: 32 at a time, straight from the bytes (any alignment)
+    #[cfg(target_arch = "x86_64")]
+    let done = if std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU has F16C (and so AVX), checked just above.
+        unsafe { decode_f16_f16c(src, dst) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let (src, dst) = (&src[2 * done..], &mut dst[done..]);
+    // whole slices through half's converter: 8 at a time with NEON on aarch64 (F16C on x86
+    // when detected); the same conversion as the scalar path, so the same bits (an exact
+    // conversion; NaN payloads kept, made quiet). Needs 2-byte alignment.
     #[cfg(target_endian = "little")]
-    if let Ok(h) = bytemuck::try_cast_slice::<u8, f16>(&src[..2 * n]) {
+    if let Ok(h) = bytemuck::try_cast_slice::<u8, f16>(src) {
         use half::slice::HalfFloatSliceExt;
-        h.convert_to_f32_slice(&mut dst[..n]);
+        h.convert_to_f32_slice(dst);
         return;
     }
-    for (s, y) in src[..2 * n].chunks_exact(2).zip(dst.iter_mut()) {
+    for (s, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
         *y = f16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
     }
+}
+
+/// `VCVTPH2PS` over whole groups of 32 values of `src` (little-endian f16, `dst.len()` of
+/// them): the instruction half's converter uses 8 at a time, here without a call and two
+/// copies per group. Returns how many were converted (a multiple of 32); the caller does the
+/// rest.
+///
+/// # Safety
+/// The CPU must have F16C and AVX; `src` must hold `2 * dst.len()` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn decode_f16_f16c(src: &[u8], dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
+    let n = dst.len().min(src.len() / 2) / 32 * 32;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 32 <= n values, in bounds of both slices; unaligned loads and stores.
+        unsafe {
+            for k in (0..32).step_by(8) {
+                let h = _mm_loadu_si128(s.add(2 * (i + k)) as *const __m128i);
+                _mm256_storeu_ps(d.add(i + k), _mm256_cvtph_ps(h));
+            }
+        }
+        i += 32;
+    }
+    n
 }
 
 fn encode_bf16(src: &[f32], dst: &mut [u8], _w: Option<&[f32]>) {
@@ -147,6 +186,22 @@ mod tests {
             decode_bf16(&buf[off..], &mut out);
             for (h, y) in (0..=u16::MAX).zip(&out) {
                 assert_eq!(y.to_bits(), (h as u32) << 16, "bf16 {h:#06x} at +{off}");
+            }
+        }
+        // every length around the 32-value groups, at both alignments: all written, all right
+        for len in [0usize, 1, 7, 31, 32, 33, 63, 64, 95, 1000] {
+            for off in [0usize, 1] {
+                let src = &bits[2 * 12345 + off..2 * (12345 + len) + off];
+                let mut out = vec![f32::from_bits(0xdead_beef); len];
+                decode_f16(src, &mut out);
+                for (k, y) in out.iter().enumerate() {
+                    let h = u16::from_le_bytes([src[2 * k], src[2 * k + 1]]);
+                    assert_eq!(
+                        y.to_bits(),
+                        f16_bits_to_f32(h).to_bits(),
+                        "{len} +{off} [{k}]"
+                    );
+                }
             }
         }
         // a shorter destination takes what fits
