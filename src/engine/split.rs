@@ -14,8 +14,10 @@
 //! measured throughput of each side (`Adaptive`, the default of `--backend auto` on a real
 //! GPU): per operation (type, direction, weighted or not) each side's elements per second,
 //! smoothed over earlier calls, give the GPU the share `gpu / (gpu + cpu)` that makes both
-//! finish together. The first call of an operation starts from [`START_SHARE`]; each side
-//! keeps at least [`MIN_SHARE`] of the rows so that it stays measured. Calls smaller than
+//! finish together. The first two calls of an operation run at [`START_SHARE`], the first
+//! unmeasured (a warm-up: its GPU part compiles the pipeline, which on lavapipe took 6 s for
+//! 200 rows, and fills the buffer pool); each side keeps at least [`MIN_SHARE`] of the rows
+//! so that it stays measured. Calls smaller than
 //! [`MIN_SPLIT_ELEMS`] elements are not cut (a thread and two half calls cost more than they
 //! save); a fixed share cuts every call.
 //!
@@ -28,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The GPU's share of the rows of an adaptive split's first call of an operation: a real GPU
-/// is expected to be faster than the CPU threads; measurements take over from the first call.
+/// The GPU's share of the rows of an adaptive split's first calls of an operation: a real GPU
+/// is expected to be faster than the CPU threads; measurements take over after the warm-up.
 pub const START_SHARE: f64 = 0.75;
 /// The least share of the rows each side keeps under `Adaptive` (so both stay measured).
 pub const MIN_SHARE: f64 = 0.02;
@@ -115,8 +117,10 @@ pub(crate) struct OpKey {
 }
 
 /// Smoothed elements per second of each side.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Rates {
+    /// The warm-up call has been seen (it is not measured).
+    warm: bool,
     gpu: Option<f64>,
     cpu: Option<f64>,
 }
@@ -165,6 +169,7 @@ impl Balancer {
                 Some(Rates {
                     gpu: Some(g),
                     cpu: Some(c),
+                    ..
                 }) if g + c > 0.0 => (g / (g + c)).clamp(MIN_SHARE, 1.0 - MIN_SHARE),
                 _ => START_SHARE,
             },
@@ -188,23 +193,25 @@ impl Balancer {
         }
     }
 
-    /// Records a cut call: each side's rows and seconds (a side with no rows is not measured).
+    /// Records a cut call: each side's rows and seconds (a side with no rows is not measured,
+    /// nor the first call of an operation: the warm-up).
     pub fn record(&self, op: OpKey, row_len: usize, run: SplitRun) {
         let rate = |rows: usize, secs: f64| {
             (rows > 0 && secs > 0.0).then(|| (rows * row_len) as f64 / secs)
         };
         let mut st = self.state();
-        let r = st.rates.entry(op).or_insert(Rates {
-            gpu: None,
-            cpu: None,
-        });
+        st.last = Some(run);
+        let r = st.rates.entry(op).or_default();
+        if !r.warm {
+            r.warm = true;
+            return;
+        }
         if let Some(g) = rate(run.gpu_rows, run.gpu_seconds) {
             r.gpu = smooth(r.gpu, g);
         }
         if let Some(c) = rate(run.cpu_rows, run.cpu_seconds) {
             r.cpu = smooth(r.cpu, c);
         }
-        st.last = Some(run);
     }
 
     pub fn last(&self) -> Option<SplitRun> {
@@ -332,9 +339,12 @@ mod tests {
         assert_eq!(b.plan(OP, 4, 256), None, "small calls are not cut");
         let (g, s) = b.plan(OP, 1000, 4096).unwrap();
         assert_eq!((g, s), (750, START_SHARE));
-        // the GPU did 750 rows in 1 s, the CPU 250 in 1 s: the GPU is 3x faster
-        b.record(OP, 4096, run(750, 250, 1.0, 1.0));
-        assert!((b.share(OP) - 0.75).abs() < 1e-9);
+        // the warm-up call is not measured (a slow GPU part: the pipeline compiled)
+        b.record(OP, 4096, run(750, 250, 100.0, 1.0));
+        assert_eq!(b.share(OP), START_SHARE);
+        // the GPU did 600 rows in 1 s, the CPU 400 in 2 s: the GPU is 3x faster
+        b.record(OP, 4096, run(600, 400, 1.0, 2.0));
+        assert!((b.share(OP) - 0.75).abs() < 1e-9, "{}", b.share(OP));
         // now the CPU turns out as fast as the GPU: the share moves toward one half
         for _ in 0..40 {
             b.record(OP, 4096, run(500, 500, 1.0, 1.0));
