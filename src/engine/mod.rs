@@ -9,6 +9,11 @@
 //! ([`routes`]) sends each operation to the GPU when it has a kernel for it, else to the CPU
 //! twin. Shapes are checked once, here, before any backend sees a call.
 //!
+//! With a GPU, encodes and decodes the GPU has kernels for may also be shared between the GPU
+//! and the CPU threads, row by row, within one call ([`split`]: on by default for `auto` on a
+//! real GPU, off for `--backend gpu`, [`Engine::with_split`] forces it); the bytes are the
+//! same whatever the share.
+//!
 //! ```
 //! use gpuq::{Backend, Engine, GgmlType};
 //!
@@ -30,6 +35,7 @@ pub mod gpu;
 #[path = "gpu_stub.rs"]
 pub mod gpu;
 pub mod routes;
+pub mod split;
 
 use crate::codec::absmean::RowScale;
 use crate::codec::shape;
@@ -42,8 +48,10 @@ use crate::measure::{Histogram, RowStats};
 use compute::{Compute, Op};
 use cpu::CpuCompute;
 use gpu::GpuCompute;
+use split::{Balancer, OpKey};
 
 pub use gpu::RunnerOptions;
+pub use split::{Split, SplitRun};
 
 /// Which backend to use (the `--backend` flag).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -73,6 +81,8 @@ pub struct Engine {
     why: String,
     cpu: CpuCompute,
     gpu: Option<GpuCompute>,
+    /// How encodes and decodes are shared between the GPU and the CPU (off without a GPU).
+    balance: Balancer,
 }
 
 impl std::fmt::Debug for Engine {
@@ -81,6 +91,7 @@ impl std::fmt::Debug for Engine {
             .field("requested", &self.requested)
             .field("chosen", &self.backend())
             .field("why", &self.why)
+            .field("split", &self.balance.split())
             .finish()
     }
 }
@@ -103,18 +114,59 @@ impl Engine {
             why,
             cpu: CpuCompute,
             gpu: None,
+            balance: Balancer::new(Split::Off),
         };
         if backend == Backend::Cpu {
             return Ok(cpu("cpu: asked for (--backend cpu)".into()));
         }
         Ok(match gpu::open(backend, opts)? {
-            Ok((g, why)) => Engine {
-                requested: backend,
-                why,
-                cpu: CpuCompute,
-                gpu: Some(g),
-            },
+            Ok((g, why)) => {
+                // auto only takes a real GPU: share the work with the CPU threads there
+                let default = match backend {
+                    Backend::Auto => Split::Adaptive,
+                    _ => Split::Off,
+                };
+                let split = Split::from_env()?.unwrap_or(default);
+                Engine {
+                    requested: backend,
+                    why,
+                    cpu: CpuCompute,
+                    gpu: Some(g),
+                    balance: Balancer::new(split),
+                }
+            }
             Err(why) => cpu(why),
+        })
+    }
+
+    /// This engine with the rows of each encode and decode shared between the GPU and the CPU
+    /// as `split` says (see [`split`]); tests force a fixed share with it. Without a GPU there
+    /// is nothing to share and the engine stays as it is. A share outside 0..=1 is refused.
+    pub fn with_split(mut self, split: Split) -> Result<Engine> {
+        let split = split.check()?;
+        if self.gpu.is_some() {
+            self.balance = Balancer::new(split);
+        }
+        Ok(self)
+    }
+
+    /// How encodes and decodes are shared between the GPU and the CPU (`Off` without a GPU).
+    pub fn split(&self) -> Split {
+        self.balance.split()
+    }
+
+    /// What the last call that was shared between the GPU and the CPU did.
+    pub fn last_split(&self) -> Option<SplitRun> {
+        self.balance.last()
+    }
+
+    /// The GPU's share of the rows a shared encode (`decode` false) or decode of `ty` would get
+    /// now: the fixed share, the adaptive estimate, 1 when the split is off.
+    pub fn split_share(&self, ty: GgmlType, decode: bool, weighted: bool) -> f64 {
+        self.balance.share(OpKey {
+            ty,
+            decode,
+            weighted,
         })
     }
 
@@ -134,7 +186,7 @@ impl Engine {
 
     /// One line: what was chosen and why.
     pub fn describe(&self) -> String {
-        format!("backend {}", self.why)
+        format!("backend {}{}", self.why, self.balance.split().describe())
     }
 
     /// The GPU runner, when the GPU backend was chosen.
@@ -196,12 +248,30 @@ impl Engine {
         weights: Option<&[f32]>,
         dst: &mut [u8],
     ) -> Result<()> {
-        shape::check(ty, row_len, src.len(), dst.len())?;
+        let rows = shape::check(ty, row_len, src.len(), dst.len())?;
         shape::check_weights(ty, row_len, weights)?;
         let op = Op::Encode {
             ty,
             weighted: weights.is_some(),
         };
+        if let Some(g) = self.gpu.as_ref().filter(|_| routes::gpu_has(op)) {
+            let key = OpKey {
+                ty,
+                decode: false,
+                weighted: weights.is_some(),
+            };
+            let cut = self.balance.run(
+                key,
+                (rows.n_rows, row_len),
+                (src, row_len),
+                (dst, rows.row_bytes),
+                |s, d| g.encode(ty, s, row_len, weights, d),
+                |s, d| self.cpu.encode(ty, s, row_len, weights, d),
+            )?;
+            if cut {
+                return Ok(());
+            }
+        }
         self.route(op).encode(ty, src, row_len, weights, dst)
     }
 
@@ -220,7 +290,29 @@ impl Engine {
         row_len: usize,
         dst: &mut [f32],
     ) -> Result<()> {
-        shape::check(ty, row_len, dst.len(), src.len())?;
+        let rows = shape::check(ty, row_len, dst.len(), src.len())?;
+        if let Some(g) = self
+            .gpu
+            .as_ref()
+            .filter(|_| routes::gpu_has(Op::Decode(ty)))
+        {
+            let key = OpKey {
+                ty,
+                decode: true,
+                weighted: false,
+            };
+            let cut = self.balance.run(
+                key,
+                (rows.n_rows, row_len),
+                (src, rows.row_bytes),
+                (dst, row_len),
+                |s, d| g.decode(ty, s, row_len, d),
+                |s, d| self.cpu.decode(ty, s, row_len, d),
+            )?;
+            if cut {
+                return Ok(());
+            }
+        }
         self.route(Op::Decode(ty)).decode(ty, src, row_len, dst)
     }
 

@@ -1,7 +1,16 @@
 //! The GPU codec runner: streams rows through the kernels of [`super::table`] in tiles of
-//! whole rows, two tiles in flight (the next one is submitted before the previous one is read
-//! back), every dispatch through [`super::dispatch`]. Its CPU twins are `codec::encode_rows` /
-//! `decode_rows`; the bytes must agree (tests/gpu_*.rs).
+//! whole rows, every dispatch through [`super::dispatch`]. Its CPU twins are
+//! `codec::encode_rows` / `decode_rows`; the bytes must agree (tests/gpu_*.rs).
+//!
+//! In flight during a call (`tiles_in_flight` 2, the default): tile k+1 is uploaded
+//! (`Queue::write_buffer` into its own pooled source buffer), dispatched and its output copied
+//! into its own pooled readback buffer, all in one submission, before tile k is waited for and
+//! copied out; so the device computes k+1 while the host copies k's output and then k+2's
+//! input. Each of the two tiles holds its own uniform, source, output and readback buffers
+//! (double-buffered uploads and readbacks); a side input shared by every tile (importance
+//! weights, a lookup table, a scale) is uploaded once per call. Pipelines, buffers and bind
+//! groups are reused from call to call (`gpu::dispatch`). The engine may run the CPU codec on
+//! other rows of the same call meanwhile (`engine::split`).
 
 use super::GpuError;
 use super::context::GpuContext;
@@ -125,6 +134,11 @@ impl CodecRunner {
 
     pub fn kernels(&self) -> &KernelCache {
         self.dispatcher.kernels()
+    }
+
+    /// Bind groups created so far (a warm stream of tiles of one shape creates none).
+    pub fn bind_groups_created(&self) -> u64 {
+        self.dispatcher.bind_groups_created()
     }
 
     pub(crate) fn dispatcher(&self) -> &Dispatcher {
@@ -317,6 +331,12 @@ impl CodecRunner {
             rows_per_tile = rows_per_tile.min((avail / per).max(1));
         }
         stats.rows_per_tile = rows_per_tile;
+        // a side input shared by every tile (weights, lookup table, a scale) is uploaded once
+        // for the call; per-row side inputs travel with their tile
+        let shared_side = match job.side {
+            Side::Shared(s) => Some((self.dispatcher.upload(s)?, s.len() as u64)),
+            _ => None,
+        };
         let mut pending: Option<(InFlight<'_>, Range<usize>)> = None;
         let mut row0 = 0u64;
         while row0 < job.n_rows as u64 {
@@ -325,12 +345,12 @@ impl CodecRunner {
             let n_groups = n_blocks.div_ceil(job.blocks_per_invocation);
             let src =
                 &job.src[(row0 * job.src_row) as usize..((row0 + rows) * job.src_row) as usize];
-            let side = match job.side {
-                Side::None => None,
-                Side::Shared(s) => Some(s),
-                Side::PerRow(s, per_row) => {
-                    Some(&s[row0 as usize * per_row..(row0 + rows) as usize * per_row])
-                }
+            let side = match (job.side, &shared_side) {
+                (_, Some((lease, len))) => Some(Input::Resident(lease.buffer(), *len)),
+                (Side::PerRow(s, per_row), None) => Some(Input::Bytes(
+                    &s[row0 as usize * per_row..(row0 + rows) as usize * per_row],
+                )),
+                _ => None,
             };
             let d = Dispatch {
                 key: job.key,

@@ -8,13 +8,23 @@
 //! Every kernel uses the bind group layout of `gpu::kernels::Layout::Codec`: 0 the uniform
 //! [`CodecParams`], 1 the source words, 2 the output words, 3 a side input (importance weights,
 //! per-row scales, thresholds, a round trip; a 16-byte dummy when there is none).
+//!
+//! Nothing is created per dispatch that can be reused: pipelines are cached by `KernelKey`
+//! (`gpu::kernels`), buffers come from the staging pool (`gpu::staging`: a steady stream of
+//! tiles of one shape allocates nothing), and bind groups are cached by the buffers and
+//! binding sizes they name ([`Dispatcher::bind_groups_created`]), so the tiles of a call,
+//! which alternate between the same pooled buffers, reuse a handful of bind groups. What is
+//! made per dispatch is what wgpu makes single-use: the command encoder and its buffer (and
+//! the staging memory behind `Queue::write_buffer`, owned by wgpu).
 
 use super::GpuError;
 use super::context::GpuContext;
 use super::kernels::{KernelCache, KernelKey, Layout};
 use super::staging::{Lease, Role, StagingPool};
+use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 /// Uniform parameters of one dispatch; WGSL twin: `CodecParams` in common.wgsl.
 #[repr(C)]
@@ -34,7 +44,8 @@ pub struct CodecParams {
 /// Bytes of the uniform buffer of one dispatch.
 const PARAMS_SLOT: u64 = 256;
 
-/// The source words of a dispatch (binding 1).
+/// The words of a dispatch's source (binding 1) or side input (binding 3).
+#[derive(Clone, Copy)]
 pub enum Input<'a> {
     /// Bytes to upload for this dispatch alone (padded with zero bytes to a whole word).
     Bytes(&'a [u8]),
@@ -47,8 +58,9 @@ pub struct Dispatch<'a> {
     pub key: KernelKey,
     pub params: CodecParams,
     pub src: Input<'a>,
-    /// Binding 3; `None` binds the dummy.
-    pub side: Option<&'a [u8]>,
+    /// Binding 3; `None` binds the dummy. A side input shared by several dispatches is best
+    /// uploaded once ([`Dispatcher::upload`]) and passed as [`Input::Resident`].
+    pub side: Option<Input<'a>>,
     /// Bytes of output to read back (binding 2 is this, padded to a whole word).
     pub out_bytes: u64,
     /// Invocations to launch (rounded up to whole workgroups, split in 2-D past the x limit).
@@ -71,14 +83,40 @@ pub struct InFlight<'p> {
     pub two_d: bool,
 }
 
-/// Submits dispatches on one device: pipeline cache, staging pool, dummy binding.
+/// Submits dispatches on one device: pipeline cache, staging pool, bind group cache, dummy
+/// binding.
 pub struct Dispatcher {
     ctx: Arc<GpuContext>,
     kernels: KernelCache,
     pool: StagingPool,
     dummy: wgpu::Buffer,
     max_workgroups_x: Option<u32>,
+    bind_groups: Mutex<BindGroups>,
+    bind_groups_created: AtomicU64,
 }
+
+/// The buffers and bound sizes of one bind group (layout `Codec`): uniform, source, output,
+/// side input (the dummy when there is none).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindKey {
+    uniform: wgpu::Buffer,
+    src: (wgpu::Buffer, u64),
+    dst: (wgpu::Buffer, u64),
+    side: (wgpu::Buffer, u64),
+}
+
+/// Bind groups by the buffers they name. Emptied when the pool has destroyed a buffer since
+/// (a destroyed buffer's bind groups are unusable) and when it grows past [`MAX_BIND_GROUPS`]
+/// (tiles of many shapes).
+#[derive(Default)]
+struct BindGroups {
+    pool_destroyed: u64,
+    map: HashMap<BindKey, wgpu::BindGroup>,
+}
+
+/// Bind groups kept at most; a steady stream of tiles uses a few (two tiles in flight, each
+/// leasing its own buffers, plus the last partial tile of a call).
+const MAX_BIND_GROUPS: usize = 256;
 
 pub(crate) fn round4(n: u64) -> u64 {
     n.div_ceil(4) * 4
@@ -110,7 +148,55 @@ impl Dispatcher {
             pool,
             dummy,
             max_workgroups_x,
+            bind_groups: Mutex::new(BindGroups::default()),
+            bind_groups_created: AtomicU64::new(0),
         }
+    }
+
+    /// Bind groups created so far (tests: a warm stream of tiles creates none).
+    pub fn bind_groups_created(&self) -> u64 {
+        self.bind_groups_created.load(Ordering::Relaxed)
+    }
+
+    /// The bind group naming `key`'s buffers: cached, else created (and cached).
+    fn bind_group(&self, key: BindKey, label: &str) -> wgpu::BindGroup {
+        let destroyed = self.pool.stats().buffers_destroyed;
+        let mut cache = self.bind_groups.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.pool_destroyed != destroyed || cache.map.len() >= MAX_BIND_GROUPS {
+            cache.map.clear();
+            cache.pool_destroyed = destroyed;
+        }
+        if let Some(g) = cache.map.get(&key) {
+            return g.clone();
+        }
+        let g = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: self.kernels.bind_group_layout(Layout::Codec),
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: binding(&key.uniform, std::mem::size_of::<CodecParams>() as u64),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: binding(&key.src.0, key.src.1),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: binding(&key.dst.0, key.dst.1),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: binding(&key.side.0, key.side.1),
+                    },
+                ],
+            });
+        self.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        cache.map.insert(key, g.clone());
+        g
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
@@ -194,14 +280,16 @@ impl Dispatcher {
             }
         };
         let side = match d.side {
-            Some(s) => {
-                let lease = self
-                    .pool
-                    .acquire(Role::Storage, round4(s.len() as u64).max(16))?;
-                self.write(lease.buffer(), s);
-                Some((lease, round4(s.len() as u64).max(16)))
+            Some(Input::Resident(buf, size)) => (buf.clone(), round4(size).max(16)),
+            Some(Input::Bytes(b)) => {
+                let size = round4(b.len() as u64).max(16);
+                let lease = self.pool.acquire(Role::Storage, size)?;
+                self.write(lease.buffer(), b);
+                let buf = lease.buffer().clone();
+                held.push(lease);
+                (buf, size)
             }
-            None => None,
+            None => (self.dummy.clone(), 16),
         };
         let dst = self.pool.acquire(Role::Storage, out_pad)?;
         if d.poison {
@@ -209,31 +297,15 @@ impl Dispatcher {
         }
         let readback = self.pool.acquire(Role::Readback, out_pad)?;
 
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&label),
-            layout: self.kernels.bind_group_layout(Layout::Codec),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: binding(uniform.buffer(), std::mem::size_of::<CodecParams>() as u64),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: binding(&src_buf, src_size),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: binding(dst.buffer(), out_pad),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: match &side {
-                        Some((lease, size)) => binding(lease.buffer(), *size),
-                        None => binding(&self.dummy, 16),
-                    },
-                },
-            ],
-        });
+        let bind_group = self.bind_group(
+            BindKey {
+                uniform: uniform.buffer().clone(),
+                src: (src_buf, src_size),
+                dst: (dst.buffer().clone(), out_pad),
+                side,
+            },
+            &label,
+        );
         let (x, y) = self.workgroups(d.invocations, d.key.workgroup_size)?;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some(&label),
@@ -250,7 +322,6 @@ impl Dispatcher {
         enc.copy_buffer_to_buffer(dst.buffer(), 0, readback.buffer(), 0, out_pad);
         let submission = self.ctx.queue.submit([enc.finish()]);
         held.push(uniform);
-        held.extend(side.map(|(l, _)| l));
         held.push(dst);
         Ok(InFlight {
             owner: self,

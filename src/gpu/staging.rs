@@ -47,6 +47,10 @@ struct Pooled {
     buffer: wgpu::Buffer,
     role: Role,
     size: u64,
+    /// Creation order: of several idle fits the oldest is leased, so the same sequence of
+    /// requests on the same idle buffers always gets the same buffers (and the dispatcher's
+    /// cached bind groups, keyed by buffers, are found again).
+    serial: u64,
 }
 
 #[derive(Default)]
@@ -55,6 +59,8 @@ struct State {
     /// Bytes of all buffers the pool owns (idle and leased).
     allocated: u64,
     created: u64,
+    /// Buffers destroyed to make room (their bind groups must not be used again).
+    destroyed: u64,
 }
 
 /// Counters for tests and `gpuq info`.
@@ -63,6 +69,8 @@ pub struct PoolStats {
     pub budget: u64,
     pub allocated: u64,
     pub buffers_created: u64,
+    /// Idle buffers destroyed to make room for larger ones.
+    pub buffers_destroyed: u64,
     pub idle_buffers: usize,
 }
 
@@ -79,6 +87,7 @@ pub struct Lease<'a> {
     buffer: wgpu::Buffer,
     role: Role,
     size: u64,
+    serial: u64,
 }
 
 impl Lease<'_> {
@@ -99,6 +108,7 @@ impl Drop for Lease<'_> {
             buffer: self.buffer.clone(),
             role: self.role,
             size: self.size,
+            serial: self.serial,
         });
     }
 }
@@ -136,12 +146,14 @@ impl StagingPool {
             budget: self.budget,
             allocated: s.allocated,
             buffers_created: s.created,
+            buffers_destroyed: s.destroyed,
             idle_buffers: s.idle.len(),
         }
     }
 
     /// Leases a buffer of `role` with at least `min_size` bytes: an idle one of exactly its
-    /// size class, else a new one (evicting idle buffers if the budget requires). Only exact
+    /// size class (the oldest of several), else a new one (evicting idle buffers if the
+    /// budget requires). Only exact
     /// classes are reused, so a lease is never much larger than asked for and callers that
     /// size their work to a share of the budget (two tiles in flight, half each) stay inside it.
     pub fn acquire(&self, role: Role, min_size: u64) -> Result<Lease<'_>, GpuError> {
@@ -150,7 +162,10 @@ impl StagingPool {
         let best = s
             .idle
             .iter()
-            .position(|p| p.role == role && p.size == class);
+            .enumerate()
+            .filter(|(_, p)| p.role == role && p.size == class)
+            .min_by_key(|(_, p)| p.serial)
+            .map(|(i, _)| i);
         if let Some(i) = best {
             let p = s.idle.swap_remove(i);
             return Ok(Lease {
@@ -158,6 +173,7 @@ impl StagingPool {
                 buffer: p.buffer,
                 role: p.role,
                 size: p.size,
+                serial: p.serial,
             });
         }
         let size = class;
@@ -183,6 +199,7 @@ impl StagingPool {
             };
             let p = s.idle.swap_remove(i);
             s.allocated -= p.size;
+            s.destroyed += 1;
             p.buffer.destroy();
         }
         let label = format!("gpuq pool {} {}", role.name(), size);
@@ -199,6 +216,7 @@ impl StagingPool {
             buffer,
             role,
             size,
+            serial: s.created,
         })
     }
 }

@@ -145,7 +145,7 @@ impl Resident<'_> {
             key,
             params: self.params,
             src: Input::Resident(self.src.buffer(), self.size),
-            side: side.map(bytemuck::cast_slice),
+            side: side.map(|s| Input::Bytes(bytemuck::cast_slice(s))),
             out_bytes: self.n_segments * words * 4,
             invocations: self.n_segments * STATS_WG as u64,
             poison: false,
