@@ -1,8 +1,9 @@
 //! Bounded memory, measured: a generated model larger than a small `--max-memory` budget is
 //! quantized by `gpuq quantize` in a child process whose peak RSS (VmHWM sampled from
-//! /proc/<pid>/status, and wait4's ru_maxrss) must stay below the budget plus a fixed
-//! overhead. A control run with a budget large enough to hold the largest tensor whole must
-//! exceed that same limit, so the measurement is shown to see the tile buffers.
+//! /proc/<pid>/status; wait4's ru_maxrss also carries this test's own RSS) must stay below
+//! the budget plus a fixed overhead. A control run with a budget large enough to hold the
+//! largest tensor whole must exceed that same limit, so the measurement is shown to see the
+//! tile buffers.
 //! Not a timed test: only memory is checked.
 
 mod common;
