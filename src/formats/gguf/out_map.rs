@@ -14,7 +14,7 @@
 //! `pwrite`. A region is handed out only after the writer recorded its byte range as written,
 //! and ranges never overlap, so no two `&mut` slices alias. Released regions lose their page
 //! table entries (resident memory stays bounded: a shared file mapping keeps the bytes in the
-//! page cache) and their writeback starts at once, so the final flush waits for less.
+//! page cache) and their writeback starts one region later, so the final flush waits for less.
 
 use super::GgufError;
 use std::fs::File;
@@ -24,6 +24,7 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct OutMap {
     map: memmap2::MmapRaw,
+    writeback: std::sync::Mutex<Writeback>,
     /// For `sync_file_range` on release.
     #[cfg(target_os = "linux")]
     fd: std::os::unix::io::RawFd,
@@ -58,7 +59,11 @@ impl OutMap {
             .len(n)
             .map_raw(file)
             .ok()
-            .map(|map| OutMap { map, fd }))
+            .map(|map| OutMap {
+                map,
+                writeback: Default::default(),
+                fd,
+            }))
     }
 
     /// Not Linux: no space reservation here, so never mapped.
@@ -80,7 +85,15 @@ impl OutMap {
     }
 
     /// Drops this process's page table entries of `at..at + len` (the bytes stay in the page
-    /// cache) and starts writing them back. Best effort: both are hints.
+    /// cache) and starts writing back what lies well behind it. Best effort: both are hints.
+    ///
+    /// Writeback locks each page-cache folio while it is submitted, and a folio (up to a PMD,
+    /// aligned to its size) can reach past the region just filled into the next one, which
+    /// the worker threads are filling meanwhile: they then wait in the page fault for the lock
+    /// (seen: encoders sleeping in `ext4_page_mkwrite -> __folio_lock`). So writeback runs one
+    /// release behind, up to the previous region's end rounded down to [`FOLIO_MAX`]: no folio there
+    /// can hold bytes of a region still being filled, as long as regions come in file order
+    /// (the pipeline's). Bytes never started here are written by the final flush.
     pub fn release(&self, at: u64, len: u64) {
         if len == 0 {
             return;
@@ -95,17 +108,44 @@ impl OutMap {
                 len as usize,
             )
         };
+        let (from, to) = {
+            let mut wb = self.writeback.lock().unwrap_or_else(|e| e.into_inner());
+            let to = wb.previous_end & !(FOLIO_MAX - 1);
+            wb.previous_end = at + len;
+            let from = wb.started;
+            if to <= from {
+                return;
+            }
+            wb.started = to;
+            (from, to)
+        };
         #[cfg(target_os = "linux")]
         // SAFETY: a hint on a descriptor the writer owns; no memory is touched.
         unsafe {
             libc::sync_file_range(
                 self.fd,
-                at as libc::off64_t,
-                len as libc::off64_t,
+                from as libc::off64_t,
+                (to - from) as libc::off64_t,
                 libc::SYNC_FILE_RANGE_WRITE,
             );
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (from, to);
     }
+}
+
+/// At least the largest page-cache folio writeback locks at once: a PMD, 2 MiB with 4 KiB
+/// pages (x86-64), 32 MiB with 16 KiB pages (arm64 kernels on Apple hardware); see
+/// [`OutMap::release`].
+const FOLIO_MAX: u64 = 32 << 20;
+
+/// Where early writeback stands.
+#[derive(Debug, Default)]
+struct Writeback {
+    /// Writeback was started for `..started`.
+    started: u64,
+    /// The end of the region released last.
+    previous_end: u64,
 }
 
 /// `dst.copy_from_slice(src)` on every rayon thread for large copies (a mapped destination
