@@ -194,6 +194,13 @@ fn tile_rows(max_memory: u64, work_row_bytes: u64, out_row_bytes: u64, n_rows: u
     (max_memory / per_row.max(1)).clamp(1, n_rows.max(1))
 }
 
+/// The most f32 bytes one tile decodes into, whatever the budget. Larger tiles buy nothing
+/// (each step is parallel inside a tile) and cost memory that is touched once per run: a
+/// 2 GiB budget gave the 1 GiB F16 bench model a 262 MB work area (its 32000 x 2048 output
+/// tensor whole) and a 449 MB peak; capped, 236 MB, and Q4_0 ran in 2.09 s instead of 2.41
+/// (means of three alternated runs, 2 threads: fresh pages are slow to fault in on this VM).
+const MAX_TILE_F32_BYTES: u64 = 128 << 20;
+
 /// Rows per tile when tensor `t` becomes `target` under `opts`.
 fn tensor_tile_rows(opts: &PipelineOptions, t: &InputTensor, target: GgmlType) -> u64 {
     let row_len = t.row_len();
@@ -201,12 +208,14 @@ fn tensor_tile_rows(opts: &PipelineOptions, t: &InputTensor, target: GgmlType) -
     let f32_areas = if opts.error_report { 2 } else { 1 };
     let in_row = t.ty.row_bytes(row_len).unwrap_or(0);
     let out_row = target.row_bytes(row_len).unwrap_or(0);
+    let cap = (MAX_TILE_F32_BYTES / (row_len * 4).max(1)).max(1);
     tile_rows(
         opts.max_memory,
         row_len * 4 * f32_areas + in_row,
         out_row,
         t.n_rows(),
     )
+    .min(cap)
 }
 
 /// Writes `out` from `src` following `plans` (one per input tensor, same order).
@@ -616,6 +625,17 @@ mod tests {
         let with_report = tensor_tile_rows(&opts, &t, GgmlType::Q4_K);
         assert!(with_report * (4096 * 8 + 4096 * 2 + 2304 * 3) <= 64 << 20);
         assert!(with_report < plain);
+        // a large budget: the f32 area is capped, not the whole tensor
+        opts.max_memory = 64 << 30;
+        let capped = tensor_tile_rows(&opts, &t, GgmlType::Q4_K);
+        assert_eq!(capped, MAX_TILE_F32_BYTES / (4096 * 4));
+        // a row wider than the cap is still one row per tile
+        let wide = InputTensor {
+            name: "wide".into(),
+            dims: vec![64 << 20, 3],
+            ty: GgmlType::F16,
+        };
+        assert_eq!(tensor_tile_rows(&opts, &wide, GgmlType::Q8_0), 1);
     }
 
     #[test]
