@@ -182,6 +182,9 @@ enum Sent {
     Placed { at: u64, len: u64 },
 }
 
+/// Bytes of the next tensor asked for (read ahead) when a tensor starts.
+const NEXT_TENSOR_PREFETCH: u64 = 64 << 20;
+
 /// Number of output tile buffers in flight (one being filled, one being written, one spare);
 /// with a mapped output, the filled regions whose pages are not yet released.
 const N_TILE_BUFFERS: usize = 3;
@@ -329,6 +332,12 @@ pub fn run(
             for (out_index, &i) in order.iter().enumerate() {
                 let (t, p) = (&tensors[i], &plans[i]);
                 progress.tensor(out_index, &t.name, t.ty, p.target);
+                // the tile loop reads ahead within a tensor; the next tensor's first pages
+                // are asked for here, so a cold input is read while this one is converted
+                if let Some(&next) = order.get(out_index + 1) {
+                    let ahead = src.tensor_len(next).min(NEXT_TENSOR_PREFETCH);
+                    src.prefetch(next, 0, ahead as usize);
+                }
                 summary.parameters += t.n_elements();
                 let mut io = TileIo {
                     writer: &writer,
