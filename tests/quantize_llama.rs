@@ -286,8 +286,8 @@ fn more_mixtures_from_bf16_with_tied_embeddings() {
     );
 }
 
-#[test]
-fn gpu_backend_gives_the_same_bytes() {
+/// A 2-layer model of `seed` quantized to `mixtures` by both quantizers, gpuq with `args`.
+fn check_two_layers(seed: &str, mixtures: &[(&str, u32)], args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model-f16.gguf");
     fixture(&[
@@ -296,11 +296,15 @@ fn gpu_backend_gives_the_same_bytes() {
         "--layers",
         "2",
         "--seed",
-        "13",
+        seed,
     ]);
-    check_mixtures(
-        dir.path(),
-        &model,
+    check_mixtures(dir.path(), &model, mixtures, args);
+}
+
+#[test]
+fn gpu_backend_gives_the_same_bytes() {
+    check_two_layers(
+        "13",
         &[("Q8_0", 7), ("Q4_K_M", 15)],
         &["--backend", "gpu", "--max-memory", "1M"],
     );
@@ -310,19 +314,8 @@ fn gpu_backend_gives_the_same_bytes() {
 /// filled in place through a memory map (the default): the same bytes, in many small tiles.
 #[test]
 fn pwrite_output_gives_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model-f16.gguf");
-    fixture(&[
-        "make",
-        model.to_str().unwrap(),
-        "--layers",
-        "2",
-        "--seed",
+    check_two_layers(
         "17",
-    ]);
-    check_mixtures(
-        dir.path(),
-        &model,
         &[("Q4_0", 2), ("Q4_K_M", 15)],
         &["--backend", "cpu", "--no-map-output", "--max-memory", "1M"],
     );
