@@ -1,9 +1,7 @@
 //! `gpuq convert`: llama.cpp's `convert_hf_to_gguf.py` job, streamed: a Hugging Face folder to
 //! a GGUF in one of the converter's output types, with no intermediate file.
 
-use crate::cli::args::parse_size;
 use crate::cli::progress::run_job;
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::jobs::convert::convert_with;
@@ -48,18 +46,8 @@ pub struct Args {
     /// Ignore the tokenizer files and write the weights only.
     #[arg(long)]
     pub no_tokenizer: bool,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// CPU worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory for tile buffers, e.g. 512M, 2G.
-    #[arg(long, default_value = "2G", value_parser = parse_size)]
-    pub max_memory: u64,
-    /// No progress output.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: crate::cli::run_args::RunArgs,
     #[command(flatten)]
     pub write: crate::cli::write_args::WriteArgs,
 }
@@ -71,22 +59,26 @@ pub fn run(a: Args) -> Result<()> {
             a.input.display()
         )));
     }
-    if let Some(n) = a.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    crate::cli::run_args::set_threads(a.run.threads);
     let opts = HfOptions {
         vocab_pre: a.vocab_pre.clone(),
         no_tokenizer: a.no_tokenizer,
     };
     let src = HfSource::open(&a.input, &opts)?;
     let outtype = a.outtype.ggml();
-    let s = run_job(a.backend, a.quiet, |engine, progress| {
+    let s = run_job(a.run.backend, a.run.quiet, |engine, progress| {
         let w = a.write.options(true);
-        convert_with(&src, &a.output, outtype, a.max_memory, &w, engine, progress)
+        convert_with(
+            &src,
+            &a.output,
+            outtype,
+            a.run.max_memory,
+            &w,
+            engine,
+            progress,
+        )
     })?;
-    if !a.quiet {
+    if !a.run.quiet {
         eprintln!(
             "gpuq: {} -> {} ({:?}): {} tensors, {:.2} MiB -> {:.2} MiB, {:.2} s",
             a.input.display(),

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod prune;
 pub mod quantize;
 pub mod quantize_report;
+pub mod run_args;
 pub mod stats;
 pub mod verify;
 pub mod write_args;

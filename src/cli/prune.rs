@@ -1,9 +1,7 @@
 //! `gpuq prune`: equilibrium pruning (structural or unstructured) and quantizing in one pass.
 
-use crate::cli::args::parse_size;
 use crate::cli::progress::{ProgressReporter, job_engine};
 use crate::cli::quantize_report::write_atomic;
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::jobs::prune::{self, Keep, PrunePlan, PrunedSource, Scores};
 use crate::measure::participation::{Benefit, Participation};
@@ -94,18 +92,8 @@ pub struct Args {
     /// Allow quantized inputs to be requantized (their pruned tensors are decoded to F32).
     #[arg(long)]
     pub allow_requantize: bool,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// CPU worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory for tile buffers, e.g. 512M, 2G.
-    #[arg(long, default_value = "2G", value_parser = parse_size)]
-    pub max_memory: u64,
-    /// No progress output.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: crate::cli::run_args::RunArgs,
     /// After writing a GGUF, llama.cpp's KL divergence of its logits against the unpruned
     /// model over TOKENS fixed token ids (default 128); runs python3 with llama-cpp-python.
     #[arg(long, value_name = "TOKENS", num_args = 0..=1, default_missing_value = "128")]
@@ -158,11 +146,7 @@ pub fn run(a: Args) -> Result<()> {
             ));
         }
     };
-    if let Some(n) = a.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    crate::cli::run_args::set_threads(a.run.threads);
     let params = a.params();
     params.check().map_err(Error::Invalid)?;
     if a.mode == Mode::Structural && a.benefit != Benefit::Energy {
@@ -183,7 +167,7 @@ pub fn run(a: Args) -> Result<()> {
             open_source_with(&a.input, &Default::default())?,
             false,
             &mut |line: String| {
-                if !a.quiet {
+                if !a.run.quiet {
                     eprintln!("gpuq: {line}")
                 }
             },
@@ -221,13 +205,13 @@ pub fn run(a: Args) -> Result<()> {
             "--kl compares GGUF files: pass --type to write one".into(),
         ));
     }
-    let engine = job_engine(a.backend, a.quiet)?;
-    let progress = ProgressReporter::new(a.quiet);
+    let engine = job_engine(a.run.backend, a.run.quiet)?;
+    let progress = ProgressReporter::new(a.run.quiet);
 
     let mut kept_plan = None;
     let (edits, md) = match a.mode {
         Mode::Unstructured => {
-            if !a.quiet || a.dry_run {
+            if !a.run.quiet || a.dry_run {
                 eprintln!(
                     "gpuq: unstructured pruning zeroes {:.0}% of each attention row and {:.0}% of \
                      each MLP row; the file will not shrink (zeros are still encoded in every \
@@ -263,11 +247,11 @@ pub fn run(a: Args) -> Result<()> {
             };
             if let Some(path) = &a.save_plan {
                 write_atomic(path, plan.to_json()?.as_bytes())?;
-                if !a.quiet {
+                if !a.run.quiet {
                     eprintln!("gpuq: prune plan written to {}", path.display());
                 }
             }
-            if a.dry_run || !a.quiet {
+            if a.dry_run || !a.run.quiet {
                 print_structural(&plan, a.dry_run);
             }
             let e = prune::structural_edits(src, &plan)?;
@@ -291,11 +275,11 @@ pub fn run(a: Args) -> Result<()> {
             kept_plan.as_ref(),
             &engine,
             &params,
-            a.max_memory,
+            a.run.max_memory,
             &out,
             &progress,
         )?;
-        if !a.quiet {
+        if !a.run.quiet {
             eprintln!(
                 "gpuq: {} -> {}: {:.2} MiB of weights",
                 a.input.display(),
@@ -307,7 +291,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let pruned = PrunedSource::new(src, &engine, params, edits, &md)?;
     let mut opts = QuantizeOptions::new(mixture.name)?;
-    opts.max_memory = a.max_memory;
+    opts.max_memory = a.run.max_memory;
     opts.allow_requantize = a.allow_requantize;
     opts.write = a.write.options(false);
     let plans = quantize::plan(&pruned, &opts)?;
@@ -334,7 +318,7 @@ pub fn run(a: Args) -> Result<()> {
         if a.mode == Mode::Unstructured {
             println!("{:<44} {:>9} {:>14}", "tensor", "zeros", "energy removed");
             for (name, zeros, removed) in
-                prune::unstructured_damage(src, &pruned, &engine, a.max_memory, &progress)?
+                prune::unstructured_damage(src, &pruned, &engine, a.run.max_memory, &progress)?
             {
                 println!(
                     "{name:<44} {:>8.2}% {:>13.3}%",
@@ -359,7 +343,7 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     }
-    if !fallbacks.is_empty() && !a.quiet {
+    if !fallbacks.is_empty() && !a.run.quiet {
         eprintln!(
             "gpuq: {} tensor(s) do not fit {}'s block and fall back: {}",
             fallbacks.len(),
@@ -369,7 +353,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let output = output.ok_or_else(|| Error::Invalid("no output file".into()))?;
     let s = quantize::quantize(&pruned, &output, &engine, &opts, &progress)?;
-    if !a.quiet {
+    if !a.run.quiet {
         eprintln!(
             "gpuq: {} -> {} ({}): {} tensors, {:.2} MiB (unpruned at this type {:.2} MiB), {:.2} s",
             a.input.display(),
@@ -438,7 +422,7 @@ fn scores(
     {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let s = Scores::from_json(&text, &path.display().to_string(), src)?;
-        if !a.quiet {
+        if !a.run.quiet {
             eprintln!(
                 "gpuq: group energies from {} (no score pass)",
                 path.display()
@@ -447,15 +431,15 @@ fn scores(
         return Ok(s);
     }
     let layout = prune::layout(src)?;
-    if !a.quiet {
+    if !a.run.quiet {
         for line in prune::describe_layout(&layout) {
             eprintln!("gpuq: {line}");
         }
     }
-    let s = prune::measure(src, engine, layout, a.max_memory, progress)?;
+    let s = prune::measure(src, engine, layout, a.run.max_memory, progress)?;
     if let Some(path) = &a.scores {
         write_atomic(path, s.to_json()?.as_bytes())?;
-        if !a.quiet {
+        if !a.run.quiet {
             eprintln!("gpuq: group energies written to {}", path.display());
         }
     }

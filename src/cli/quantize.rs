@@ -3,7 +3,6 @@
 use crate::cli::args::parse_size;
 use crate::cli::progress::{ProgressReporter, job_engine};
 use crate::cli::quantize_report;
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::formats::gguf::Value;
 use crate::formats::imatrix::Imatrix;
@@ -77,15 +76,8 @@ pub struct Args {
     /// Quantize weights holding NaN or Inf instead of stopping.
     #[arg(long)]
     pub allow_nonfinite: bool,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// CPU worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory for tile buffers, e.g. 512M, 2G.
-    #[arg(long, default_value = "2G", value_parser = parse_size)]
-    pub max_memory: u64,
+    #[command(flatten)]
+    pub run: crate::cli::run_args::RunArgs,
     /// TQ1_0 / TQ2_0: BitNet b1.58 absmean ternarization, one scale per row (per-channel) or
     /// per tensor (per-tensor), instead of llama-quantize's block absmax. BitNet checkpoints
     /// are per-tensor by default (their own scale); I2_S is always per-tensor.
@@ -110,9 +102,6 @@ pub struct Args {
     /// Print the plan (tensor, role, from, to, bytes) and the output size; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// No progress output.
-    #[arg(short, long)]
-    pub quiet: bool,
     #[command(flatten)]
     pub write: crate::cli::write_args::WriteArgs,
     /// Hugging Face folder: write this tokenizer.ggml.pre instead of identifying it.
@@ -256,12 +245,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let mixture = Mixture::parse(ty_name.as_deref().unwrap_or("Q4_K_M")).map_err(Error::Invalid)?;
-    if let Some(n) = a.threads {
-        // the global pool can be configured once; a second call (tests) keeps the first
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    crate::cli::run_args::set_threads(a.run.threads);
 
     let hf_opts = crate::model::hf::HfOptions {
         vocab_pre: a.vocab_pre.clone(),
@@ -271,7 +255,7 @@ pub fn run(a: Args) -> Result<()> {
         open_source_with(&a.input, &hf_opts)?,
         a.keep_names,
         &mut |line: String| {
-            if !a.quiet || a.dry_run {
+            if !a.run.quiet || a.dry_run {
                 eprintln!("gpuq: {line}")
             }
         },
@@ -283,7 +267,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(path) => {
             let mut m = Imatrix::load(path)?;
             m.filter(&a.include_weights, &a.exclude_weights);
-            if !a.quiet {
+            if !a.run.quiet {
                 eprintln!(
                     "gpuq: imatrix {}: {} entries{}{}",
                     path.display(),
@@ -312,7 +296,7 @@ pub fn run(a: Args) -> Result<()> {
         allow_requantize: a.allow_requantize,
         overrides: overrides(&a)?,
         allow_nonfinite: a.allow_nonfinite,
-        max_memory: a.max_memory,
+        max_memory: a.run.max_memory,
         // llama-quantize: the user's overrides, then the imatrix keys (set_imatrix below)
         metadata: a
             .override_kv
@@ -335,7 +319,7 @@ pub fn run(a: Args) -> Result<()> {
     let opts = if let Some(path) = &a.plan {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let plan = SizePlan::from_json(&text, &path.display().to_string())?;
-        if !a.quiet {
+        if !a.run.quiet {
             eprintln!(
                 "gpuq: size plan {}: {} ({:.2} MiB, {:.3} bits/weight)",
                 path.display(),
@@ -346,7 +330,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         target::apply(&plan, opts)?
     } else if let Some(t) = target {
-        let e = job_engine(a.backend, a.quiet)?;
+        let e = job_engine(a.run.backend, a.run.quiet)?;
         let mut topts = TargetOptions::new(t);
         topts.sample_rows = a.sample_rows;
         topts.damage = a.target_damage;
@@ -359,11 +343,11 @@ pub fn run(a: Args) -> Result<()> {
             &opts,
             ty_name.is_some(),
             &topts,
-            &ProgressReporter::new(a.quiet),
+            &ProgressReporter::new(a.run.quiet),
         )?;
         if let Some(path) = &a.save_plan {
             quantize_report::write_atomic(path, plan.to_json()?.as_bytes())?;
-            if !a.quiet {
+            if !a.run.quiet {
                 eprintln!("gpuq: size plan written to {}", path.display());
             }
         }
@@ -371,7 +355,7 @@ pub fn run(a: Args) -> Result<()> {
             print_size_plan(&plan);
             return Ok(());
         }
-        if !a.quiet {
+        if !a.run.quiet {
             eprintln!("{}", size_plan_summary(&plan));
         }
         engine = Some(e);
@@ -382,7 +366,7 @@ pub fn run(a: Args) -> Result<()> {
     let mixture = opts.mixture;
 
     let plans = quantize::plan(src.as_ref(), &opts)?;
-    if let (Some(m), false) = (&opts.imatrix, a.quiet) {
+    if let (Some(m), false) = (&opts.imatrix, a.run.quiet) {
         // llama-quantize says "did not find weights for …" per tensor; one line here
         let missing: Vec<&str> = src
             .tensors()
@@ -418,7 +402,7 @@ pub fn run(a: Args) -> Result<()> {
     // the size target's measuring pass already built the engine; else build it now
     let engine = match engine {
         Some(e) => e,
-        None => job_engine(a.backend, a.quiet)?,
+        None => job_engine(a.run.backend, a.run.quiet)?,
     };
     let backend = engine.describe();
     let s = quantize::quantize(
@@ -426,13 +410,13 @@ pub fn run(a: Args) -> Result<()> {
         &output,
         &engine,
         &opts,
-        &ProgressReporter::new(a.quiet),
+        &ProgressReporter::new(a.run.quiet),
     )?;
     match (report_file, a.report.is_some()) {
         (Some(r), _) => {
             let j = quantize_report::to_json(&s, &a.input, &output, mixture.name, &backend);
             quantize_report::write_json(r, &j)?;
-            if !a.quiet {
+            if !a.run.quiet {
                 eprintln!(
                     "gpuq: report of {} tensors written to {}",
                     s.errors.len(),
@@ -444,7 +428,7 @@ pub fn run(a: Args) -> Result<()> {
             .map_err(|e| Error::io("<stdout>", e))?,
         (None, false) => {}
     }
-    if !a.quiet {
+    if !a.run.quiet {
         eprintln!(
             "gpuq: {} -> {} ({}): {} tensors ({} converted), {:.2} MiB -> {:.2} MiB, {:.2} bits/weight, {:.2} s, {:.3} GB/s",
             a.input.display(),

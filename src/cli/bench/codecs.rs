@@ -330,11 +330,7 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if let Some(n) = a.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    crate::cli::run_args::set_threads(a.threads);
     if a.row_len == 0 || a.row_len % 256 != 0 {
         return Err(Error::Invalid(format!(
             "--row-len {}: use a multiple of 256",

@@ -96,11 +96,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if let Some(n) = a.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    crate::cli::run_args::set_threads(a.threads);
     if a.row_len == 0 {
         return Err(Error::Invalid("--row-len 0: use at least 1".into()));
     }
